@@ -1,0 +1,376 @@
+//! Command line: clap types, and the one [`Config`] built from them.
+//!
+//! Nothing past [`Config::from_cli`] sees a clap type.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::decide::Rules;
+use crate::exit_codes;
+use crate::waiter::WaitOptions;
+
+/// Holds a service-mesh proxy's shutdown until the application in the same pod
+/// has closed its TCP sockets, or a deadline passes.
+///
+/// Run it as the proxy container's preStop exec hook. Without a subcommand it
+/// runs `wait`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "prestop-wait",
+    version,
+    after_help = exit_codes::HELP,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    wait: WaitArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Poll until no socket of the app is left, or the deadline passes (the default).
+    #[command(after_help = exit_codes::HELP)]
+    Wait(WaitArgs),
+    /// Look once and print which sockets block, and why the others do not.
+    #[command(after_help = exit_codes::HELP)]
+    Check(CheckArgs),
+}
+
+/// Options that say what the proxy is and what to look at.
+#[derive(Debug, Args)]
+struct CommonArgs {
+    /// procfs root: tables from DIR/net/tcp and DIR/net/tcp6, processes from DIR/<pid>/.
+    #[arg(
+        long = "proc",
+        value_name = "DIR",
+        env = "PRESTOP_WAIT_PROC",
+        default_value = "/proc"
+    )]
+    proc_root: PathBuf,
+
+    /// Sockets owned by these uids are the proxy's (repeatable or comma list).
+    #[arg(
+        long,
+        value_name = "UID",
+        env = "PRESTOP_WAIT_PROXY_UID",
+        value_delimiter = ',',
+        default_value = "1337"
+    )]
+    proxy_uid: Vec<u32>,
+
+    /// Processes whose comm or argv[0] basename is one of these are the proxy's (repeatable or comma list).
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "PRESTOP_WAIT_PROXY_NAME",
+        value_delimiter = ',',
+        default_value = "envoy,pilot-agent"
+    )]
+    proxy_name: Vec<String>,
+
+    /// Sockets with this local port never block (repeatable or comma list).
+    #[arg(
+        long,
+        value_name = "PORT",
+        env = "PRESTOP_WAIT_IGNORE_PORT",
+        value_delimiter = ','
+    )]
+    ignore_port: Vec<u16>,
+
+    /// Only LISTEN sockets block (the old `netstat -plunt` loop's rule).
+    #[arg(long, env = "PRESTOP_WAIT_LISTEN_ONLY")]
+    listen_only: bool,
+}
+
+#[derive(Debug, Args)]
+struct WaitArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+
+    /// Give up after this long and let the proxy stop (exit 1). Keep it at most
+    /// terminationGracePeriodSeconds minus the proxy's terminationDrainDuration.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "PRESTOP_WAIT_TIMEOUT",
+        default_value = "25s",
+        value_parser = parse_duration
+    )]
+    timeout: Duration,
+
+    /// Time between polls.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "PRESTOP_WAIT_INTERVAL",
+        default_value = "250ms",
+        value_parser = parse_duration
+    )]
+    interval: Duration,
+
+    /// Never exit before this much time has passed, even if nothing blocks.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "PRESTOP_WAIT_MIN_WAIT",
+        default_value = "0s",
+        value_parser = parse_duration
+    )]
+    min_wait: Duration,
+
+    /// Print nothing but errors.
+    #[arg(short, long, env = "PRESTOP_WAIT_QUIET")]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+
+    /// Print one JSON object: {"blocking": [...], "ignored": [...]}.
+    #[arg(long)]
+    json: bool,
+
+    /// Also list the sockets that do not block, with the reason.
+    #[arg(long)]
+    all: bool,
+}
+
+/// humantime syntax: `500ms`, `25s`, `1m30s`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// What to do, fully resolved from the command line and environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// procfs root.
+    pub proc_root: PathBuf,
+    /// What counts as the proxy.
+    pub rules: Rules,
+    /// The command.
+    pub mode: Mode,
+}
+
+/// The command and its own options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Poll until drained or the deadline.
+    Wait {
+        /// Timing.
+        options: WaitOptions,
+        /// `--quiet`.
+        quiet: bool,
+    },
+    /// Look once.
+    Check {
+        /// `--json`.
+        json: bool,
+        /// `--all`.
+        all: bool,
+    },
+}
+
+/// Above this, polling is a busy loop that costs the node CPU for nothing.
+const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
+impl Config {
+    /// Validates the arguments that clap cannot check on its own.
+    pub fn from_cli(cli: Cli) -> Result<Config> {
+        let (common, mode) = match cli.command {
+            None => wait_mode(cli.wait)?,
+            Some(Command::Wait(w)) => wait_mode(w)?,
+            Some(Command::Check(c)) => (
+                c.common,
+                Mode::Check {
+                    json: c.json,
+                    all: c.all,
+                },
+            ),
+        };
+        if let Some(bad) = common.proxy_name.iter().find(|n| n.is_empty()) {
+            bail!("--proxy-name: empty name {bad:?} is not allowed");
+        }
+        Ok(Config {
+            proc_root: common.proc_root,
+            rules: Rules {
+                proxy_uids: common.proxy_uid,
+                proxy_names: common.proxy_name,
+                ignore_ports: common.ignore_port,
+                listen_only: common.listen_only,
+            },
+            mode,
+        })
+    }
+}
+
+fn wait_mode(w: WaitArgs) -> Result<(CommonArgs, Mode)> {
+    if w.interval < MIN_INTERVAL {
+        bail!(
+            "--interval must be at least {}, got {}",
+            humantime::format_duration(MIN_INTERVAL),
+            humantime::format_duration(w.interval)
+        );
+    }
+    if w.min_wait > w.timeout {
+        bail!(
+            "--min-wait ({}) must not be longer than --timeout ({})",
+            humantime::format_duration(w.min_wait),
+            humantime::format_duration(w.timeout)
+        );
+    }
+    Ok((
+        w.common,
+        Mode::Wait {
+            options: WaitOptions {
+                timeout: w.timeout,
+                interval: w.interval,
+                min_wait: w.min_wait,
+            },
+            quiet: w.quiet,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn config(args: &[&str]) -> Result<Config> {
+        let cli = Cli::try_parse_from(std::iter::once("prestop-wait").chain(args.iter().copied()))?;
+        Config::from_cli(cli)
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_documented_contract() {
+        // Environment variables would change defaults; none are set in tests
+        // that read defaults, since the test harness runs with a clean set for them.
+        for var in [
+            "PRESTOP_WAIT_PROC",
+            "PRESTOP_WAIT_PROXY_UID",
+            "PRESTOP_WAIT_PROXY_NAME",
+            "PRESTOP_WAIT_TIMEOUT",
+        ] {
+            assert!(std::env::var_os(var).is_none(), "{var} is set");
+        }
+        let bare = config(&[]).unwrap();
+        let wait = config(&["wait"]).unwrap();
+        assert_eq!(bare, wait);
+        assert_eq!(bare.proc_root, PathBuf::from("/proc"));
+        assert_eq!(bare.rules.proxy_uids, vec![1337]);
+        assert_eq!(bare.rules.proxy_names, vec!["envoy", "pilot-agent"]);
+        assert!(bare.rules.ignore_ports.is_empty());
+        assert!(!bare.rules.listen_only);
+        assert_eq!(
+            bare.mode,
+            Mode::Wait {
+                options: WaitOptions {
+                    timeout: Duration::from_secs(25),
+                    interval: Duration::from_millis(250),
+                    min_wait: Duration::ZERO,
+                },
+                quiet: false
+            }
+        );
+        let check = config(&["check"]).unwrap();
+        assert_eq!(
+            check.mode,
+            Mode::Check {
+                json: false,
+                all: false
+            }
+        );
+    }
+
+    #[test]
+    fn lists_are_repeatable_and_comma_separated() {
+        let c = config(&[
+            "check",
+            "--proxy-uid",
+            "1337,2102",
+            "--proxy-uid=0",
+            "--proxy-name",
+            "linkerd2-proxy",
+            "--ignore-port",
+            "9090,15020",
+            "--ignore-port",
+            "1",
+            "--listen-only",
+            "--json",
+            "--all",
+        ])
+        .unwrap();
+        assert_eq!(c.rules.proxy_uids, vec![1337, 2102, 0]);
+        assert_eq!(c.rules.proxy_names, vec!["linkerd2-proxy"]);
+        assert_eq!(c.rules.ignore_ports, vec![9090, 15020, 1]);
+        assert!(c.rules.listen_only);
+        assert_eq!(
+            c.mode,
+            Mode::Check {
+                json: true,
+                all: true
+            }
+        );
+    }
+
+    #[test]
+    fn top_level_takes_wait_options() {
+        let c = config(&[
+            "--timeout",
+            "1m30s",
+            "--interval=500ms",
+            "--min-wait",
+            "5s",
+            "-q",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.mode,
+            Mode::Wait {
+                options: WaitOptions {
+                    timeout: Duration::from_secs(90),
+                    interval: Duration::from_millis(500),
+                    min_wait: Duration::from_secs(5),
+                },
+                quiet: true
+            }
+        );
+    }
+
+    #[test]
+    fn bad_input_is_an_error_naming_the_flag() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--timeout", "soon"], "--timeout"),
+            (&["--timeout=-1s"], "--timeout"),
+            (&["--interval", "0s"], "--interval must be at least 10ms"),
+            (
+                &["--min-wait", "30s"],
+                "--min-wait (30s) must not be longer than --timeout (25s)",
+            ),
+            (&["check", "--proxy-uid=-1"], "--proxy-uid"),
+            (&["check", "--proxy-uid", "4294967296"], "--proxy-uid"),
+            (&["check", "--ignore-port", "65536"], "--ignore-port"),
+            (&["check", "--proxy-name", ""], "--proxy-name"),
+            (&["check", "--timeout", "1s"], "--timeout"),
+            (&["wait", "--json"], "--json"),
+            (&["--timeout", "1s", "check"], "check"),
+            (&["frobnicate"], "frobnicate"),
+        ];
+        for (args, want) in cases {
+            let err = format!("{:#}", config(args).unwrap_err());
+            assert!(err.contains(want), "{args:?}: {err:?} lacks {want:?}");
+        }
+    }
+}

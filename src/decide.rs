@@ -1,0 +1,335 @@
+//! Deciding: which sockets hold the proxy back, and why the others do not.
+//!
+//! Pure functions over [`Socket`] and [`Holders`]: no I/O, so every rule is
+//! tested on plain values.
+
+use crate::procread::{Holder, Holders, Socket, TcpState};
+
+/// What counts as the proxy, and what the user chose to ignore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    /// Sockets created under these uids are the proxy's (Istio: 1337).
+    pub proxy_uids: Vec<u32>,
+    /// Processes whose `comm` or `argv[0]` basename is one of these are the proxy's.
+    pub proxy_names: Vec<String>,
+    /// Sockets with one of these local ports never block.
+    pub ignore_ports: Vec<u16>,
+    /// Only LISTEN sockets block (the old `netstat -plunt` loop's rule).
+    pub listen_only: bool,
+}
+
+/// Why a socket does not block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Its owner uid is a proxy uid.
+    ProxyUid,
+    /// Every visible process holding it is a proxy process.
+    ProxyProcess,
+    /// Its local port is in `--ignore-port`.
+    IgnoredPort,
+    /// `--listen-only` is set and it is not listening.
+    NotListening,
+}
+
+impl Reason {
+    /// The name used in JSON and text output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::ProxyUid => "proxy-uid",
+            Reason::ProxyProcess => "proxy-process",
+            Reason::IgnoredPort => "ignored-port",
+            Reason::NotListening => "not-listening",
+        }
+    }
+}
+
+/// A socket with the visible processes holding it (possibly none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The table row.
+    pub socket: Socket,
+    /// Visible holders, by ascending pid; empty when none could be seen.
+    pub holders: Vec<Holder>,
+}
+
+/// The outcome of one look at the tables.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Sockets that hold the proxy back, in table order (tcp, then tcp6).
+    pub blocking: Vec<Entry>,
+    /// Sockets that do not, with the reason; filled only when asked for.
+    pub ignored: Vec<(Entry, Reason)>,
+    /// Processes whose fds could not be listed (see [`Holders::uninspected_processes`]).
+    pub uninspected_processes: usize,
+    /// Fd links that could not be read (see [`Holders::unreadable_fds`]).
+    pub unreadable_fds: usize,
+}
+
+/// Whether a socket takes part at all: inode 0 means no process holds it any
+/// more (TIME_WAIT, orphaned FIN_WAIT), so nothing of the app is waiting on it.
+pub fn is_held(socket: &Socket) -> bool {
+    socket.inode != 0
+}
+
+/// The rules that need only the table row: checked first, so the costly fd
+/// scan runs only for sockets these leave.
+pub fn cheap_reason(socket: &Socket, rules: &Rules) -> Option<Reason> {
+    if rules.proxy_uids.contains(&socket.uid) {
+        Some(Reason::ProxyUid)
+    } else if rules.ignore_ports.contains(&socket.local.port()) {
+        Some(Reason::IgnoredPort)
+    } else if rules.listen_only && socket.state != TcpState::Listen {
+        Some(Reason::NotListening)
+    } else {
+        None
+    }
+}
+
+/// Whether a process is one of the proxy's, by `comm` or `argv[0]` basename.
+pub fn is_proxy_process(holder: &Holder, rules: &Rules) -> bool {
+    rules
+        .proxy_names
+        .iter()
+        .any(|n| *n == holder.comm || *n == holder.argv0)
+}
+
+/// Decides every socket: the pure core of both `check` and `wait`.
+///
+/// `sockets` are the held sockets of both tables; `holders` is the fd scan for
+/// (at least) those that no cheap rule excused. A socket with no visible holder
+/// blocks: in a pod without a shared PID namespace the app's processes are
+/// invisible, and that is exactly the case this tool exists for. Ignored
+/// sockets are kept in the verdict only when `keep_ignored` is set.
+pub fn decide(
+    sockets: impl IntoIterator<Item = Socket>,
+    holders: &Holders,
+    rules: &Rules,
+    keep_ignored: bool,
+) -> Verdict {
+    let mut verdict = Verdict {
+        uninspected_processes: holders.uninspected_processes,
+        unreadable_fds: holders.unreadable_fds,
+        ..Verdict::default()
+    };
+    for socket in sockets.into_iter().filter(is_held) {
+        let seen = holders
+            .by_inode
+            .get(&socket.inode)
+            .cloned()
+            .unwrap_or_default();
+        let reason = cheap_reason(&socket, rules).or_else(|| {
+            (!seen.is_empty() && seen.iter().all(|h| is_proxy_process(h, rules)))
+                .then_some(Reason::ProxyProcess)
+        });
+        let entry = Entry {
+            socket,
+            holders: seen,
+        };
+        match reason {
+            None => verdict.blocking.push(entry),
+            Some(r) if keep_ignored => verdict.ignored.push((entry, r)),
+            Some(_) => {}
+        }
+    }
+    verdict
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn rules() -> Rules {
+        Rules {
+            proxy_uids: vec![1337],
+            proxy_names: vec!["envoy".into(), "pilot-agent".into()],
+            ignore_ports: vec![],
+            listen_only: false,
+        }
+    }
+
+    fn sock(state: TcpState, local: &str, uid: u32, inode: u64) -> Socket {
+        Socket {
+            state,
+            local: local.parse::<SocketAddr>().unwrap(),
+            remote: "0.0.0.0:0".parse().unwrap(),
+            uid,
+            inode,
+        }
+    }
+
+    fn holder(pid: i32, comm: &str, argv0: &str) -> Holder {
+        Holder {
+            pid,
+            comm: comm.into(),
+            argv0: argv0.into(),
+        }
+    }
+
+    fn holders(pairs: &[(u64, Holder)]) -> Holders {
+        let mut h = Holders::default();
+        for (inode, holder) in pairs {
+            h.by_inode.entry(*inode).or_default().push(holder.clone());
+        }
+        h
+    }
+
+    fn one(socket: Socket, h: &Holders, r: &Rules) -> Option<Reason> {
+        let v = decide([socket], h, r, true);
+        match (v.blocking.len(), v.ignored.as_slice()) {
+            (1, []) => None,
+            (0, [(_, reason)]) => Some(*reason),
+            other => panic!("unexpected verdict shape {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unowned_app_socket_blocks() {
+        let s = sock(TcpState::Listen, "0.0.0.0:8080", 1000, 7);
+        assert_eq!(one(s, &Holders::default(), &rules()), None);
+    }
+
+    #[test]
+    fn inode_zero_is_dropped_entirely() {
+        let s = sock(TcpState::TimeWait, "127.0.0.1:8080", 0, 0);
+        let v = decide([s], &Holders::default(), &rules(), true);
+        assert!(v.blocking.is_empty() && v.ignored.is_empty());
+        let s = sock(TcpState::FinWait2, "127.0.0.1:8080", 1000, 0);
+        assert!(
+            decide([s], &Holders::default(), &rules(), true)
+                .blocking
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn proxy_uid_excuses() {
+        let s = sock(TcpState::Listen, "0.0.0.0:15001", 1337, 7);
+        assert_eq!(
+            one(s, &Holders::default(), &rules()),
+            Some(Reason::ProxyUid)
+        );
+        let mut r = rules();
+        r.proxy_uids = vec![2102, 0];
+        let s = sock(TcpState::Listen, "0.0.0.0:4143", 2102, 7);
+        assert_eq!(
+            one(s.clone(), &Holders::default(), &r),
+            Some(Reason::ProxyUid)
+        );
+        r.proxy_uids.clear();
+        assert_eq!(one(s, &Holders::default(), &r), None);
+    }
+
+    #[test]
+    fn proxy_process_by_comm_or_argv0() {
+        let s = sock(TcpState::Listen, "0.0.0.0:15020", 0, 7);
+        for h in [
+            holder(5, "pilot-agent", "pilot-agent"),
+            holder(5, "envoy", ""),
+            holder(5, "wrapper", "envoy"),
+        ] {
+            let hs = holders(&[(7, h)]);
+            assert_eq!(one(s.clone(), &hs, &rules()), Some(Reason::ProxyProcess));
+        }
+        let hs = holders(&[(7, holder(5, "envoyx", "not-envoy"))]);
+        assert_eq!(one(s, &hs, &rules()), None);
+    }
+
+    #[test]
+    fn shared_socket_blocks_if_any_holder_is_not_proxy() {
+        let s = sock(TcpState::Established, "127.0.0.1:40000", 0, 7);
+        let hs = holders(&[
+            (7, holder(5, "envoy", "envoy")),
+            (7, holder(9, "app", "app")),
+        ]);
+        let v = decide([s], &hs, &rules(), false);
+        assert_eq!(v.blocking.len(), 1);
+        assert_eq!(v.blocking[0].holders.len(), 2);
+    }
+
+    #[test]
+    fn holder_of_another_inode_does_not_excuse() {
+        let s = sock(TcpState::Listen, "0.0.0.0:8080", 1000, 7);
+        let hs = holders(&[(8, holder(5, "envoy", "envoy"))]);
+        assert_eq!(one(s, &hs, &rules()), None);
+    }
+
+    #[test]
+    fn ignored_port_matches_local_port_only() {
+        let mut r = rules();
+        r.ignore_ports = vec![9090];
+        let s = sock(TcpState::Listen, "[::]:9090", 1000, 7);
+        assert_eq!(one(s, &Holders::default(), &r), Some(Reason::IgnoredPort));
+        let mut s = sock(TcpState::Established, "127.0.0.1:40000", 1000, 7);
+        s.remote = "127.0.0.1:9090".parse().unwrap();
+        assert_eq!(one(s, &Holders::default(), &r), None);
+    }
+
+    #[test]
+    fn listen_only_excuses_everything_but_listen() {
+        let mut r = rules();
+        r.listen_only = true;
+        for st in [
+            TcpState::Established,
+            TcpState::SynSent,
+            TcpState::CloseWait,
+            TcpState::FinWait1,
+            TcpState::LastAck,
+        ] {
+            let s = sock(st, "127.0.0.1:40000", 1000, 7);
+            assert_eq!(one(s, &Holders::default(), &r), Some(Reason::NotListening));
+        }
+        let s = sock(TcpState::Listen, "0.0.0.0:8080", 1000, 7);
+        assert_eq!(one(s, &Holders::default(), &r), None);
+    }
+
+    #[test]
+    fn cheap_rules_take_precedence_in_documented_order() {
+        let mut r = rules();
+        r.ignore_ports = vec![15001];
+        r.listen_only = true;
+        let s = sock(TcpState::Established, "0.0.0.0:15001", 1337, 7);
+        assert_eq!(cheap_reason(&s, &r), Some(Reason::ProxyUid));
+        let s = sock(TcpState::Established, "0.0.0.0:15001", 1000, 7);
+        assert_eq!(cheap_reason(&s, &r), Some(Reason::IgnoredPort));
+        let s = sock(TcpState::Established, "0.0.0.0:80", 1000, 7);
+        assert_eq!(cheap_reason(&s, &r), Some(Reason::NotListening));
+        // A proxy process holding a socket the cheap rules already excuse
+        // reports the cheap reason, which needed no scan.
+        let hs = holders(&[(7, holder(5, "envoy", "envoy"))]);
+        assert_eq!(one(s, &hs, &r), Some(Reason::NotListening));
+    }
+
+    #[test]
+    fn ignored_are_dropped_unless_asked_and_order_is_kept() {
+        let socks = vec![
+            sock(TcpState::Listen, "0.0.0.0:8080", 1000, 1),
+            sock(TcpState::Listen, "0.0.0.0:15001", 1337, 2),
+            sock(TcpState::Listen, "[::]:8081", 1000, 3),
+        ];
+        let hs = Holders {
+            uninspected_processes: 3,
+            unreadable_fds: 1,
+            ..Holders::default()
+        };
+        let v = decide(socks.clone(), &hs, &rules(), false);
+        let ports: Vec<u16> = v.blocking.iter().map(|e| e.socket.local.port()).collect();
+        assert_eq!(ports, vec![8080, 8081]);
+        assert!(v.ignored.is_empty());
+        assert_eq!((v.uninspected_processes, v.unreadable_fds), (3, 1));
+        let v = decide(socks, &hs, &rules(), true);
+        assert_eq!(v.ignored.len(), 1);
+        assert_eq!(v.ignored[0].1.as_str(), "proxy-uid");
+    }
+
+    #[test]
+    fn empty_proxy_names_never_match_empty_argv0() {
+        // A zombie has an empty cmdline; with no names configured it must not
+        // be taken for the proxy.
+        let mut r = rules();
+        r.proxy_names.clear();
+        let s = sock(TcpState::Listen, "0.0.0.0:8080", 1000, 7);
+        let hs = holders(&[(7, holder(5, "", ""))]);
+        assert_eq!(one(s, &hs, &r), None);
+    }
+}

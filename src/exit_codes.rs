@@ -1,0 +1,54 @@
+//! Exit codes: part of the contract with the kubelet and with scripts.
+
+/// Every code the binary exits with.
+///
+/// A preStop hook that exits non-zero is logged by the kubelet as a
+/// `FailedPreStopHook` event with its output, which is the only place hook
+/// output is ever shown; the container is stopped either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// `wait`: nothing blocks any more (drained). `check`: nothing blocks. `sleep`, `--help`, `--version`.
+    Success,
+    /// `wait`: the deadline passed with sockets still held. `check`: something blocks.
+    Blocked,
+    /// Usage error (bad flag, bad duration) or runtime error (unreadable or malformed table).
+    Error,
+}
+
+impl ExitCode {
+    /// The numeric code.
+    pub fn code(self) -> u8 {
+        match self {
+            ExitCode::Success => 0,
+            ExitCode::Blocked => 1,
+            ExitCode::Error => 2,
+        }
+    }
+}
+
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(code: ExitCode) -> Self {
+        std::process::ExitCode::from(code.code())
+    }
+}
+
+/// Text for `--help`, kept next to the enum it documents.
+pub const HELP: &str = "\
+Exit codes:
+  0  nothing blocks (wait: drained before the deadline)
+  1  something blocks (wait: the deadline passed with sockets still held)
+  2  usage or runtime error (bad flag or duration, unreadable or malformed /proc table)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_and_documented() {
+        let all = [ExitCode::Success, ExitCode::Blocked, ExitCode::Error];
+        for c in all {
+            assert!(HELP.contains(&format!("  {}  ", c.code())), "{c:?}");
+        }
+        assert_eq!(all.map(ExitCode::code), [0, 1, 2]);
+    }
+}

@@ -1,0 +1,68 @@
+//! One look at the pod: read both tables, scan fds only if needed, decide.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::decide::{self, Rules, Verdict};
+use crate::procread::{self, Socket, Table};
+
+/// Reads and decides, reusing its line buffer across polls.
+#[derive(Debug)]
+pub struct Poller {
+    proc_root: PathBuf,
+    rules: Rules,
+    keep_ignored: bool,
+    buf: String,
+}
+
+impl Poller {
+    /// A poller over `proc_root`; `keep_ignored` keeps excused sockets for `--all`.
+    pub fn new(proc_root: PathBuf, rules: Rules, keep_ignored: bool) -> Self {
+        Poller {
+            proc_root,
+            rules,
+            keep_ignored,
+            buf: String::with_capacity(256),
+        }
+    }
+
+    /// The rules this poller decides by.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// One poll. Errors only when a table cannot be read or parsed, or the
+    /// process list itself cannot be opened; vanished or foreign processes are not errors.
+    pub fn poll(&mut self) -> Result<Verdict> {
+        let mut kept: Vec<Socket> = Vec::new();
+        let mut wanted: HashSet<u64> = HashSet::new();
+        let (rules, keep_ignored) = (&self.rules, self.keep_ignored);
+        for table in [Table::Tcp, Table::Tcp6] {
+            procread::read_table(&self.proc_root, table, &mut self.buf, |s| {
+                if !decide::is_held(&s) {
+                    return;
+                }
+                // Sockets a cheap rule excuses are dropped here unless --all
+                // wants them, so a busy table is never held whole.
+                match decide::cheap_reason(&s, rules) {
+                    None => {
+                        wanted.insert(s.inode);
+                        kept.push(s);
+                    }
+                    Some(_) if keep_ignored => kept.push(s),
+                    Some(_) => {}
+                }
+            })?;
+        }
+        // The fd scan walks every process: skip it when no socket needs it.
+        let holders = procread::scan_holders(&self.proc_root, &wanted)?;
+        Ok(decide::decide(
+            kept,
+            &holders,
+            &self.rules,
+            self.keep_ignored,
+        ))
+    }
+}

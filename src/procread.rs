@@ -1,0 +1,630 @@
+//! Gathering: reads `<proc>/net/tcp{,6}` and `<proc>/<pid>/fd` into plain structs.
+//!
+//! Nothing here decides what blocks; [`crate::decide`] does. Every path is
+//! relative to a procfs root given by the caller, so tests point it at a
+//! fixture tree.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+pub use procfs::net::TcpState;
+
+/// One row of `/proc/net/tcp` or `/proc/net/tcp6`, reduced to what deciding needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Socket {
+    /// Kernel TCP state (column `st`).
+    pub state: TcpState,
+    /// Local address and port.
+    pub local: SocketAddr,
+    /// Remote address and port (`0.0.0.0:0` / `[::]:0` for listeners).
+    pub remote: SocketAddr,
+    /// Owner uid, as the kernel maps it into the reader's user namespace.
+    pub uid: u32,
+    /// Socket inode; 0 when no file descriptor refers to it any more.
+    pub inode: u64,
+}
+
+/// The kernel's own name for a TCP state, as `ss`/`netstat` print them.
+pub fn state_name(state: &TcpState) -> &'static str {
+    match state {
+        TcpState::Established => "ESTABLISHED",
+        TcpState::SynSent => "SYN_SENT",
+        TcpState::SynRecv => "SYN_RECV",
+        TcpState::FinWait1 => "FIN_WAIT1",
+        TcpState::FinWait2 => "FIN_WAIT2",
+        TcpState::TimeWait => "TIME_WAIT",
+        TcpState::Close => "CLOSE",
+        TcpState::CloseWait => "CLOSE_WAIT",
+        TcpState::LastAck => "LAST_ACK",
+        TcpState::Listen => "LISTEN",
+        TcpState::Closing => "CLOSING",
+        TcpState::NewSynRecv => "NEW_SYN_RECV",
+    }
+}
+
+/// Which of the two tables a path is, so an error can name the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// `net/tcp`: IPv4 sockets.
+    Tcp,
+    /// `net/tcp6`: IPv6 sockets, including dual-stack listeners and IPv4-mapped peers.
+    Tcp6,
+}
+
+impl Table {
+    /// Path of this table under a procfs root.
+    pub fn path(self, proc_root: &Path) -> PathBuf {
+        match self {
+            Table::Tcp => proc_root.join("net/tcp"),
+            Table::Tcp6 => proc_root.join("net/tcp6"),
+        }
+    }
+}
+
+/// Reads one table and hands every row to `visit`, one at a time.
+///
+/// Rows are streamed through `buf` (cleared and reused per line) so a table of
+/// tens of thousands of sockets is never held whole. A missing `tcp6` is an
+/// empty table: kernels built without IPv6, or booted with `ipv6.disable=1`,
+/// have no such file.
+pub fn read_table(
+    proc_root: &Path,
+    table: Table,
+    buf: &mut String,
+    mut visit: impl FnMut(Socket),
+) -> Result<()> {
+    let path = table.path(proc_root);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && table == Table::Tcp6 => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let mut line_no = 0usize;
+    loop {
+        buf.clear();
+        line_no += 1;
+        let n = reader
+            .read_line(buf)
+            .with_context(|| format!("cannot read {} line {line_no}", path.display()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        match parse_line(buf) {
+            Ok(Some(socket)) => visit(socket),
+            Ok(None) => {}
+            Err(e) => bail!("{} line {line_no}: {e}", path.display()),
+        }
+    }
+}
+
+/// Parses one line of `/proc/net/tcp{,6}`.
+///
+/// Returns `Ok(None)` for the header line and blank lines. The error is a short
+/// description of the offending field; the caller adds file and line.
+pub fn parse_line(line: &str) -> Result<Option<Socket>> {
+    let mut fields = line.split_ascii_whitespace();
+    let Some(sl) = fields.next() else {
+        return Ok(None);
+    };
+    if sl == "sl" {
+        return Ok(None);
+    }
+    if !sl.ends_with(':') {
+        bail!("expected a slot number like `12:`, found {sl:?}");
+    }
+    let mut next = |name: &str| {
+        fields
+            .next()
+            .ok_or_else(|| anyhow!("too few columns: no {name}"))
+    };
+    let local = next("local_address")?;
+    let remote = next("rem_address")?;
+    let state = next("st")?;
+    let _queues = next("tx_queue:rx_queue")?;
+    let _timer = next("tr:tm->when")?;
+    let _retransmits = next("retrnsmt")?;
+    let uid = next("uid")?;
+    let _timeout = next("timeout")?;
+    let inode = next("inode")?;
+
+    let local = parse_addr(local).context("bad local_address")?;
+    let remote = parse_addr(remote).context("bad rem_address")?;
+    if local.is_ipv4() != remote.is_ipv4() {
+        bail!("local and remote addresses are of different families");
+    }
+    let code = parse_hex(state, 2).context("bad st")? as u8;
+    let state = TcpState::from_u8(code).ok_or_else(|| anyhow!("unknown TCP state 0x{code:02X}"))?;
+    let uid = parse_dec(uid)
+        .and_then(|v| u32::try_from(v).map_err(|_| anyhow!("{v} is out of range")))
+        .context("bad uid")?;
+    let inode = parse_dec(inode).context("bad inode")?;
+    Ok(Some(Socket {
+        state,
+        local,
+        remote,
+        uid,
+        inode,
+    }))
+}
+
+/// Parses `0100007F:1F90` (IPv4) or 32 hex digits and a port (IPv6).
+///
+/// The kernel prints each 32-bit word of the address with `%08X` after loading
+/// it as a native-endian integer, so the word's bytes in memory order are its
+/// native-endian bytes: `0100007F` is 127.0.0.1 on little-endian machines.
+fn parse_addr(s: &str) -> Result<SocketAddr> {
+    let (ip, port) = s
+        .split_once(':')
+        .ok_or_else(|| anyhow!("{s:?} has no `:port`"))?;
+    let port = parse_hex(port, 4)? as u16;
+    let ip = match ip.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(parse_hex(ip, 8)?.to_ne_bytes())),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for (i, chunk) in bytes.chunks_exact_mut(4).enumerate() {
+                let word = parse_hex(&ip[i * 8..i * 8 + 8], 8)?;
+                chunk.copy_from_slice(&word.to_ne_bytes());
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        }
+        n => bail!("{s:?}: address has {n} hex digits, expected 8 or 32"),
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Parses 1 to `max_digits` hexadecimal digits, nothing else (no sign, no prefix).
+fn parse_hex(s: &str, max_digits: usize) -> Result<u32> {
+    if s.is_empty() || s.len() > max_digits || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{s:?} is not a hexadecimal number of at most {max_digits} digits");
+    }
+    u32::from_str_radix(s, 16).map_err(|e| anyhow!("{s:?}: {e}"))
+}
+
+/// Parses a plain decimal number (no sign), as the kernel prints uid and inode.
+fn parse_dec(s: &str) -> Result<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("{s:?} is not a decimal number");
+    }
+    s.parse::<u64>().map_err(|e| anyhow!("{s:?}: {e}"))
+}
+
+/// A process seen holding one of the sockets we asked about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// Its pid, in the reader's PID namespace.
+    pub pid: i32,
+    /// `<pid>/comm`, without the trailing newline (at most 15 bytes: the kernel truncates).
+    pub comm: String,
+    /// Basename of `argv[0]` from `<pid>/cmdline`; empty for zombies and kernel threads.
+    pub argv0: String,
+}
+
+/// What a scan of `<proc>/<pid>/fd` found for the inodes asked about.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Holders {
+    /// Socket inode → the visible processes holding it, by ascending pid.
+    pub by_inode: HashMap<u64, Vec<Holder>>,
+    /// Processes whose fd directory could not be listed (EACCES: another uid,
+    /// no CAP_SYS_PTRACE). Sockets they hold look unowned, and so block.
+    pub uninspected_processes: usize,
+    /// Single fd links that could not be read while their directory could.
+    pub unreadable_fds: usize,
+}
+
+/// Scans every process under `proc_root` for fds that are sockets in `wanted`.
+///
+/// Processes that exit mid-scan (ENOENT/ESRCH) are skipped silently: during
+/// pod shutdown that is the normal case. Processes we may not look into are
+/// counted, never an error. Only the root directory itself being unreadable is.
+pub fn scan_holders(proc_root: &Path, wanted: &HashSet<u64>) -> Result<Holders> {
+    let mut holders = Holders::default();
+    if wanted.is_empty() {
+        return Ok(holders);
+    }
+    let processes = procfs::process::all_processes_with_root(proc_root)
+        .with_context(|| format!("cannot list processes in {}", proc_root.display()))?;
+    let mut found: Vec<(i32, u64)> = Vec::new();
+    let mut link = PathBuf::new();
+    for process in processes {
+        // A failed openat on a pid directory means the process is gone or hidden
+        // (hidepid=); either way it has nothing we can attribute.
+        let Ok(process) = process else { continue };
+        let pid = process.pid();
+        let fd_dir = proc_root.join(pid.to_string()).join("fd");
+        let entries = match std::fs::read_dir(&fd_dir) {
+            Ok(entries) => entries,
+            Err(e) if is_gone(&e) => continue,
+            Err(_) => {
+                holders.uninspected_processes += 1;
+                continue;
+            }
+        };
+        for entry in entries {
+            let Ok(entry) = entry else {
+                holders.unreadable_fds += 1;
+                continue;
+            };
+            link.clear();
+            link.push(&fd_dir);
+            link.push(entry.file_name());
+            match std::fs::read_link(&link) {
+                Ok(target) => {
+                    if let Some(inode) = socket_inode(target.as_os_str().as_encoded_bytes())
+                        && wanted.contains(&inode)
+                    {
+                        found.push((pid, inode));
+                    }
+                }
+                Err(e) if is_gone(&e) => {}
+                Err(_) => holders.unreadable_fds += 1,
+            }
+        }
+    }
+    found.sort_unstable();
+    found.dedup();
+    let mut names: HashMap<i32, (String, String)> = HashMap::new();
+    for (pid, inode) in found {
+        let (comm, argv0) = names
+            .entry(pid)
+            .or_insert_with(|| process_names(proc_root, pid))
+            .clone();
+        holders
+            .by_inode
+            .entry(inode)
+            .or_default()
+            .push(Holder { pid, comm, argv0 });
+    }
+    Ok(holders)
+}
+
+fn is_gone(e: &io::Error) -> bool {
+    // ESRCH shows up when a process is reaped between readdir and readlink.
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(3)
+}
+
+/// Extracts the inode from an fd link target `socket:[12345]`.
+pub fn socket_inode(target: &[u8]) -> Option<u64> {
+    let digits = target.strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
+    if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Reads `comm` and the basename of `argv[0]`; empty strings where unreadable
+/// (the process may have exited since its fds were read).
+fn process_names(proc_root: &Path, pid: i32) -> (String, String) {
+    let dir = proc_root.join(pid.to_string());
+    let comm = std::fs::read(dir.join("comm"))
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .trim_end_matches('\n')
+                .to_owned()
+        })
+        .unwrap_or_default();
+    let argv0 = std::fs::read(dir.join("cmdline"))
+        .map(|b| {
+            let first = b.split(|&c| c == 0).next().unwrap_or_default();
+            let base = first.rsplit(|&c| c == b'/').next().unwrap_or_default();
+            String::from_utf8_lossy(base).into_owned()
+        })
+        .unwrap_or_default();
+    (comm, argv0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{SocketAddrV4, SocketAddrV6};
+
+    fn v4(a: [u8; 4], port: u16) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(a), port))
+    }
+
+    fn v6(s: &str, port: u16) -> SocketAddr {
+        SocketAddr::V6(SocketAddrV6::new(s.parse().unwrap(), port, 0, 0))
+    }
+
+    fn parse_all(text: &str) -> Vec<Socket> {
+        text.lines()
+            .filter_map(|l| parse_line(l).unwrap())
+            .collect()
+    }
+
+    /// Captured on Linux 6.18 x86_64 in a fresh network namespace
+    /// (`unshare --net`, uid 1000, python3): a listener on 0.0.0.0:8080, a
+    /// connection to it from 127.0.0.1:50930 (both ends), a client
+    /// 127.0.0.1:54538 of the dual-stack listener below, and a TIME_WAIT left
+    /// by a connection the server side closed first. Trailing blanks are the
+    /// kernel's own padding.
+    const TCP_V4: &str = r"  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode                                                     
+   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 5732 1 0000000003d409a1 100 0 0 10 0                      
+   1: 0100007F:C6F2 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 5733 2 0000000078ad2f91 20 0 0 10 -1                      
+   2: 0100007F:1F90 0100007F:C6F2 01 00000000:00000000 00:00000000 00000000  1000        0 5734 1 00000000d66375d0 20 0 0 10 -1                      
+   3: 0100007F:D50A 0100007F:2382 01 00000000:00000000 00:00000000 00000000  1000        0 5738 2 0000000004d003e7 20 0 0 10 -1                      
+   4: 0100007F:1F90 0100007F:C6F4 06 00000000:00000000 03:0000175B 00000000     0        0 0 3 0000000003411c61                                      
+";
+
+    /// Same capture, tcp6: a dual-stack `[::]:9090` listener, a `[::1]:9091`
+    /// listener, the IPv4 client above as accepted on the dual-stack socket
+    /// (IPv4-mapped), and a `[::1]` connection, both ends.
+    const TCP_V6: &str = r"  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:2382 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 5737 1 00000000228dc95f 100 0 0 10 0
+   1: 00000000000000000000000001000000:2383 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 5740 1 000000007d9a0852 100 0 0 10 0
+   2: 0000000000000000FFFF00000100007F:2382 0000000000000000FFFF00000100007F:D50A 01 00000000:00000000 00:00000000 00000000  1000        0 5739 1 0000000092857ca1 20 0 0 10 -1
+   3: 00000000000000000000000001000000:2383 00000000000000000000000001000000:BBCE 01 00000000:00000000 00:00000000 00000000  1000        0 5742 1 00000000be67a5bf 20 0 0 10 -1
+   4: 00000000000000000000000001000000:BBCE 00000000000000000000000001000000:2383 01 00000000:00000000 00:00000000 00000000  1000        0 5741 2 0000000028fe2aa6 20 0 0 10 -1
+";
+
+    #[test]
+    fn parses_ipv4_rows_in_host_byte_order() {
+        let s = parse_all(TCP_V4);
+        assert_eq!(s.len(), 5);
+        assert_eq!(s[0].local, v4([0, 0, 0, 0], 8080));
+        assert_eq!(s[0].remote, v4([0, 0, 0, 0], 0));
+        assert_eq!(s[0].state, TcpState::Listen);
+        assert_eq!((s[0].uid, s[0].inode), (1000, 5732));
+        assert_eq!(s[1].local, v4([127, 0, 0, 1], 50930));
+        assert_eq!(s[1].remote, v4([127, 0, 0, 1], 8080));
+        assert_eq!(s[1].state, TcpState::Established);
+        assert_eq!(s[3].remote, v4([127, 0, 0, 1], 9090));
+        assert_eq!(s[4].state, TcpState::TimeWait);
+        assert_eq!((s[4].uid, s[4].inode), (0, 0));
+    }
+
+    #[test]
+    fn parses_ipv6_rows_including_mapped_and_loopback() {
+        let s = parse_all(TCP_V6);
+        assert_eq!(s.len(), 5);
+        assert_eq!(s[0].local, v6("::", 9090));
+        assert_eq!(s[1].local, v6("::1", 9091));
+        assert_eq!(s[2].local, v6("::ffff:127.0.0.1", 9090));
+        assert_eq!(s[2].remote, v6("::ffff:127.0.0.1", 54538));
+        assert_eq!(s[4].local, v6("::1", 0xBBCE));
+        assert_eq!(s[4].remote, v6("::1", 9091));
+        assert_eq!(s[4].inode, 5741);
+    }
+
+    #[test]
+    fn agrees_with_procfs_parser_on_captured_tables() {
+        use procfs::FromBufReadSI;
+        let si = procfs::ExplicitSystemInfo {
+            boot_time_secs: 0,
+            ticks_per_second: 100,
+            page_size: 4096,
+            is_little_endian: cfg!(target_endian = "little"),
+        };
+        for text in [TCP_V4, TCP_V6] {
+            let theirs = procfs::net::TcpNetEntries::from_buf_read(text.as_bytes(), &si)
+                .unwrap()
+                .0;
+            let ours = parse_all(text);
+            assert_eq!(theirs.len(), ours.len());
+            for (t, o) in theirs.iter().zip(&ours) {
+                assert_eq!(
+                    (t.local_address, t.remote_address, &t.state, t.uid, t.inode),
+                    (o.local, o.remote, &o.state, o.uid, o.inode)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_state_code_maps_to_its_kernel_name() {
+        let names = [
+            "ESTABLISHED",
+            "SYN_SENT",
+            "SYN_RECV",
+            "FIN_WAIT1",
+            "FIN_WAIT2",
+            "TIME_WAIT",
+            "CLOSE",
+            "CLOSE_WAIT",
+            "LAST_ACK",
+            "LISTEN",
+            "CLOSING",
+            "NEW_SYN_RECV",
+        ];
+        for (i, name) in names.iter().enumerate() {
+            let line = format!(
+                "   0: 0100007F:0050 00000000:0000 {:02X} 00000000:00000000 00:00000000 00000000  1000        0 7 1",
+                i + 1
+            );
+            let s = parse_line(&line).unwrap().unwrap();
+            assert_eq!(state_name(&s.state), *name);
+        }
+        for bad in ["00", "0D", "FF"] {
+            let line = format!(
+                "   0: 0100007F:0050 00000000:0000 {bad} 00000000:00000000 00:00000000 00000000  1000        0 7 1"
+            );
+            let err = parse_line(&line).unwrap_err().to_string();
+            assert!(err.contains("unknown TCP state"), "{err}");
+        }
+    }
+
+    #[test]
+    fn header_blank_and_trailing_fields() {
+        assert_eq!(parse_line("").unwrap(), None);
+        assert_eq!(parse_line("   \n").unwrap(), None);
+        assert_eq!(
+            parse_line("  sl  local_address rem_address   st tx_queue").unwrap(),
+            None
+        );
+        // Exactly ten columns (older kernels stop after inode in some builds).
+        let s = parse_line("0: 0100007F:0050 00000000:0000 0A 0:0 0:0 0 5 0 9")
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.uid, s.inode), (5, 9));
+    }
+
+    #[test]
+    fn rejects_malformed_rows_with_the_field_named() {
+        let cases = [
+            ("0: 0100007F:0050", "no rem_address"),
+            (
+                "0: 0100007F0050 00000000:0000 0A 0:0 0:0 0 5 0 9",
+                "bad local_address",
+            ),
+            (
+                "0: 0100007G:0050 00000000:0000 0A 0:0 0:0 0 5 0 9",
+                "bad local_address",
+            ),
+            (
+                "0: 0100007F:0050 0000000:0000 0A 0:0 0:0 0 5 0 9",
+                "bad rem_address",
+            ),
+            (
+                "0: 0100007F:10050 00000000:0000 0A 0:0 0:0 0 5 0 9",
+                "bad local_address",
+            ),
+            (
+                "0: 0100007F:+050 00000000:0000 0A 0:0 0:0 0 5 0 9",
+                "bad local_address",
+            ),
+            (
+                "0: 0100007F:0050 00000000:0000 0A 0:0 0:0 0 -5 0 9",
+                "bad uid",
+            ),
+            (
+                "0: 0100007F:0050 00000000:0000 0A 0:0 0:0 0 4294967296 0 9",
+                "bad uid",
+            ),
+            (
+                "0: 0100007F:0050 00000000:0000 0A 0:0 0:0 0 5 0 99999999999999999999999",
+                "bad inode",
+            ),
+            (
+                "0: 0100007F:0050 00000000:0000 0A 0:0 0:0 0 5 0 x",
+                "bad inode",
+            ),
+            (
+                "0: 0100007F:0050 00000000:0000 10A 0:0 0:0 0 5 0 9 1",
+                "bad st",
+            ),
+            (
+                "0: 0100007F:0050 00000000:0000 ZZ 0:0 0:0 0 5 0 9",
+                "bad st",
+            ),
+            ("garbage", "slot number"),
+            (
+                "0: 0100007F:0050 00000000000000000000000000000000:0000 0A 0:0 0:0 0 5 0 9",
+                "different families",
+            ),
+        ];
+        for (line, want) in cases {
+            let err = match parse_line(line) {
+                Err(e) => format!("{e:#}"),
+                Ok(v) => panic!("{line:?} parsed as {v:?}"),
+            };
+            assert!(err.contains(want), "{line:?}: {err:?} lacks {want:?}");
+        }
+    }
+
+    #[test]
+    fn socket_inode_accepts_only_socket_links() {
+        assert_eq!(socket_inode(b"socket:[12345]"), Some(12345));
+        assert_eq!(socket_inode(b"socket:[0]"), Some(0));
+        assert_eq!(socket_inode(b"socket:[]"), None);
+        assert_eq!(socket_inode(b"socket:[12a]"), None);
+        assert_eq!(socket_inode(b"socket:[123"), None);
+        assert_eq!(socket_inode(b"pipe:[123]"), None);
+        assert_eq!(socket_inode(b"/dev/null"), None);
+        assert_eq!(socket_inode(b"anon_inode:[eventpoll]"), None);
+        assert_eq!(socket_inode(b"socket:[99999999999999999999999]"), None);
+    }
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn read_table_names_file_and_line_and_tolerates_missing_tcp6() {
+        let dir = tempfile::tempdir().unwrap();
+        write(&dir.path().join("net/tcp"), TCP_V4);
+        let mut buf = String::new();
+        let mut seen = Vec::new();
+        read_table(dir.path(), Table::Tcp, &mut buf, |s| seen.push(s)).unwrap();
+        assert_eq!(seen.len(), 5);
+        read_table(dir.path(), Table::Tcp6, &mut buf, |s| seen.push(s)).unwrap();
+        assert_eq!(seen.len(), 5, "missing tcp6 is empty");
+
+        write(
+            &dir.path().join("net/tcp6"),
+            &format!("{TCP_V6}   3: nonsense\n"),
+        );
+        let err = read_table(dir.path(), Table::Tcp6, &mut buf, |_| {}).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("net/tcp6 line 7:"), "{msg}");
+
+        let empty = tempfile::tempdir().unwrap();
+        let err = read_table(empty.path(), Table::Tcp, &mut buf, |_| {}).unwrap_err();
+        assert!(format!("{err:#}").contains("cannot read"), "{err:#}");
+    }
+
+    #[test]
+    fn scan_finds_holders_and_counts_only_what_it_asked_for() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (pid, comm, cmdline, links) in [
+            (
+                10,
+                "envoy\n",
+                "/usr/local/bin/envoy\0-c\0x\0",
+                &["socket:[100]", "pipe:[5]"][..],
+            ),
+            (
+                20,
+                "app\n",
+                "/app/server\0",
+                &["socket:[200]", "socket:[300]"][..],
+            ),
+            (21, "worker\n", "server\0", &["socket:[200]"][..]),
+        ] {
+            let p = root.join(pid.to_string());
+            write(&p.join("comm"), comm);
+            write(&p.join("cmdline"), cmdline);
+            std::fs::create_dir_all(p.join("fd")).unwrap();
+            for (i, l) in links.iter().enumerate() {
+                symlink(l, p.join("fd").join(i.to_string())).unwrap();
+            }
+        }
+        // Not a pid directory: ignored by the process iterator.
+        std::fs::create_dir_all(root.join("net")).unwrap();
+        let wanted: HashSet<u64> = [100, 200].into();
+        let h = scan_holders(root, &wanted).unwrap();
+        assert_eq!(h.by_inode.len(), 2);
+        assert_eq!(
+            h.by_inode[&100],
+            vec![Holder {
+                pid: 10,
+                comm: "envoy".into(),
+                argv0: "envoy".into()
+            }]
+        );
+        let pids: Vec<i32> = h.by_inode[&200].iter().map(|h| h.pid).collect();
+        assert_eq!(pids, vec![20, 21]);
+        assert_eq!(h.by_inode[&200][0].argv0, "server");
+        assert!(!h.by_inode.contains_key(&300));
+        assert_eq!((h.uninspected_processes, h.unreadable_fds), (0, 0));
+
+        // Nothing asked: nothing scanned, even with a broken root.
+        let none = scan_holders(Path::new("/nonexistent"), &HashSet::new()).unwrap();
+        assert!(none.by_inode.is_empty());
+    }
+
+    #[test]
+    fn process_without_fd_dir_counts_as_gone_not_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("42");
+        write(&p.join("comm"), "ghost\n");
+        let h = scan_holders(dir.path(), &[1].into()).unwrap();
+        assert_eq!(h, Holders::default());
+    }
+}

@@ -1,0 +1,387 @@
+//! Rendering a [`Verdict`] as a table, JSON or log fragments, into any writer.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+
+use crate::decide::{Entry, Reason, Verdict};
+use crate::procread::state_name;
+
+/// Formats an address as `ss` does: IPv6 in brackets, `[::ffff:1.2.3.4]:80` for mapped.
+pub fn addr(a: &SocketAddr) -> String {
+    match a {
+        SocketAddr::V4(v4) => format!("{}:{}", v4.ip(), v4.port()),
+        SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
+    }
+}
+
+/// `pid/name` of the first visible holder, `-` when none is visible.
+fn owner(entry: &Entry) -> String {
+    match entry.holders.first() {
+        Some(h) => {
+            let name = if h.comm.is_empty() { &h.argv0 } else { &h.comm };
+            let more = entry.holders.len() - 1;
+            if more > 0 {
+                format!("{}/{} (+{more})", h.pid, name)
+            } else {
+                format!("{}/{}", h.pid, name)
+            }
+        }
+        None => "-".to_owned(),
+    }
+}
+
+/// One socket for a log line: `ESTABLISHED 127.0.0.1:40000 -> 127.0.0.1:15001 (uid 1000)`.
+pub fn describe(entry: &Entry) -> String {
+    let s = &entry.socket;
+    let who = match entry.holders.first() {
+        Some(_) => format!("pid {}", owner(entry)),
+        None => format!("uid {}", s.uid),
+    };
+    if s.state == procfs::net::TcpState::Listen {
+        format!("{} {} ({who})", state_name(&s.state), addr(&s.local))
+    } else {
+        format!(
+            "{} {} -> {} ({who})",
+            state_name(&s.state),
+            addr(&s.local),
+            addr(&s.remote)
+        )
+    }
+}
+
+/// The first `max` blocking sockets joined for a log line, with `and N more`.
+pub fn summary(entries: &[Entry], max: usize) -> String {
+    let mut out = entries
+        .iter()
+        .take(max)
+        .map(describe)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if entries.len() > max {
+        let _ = write!(out, ", and {} more", entries.len() - max);
+    }
+    out
+}
+
+/// Writes the human table: one socket a line, like `ss`, then a one-line summary.
+pub fn write_text(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Result<()> {
+    let mut rows: Vec<[String; 6]> = Vec::new();
+    let row = |e: &Entry, why: &str| {
+        [
+            state_name(&e.socket.state).to_owned(),
+            addr(&e.socket.local),
+            addr(&e.socket.remote),
+            e.socket.uid.to_string(),
+            owner(e),
+            why.to_owned(),
+        ]
+    };
+    for e in &verdict.blocking {
+        rows.push(row(e, "blocks"));
+    }
+    if all {
+        for (e, r) in &verdict.ignored {
+            rows.push(row(e, r.as_str()));
+        }
+    }
+    let header = ["STATE", "LOCAL", "REMOTE", "UID", "PROCESS", "VERDICT"];
+    let columns = if all { 6 } else { 5 };
+    if !rows.is_empty() {
+        let mut widths = header.map(str::len);
+        for r in &rows {
+            for (w, cell) in widths.iter_mut().zip(r) {
+                *w = (*w).max(cell.len());
+            }
+        }
+        let line = |w: &mut dyn Write, cells: &[&str]| -> io::Result<()> {
+            let mut out = String::new();
+            for (i, cell) in cells.iter().enumerate().take(columns) {
+                if i + 1 == columns {
+                    out.push_str(cell);
+                } else {
+                    let _ = write!(out, "{cell:<width$}  ", width = widths[i]);
+                }
+            }
+            writeln!(w, "{out}")
+        };
+        line(w, &header)?;
+        for r in &rows {
+            let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+            line(w, &cells)?;
+        }
+    }
+    match verdict.blocking.len() {
+        0 => writeln!(w, "nothing blocks")?,
+        1 => writeln!(w, "1 socket blocks")?,
+        n => writeln!(w, "{n} sockets block")?,
+    }
+    if let Some(note) = uninspected_note(verdict) {
+        writeln!(w, "note: {note}")?;
+    }
+    Ok(())
+}
+
+/// Says what the fd scan could not look at, or `None` when it saw everything.
+///
+/// Without `CAP_SYS_PTRACE` (the hook's normal case: uid 1337, capabilities
+/// dropped) the fds of other uids' processes cannot be read, and then their
+/// sockets show no process and block, which is the safe side.
+pub fn uninspected_note(verdict: &Verdict) -> Option<String> {
+    let mut parts = Vec::new();
+    match verdict.uninspected_processes {
+        0 => {}
+        1 => parts.push("1 process".to_owned()),
+        n => parts.push(format!("{n} processes")),
+    }
+    match verdict.unreadable_fds {
+        0 => {}
+        1 => parts.push("1 fd".to_owned()),
+        n => parts.push(format!("{n} fds")),
+    }
+    (!parts.is_empty()).then(|| {
+        format!(
+            "could not inspect {} (no permission); sockets held only there show no process and block",
+            parts.join(" and ")
+        )
+    })
+}
+
+/// Writes the `check --json` object; `ignored` only when `all`.
+pub fn write_json(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Result<()> {
+    let mut out = String::from("{\"blocking\":[");
+    for (i, e) in verdict.blocking.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json_entry(&mut out, e, None);
+    }
+    out.push(']');
+    if all {
+        out.push_str(",\"ignored\":[");
+        for (i, (e, r)) in verdict.ignored.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            json_entry(&mut out, e, Some(*r));
+        }
+        out.push(']');
+    }
+    let _ = write!(
+        out,
+        ",\"uninspected_processes\":{},\"unreadable_fds\":{}}}",
+        verdict.uninspected_processes, verdict.unreadable_fds
+    );
+    writeln!(w, "{out}")
+}
+
+fn json_entry(out: &mut String, e: &Entry, reason: Option<Reason>) {
+    let s = &e.socket;
+    let _ = write!(
+        out,
+        "{{\"state\":\"{}\",\"local\":\"{}\",\"remote\":\"{}\",\"uid\":{},\"inode\":{},",
+        state_name(&s.state),
+        addr(&s.local),
+        addr(&s.remote),
+        s.uid,
+        s.inode
+    );
+    match e.holders.first() {
+        Some(h) => {
+            let name = if h.comm.is_empty() { &h.argv0 } else { &h.comm };
+            let _ = write!(out, "\"pid\":{},\"process\":", h.pid);
+            json_string(out, name);
+        }
+        None => out.push_str("\"pid\":null,\"process\":null"),
+    }
+    if let Some(r) = reason {
+        let _ = write!(out, ",\"reason\":\"{}\"", r.as_str());
+    }
+    out.push('}');
+}
+
+/// Appends `s` as a JSON string literal. Process names come from `comm`, which
+/// any process can set to arbitrary bytes, so everything is escaped.
+pub fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::procread::{Holder, Socket, TcpState};
+
+    fn entry(state: TcpState, local: &str, remote: &str, holder: Option<(i32, &str)>) -> Entry {
+        Entry {
+            socket: Socket {
+                state,
+                local: local.parse().unwrap(),
+                remote: remote.parse().unwrap(),
+                uid: 1000,
+                inode: 42,
+            },
+            holders: holder
+                .into_iter()
+                .map(|(pid, comm)| Holder {
+                    pid,
+                    comm: comm.into(),
+                    argv0: comm.into(),
+                })
+                .collect(),
+        }
+    }
+
+    fn text(v: &Verdict, all: bool) -> String {
+        let mut out = Vec::new();
+        write_text(&mut out, v, all).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn json(v: &Verdict, all: bool) -> String {
+        let mut out = Vec::new();
+        write_json(&mut out, v, all).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn addresses_bracket_ipv6_and_keep_mapped_form() {
+        assert_eq!(addr(&"0.0.0.0:8080".parse().unwrap()), "0.0.0.0:8080");
+        assert_eq!(addr(&"[::]:9090".parse().unwrap()), "[::]:9090");
+        assert_eq!(
+            addr(&"[::ffff:127.0.0.1]:80".parse().unwrap()),
+            "[::ffff:127.0.0.1]:80"
+        );
+    }
+
+    #[test]
+    fn describe_listen_without_remote_and_connections_with_owner() {
+        let e = entry(TcpState::Listen, "0.0.0.0:8080", "0.0.0.0:0", None);
+        assert_eq!(describe(&e), "LISTEN 0.0.0.0:8080 (uid 1000)");
+        let e = entry(
+            TcpState::Established,
+            "127.0.0.1:40000",
+            "127.0.0.1:15001",
+            Some((7, "app")),
+        );
+        assert_eq!(
+            describe(&e),
+            "ESTABLISHED 127.0.0.1:40000 -> 127.0.0.1:15001 (pid 7/app)"
+        );
+    }
+
+    #[test]
+    fn summary_cuts_after_max() {
+        let e = entry(TcpState::Listen, "0.0.0.0:1", "0.0.0.0:0", None);
+        let es = vec![e.clone(), e.clone(), e];
+        let s = summary(&es, 2);
+        assert!(s.ends_with(", and 1 more"), "{s}");
+        assert_eq!(s.matches("LISTEN").count(), 2);
+        assert_eq!(summary(&[], 3), "");
+    }
+
+    #[test]
+    fn json_shape_with_and_without_all() {
+        let v = Verdict {
+            blocking: vec![entry(TcpState::Listen, "[::]:9090", "[::]:0", None)],
+            ignored: vec![(
+                entry(
+                    TcpState::Listen,
+                    "127.0.0.1:15000",
+                    "0.0.0.0:0",
+                    Some((3, "envoy")),
+                ),
+                Reason::ProxyProcess,
+            )],
+            uninspected_processes: 2,
+            unreadable_fds: 0,
+        };
+        assert_eq!(
+            json(&v, false),
+            "{\"blocking\":[{\"state\":\"LISTEN\",\"local\":\"[::]:9090\",\"remote\":\"[::]:0\",\"uid\":1000,\"inode\":42,\"pid\":null,\"process\":null}],\"uninspected_processes\":2,\"unreadable_fds\":0}\n"
+        );
+        let all = json(&v, true);
+        assert!(all.contains("\"ignored\":[{\"state\":\"LISTEN\",\"local\":\"127.0.0.1:15000\""));
+        assert!(all.contains("\"pid\":3,\"process\":\"envoy\",\"reason\":\"proxy-process\"}"));
+    }
+
+    #[test]
+    fn json_escapes_hostile_process_names() {
+        let mut s = String::new();
+        json_string(&mut s, "a\"b\\c\nd\u{1}\u{7f}é");
+        assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001\\u007fé\"");
+    }
+
+    #[test]
+    fn text_table_aligns_and_summarises() {
+        let v = Verdict {
+            blocking: vec![
+                entry(TcpState::Listen, "0.0.0.0:8080", "0.0.0.0:0", None),
+                entry(
+                    TcpState::Established,
+                    "[::ffff:127.0.0.1]:8080",
+                    "[::ffff:127.0.0.6]:41000",
+                    Some((12, "app")),
+                ),
+            ],
+            ..Verdict::default()
+        };
+        let t = text(&v, false);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert!(lines[0].starts_with("STATE "));
+        assert!(!lines[0].contains("VERDICT"));
+        // Columns line up: LOCAL starts at the same offset in every row.
+        let col = lines[0].find("LOCAL").unwrap();
+        assert_eq!(&lines[1][col..col + 12], "0.0.0.0:8080");
+        assert_eq!(&lines[2][col..col + 7], "[::ffff");
+        assert!(lines[2].ends_with("12/app"));
+        assert_eq!(lines[3], "2 sockets block");
+    }
+
+    #[test]
+    fn text_with_all_shows_reasons_and_notes_uninspected() {
+        let v = Verdict {
+            blocking: vec![],
+            ignored: vec![(
+                entry(TcpState::Listen, "0.0.0.0:15001", "0.0.0.0:0", None),
+                Reason::ProxyUid,
+            )],
+            uninspected_processes: 1,
+            unreadable_fds: 0,
+        };
+        let t = text(&v, true);
+        assert!(t.lines().next().unwrap().ends_with("VERDICT"));
+        assert!(t.contains("proxy-uid"));
+        assert!(t.contains("nothing blocks"));
+        assert!(t.contains("note: could not inspect 1 process (no permission)"));
+        assert_eq!(
+            text(&v, false),
+            "nothing blocks\nnote: could not inspect 1 process (no permission); sockets held only there show no process and block\n"
+        );
+        let v = Verdict {
+            uninspected_processes: 2,
+            unreadable_fds: 263,
+            ..Verdict::default()
+        };
+        assert!(
+            uninspected_note(&v)
+                .unwrap()
+                .starts_with("could not inspect 2 processes and 263 fds")
+        );
+        assert_eq!(uninspected_note(&Verdict::default()), None);
+    }
+}

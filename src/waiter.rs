@@ -1,0 +1,404 @@
+//! The `wait` loop: poll until nothing blocks or the deadline passes.
+//!
+//! Time comes through [`Clock`] so tests run the loop on a fake clock, to the
+//! millisecond and without sleeping.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::decide::{Entry, Verdict};
+use crate::render;
+
+/// How long to wait and how often to look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitOptions {
+    /// Hard limit from the start of the hook.
+    pub timeout: Duration,
+    /// Time between polls.
+    pub interval: Duration,
+    /// Never report drained before this much time has passed.
+    pub min_wait: Duration,
+}
+
+/// How the wait ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing blocked any more, after this long.
+    Drained(Duration),
+    /// The deadline passed; these sockets still blocked at the last poll.
+    DeadlineExceeded(Vec<Entry>),
+}
+
+/// Source of time for the loop.
+pub trait Clock {
+    /// The current instant.
+    fn now(&self) -> Instant;
+    /// Blocks for `d` (or advances a fake clock by it).
+    fn sleep(&self, d: Duration);
+}
+
+/// The real clock: `Instant::now` is CLOCK_MONOTONIC, which does not jump
+/// when NTP steps the wall clock during shutdown.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d);
+    }
+}
+
+/// How many sockets a log line names before `and N more`.
+const LOG_SOCKETS: usize = 5;
+
+/// Runs the loop. `poll` is one look at the pod; `log` receives the
+/// `prestop-wait: ` lines (stderr, or a sink with `--quiet`).
+///
+/// The first poll's error is returned (wrong `--proc`, unreadable table: a
+/// configuration problem to report at once). A later error is logged once and
+/// the last known state is kept: giving up early would let the proxy stop
+/// under the app, which is the failure this tool prevents.
+pub fn wait_loop(
+    clock: &impl Clock,
+    opts: &WaitOptions,
+    mut poll: impl FnMut() -> Result<Verdict>,
+    log: &mut impl Write,
+) -> Result<Outcome> {
+    let start = clock.now();
+    let deadline = start + opts.timeout;
+    let earliest = start + opts.min_wait;
+    let mut blocking: Option<Vec<Entry>> = None;
+    let mut warned_error = false;
+    let mut warned_min_wait = false;
+    loop {
+        match poll() {
+            Ok(v) => {
+                let changed = blocking
+                    .as_ref()
+                    .is_none_or(|old| !same_sockets(old, &v.blocking));
+                if changed {
+                    log_change(log, &v, clock.now() - start);
+                }
+                blocking = Some(v.blocking);
+            }
+            Err(e) if blocking.is_none() => return Err(e),
+            Err(e) => {
+                if !warned_error {
+                    let _ = writeln!(
+                        log,
+                        "prestop-wait: poll failed, keeping the last result and polling on: {e:#}"
+                    );
+                    warned_error = true;
+                }
+            }
+        }
+        let now = clock.now();
+        let current = blocking.as_deref().unwrap_or_default();
+        if current.is_empty() {
+            if now >= earliest {
+                let took = now - start;
+                let _ = writeln!(log, "prestop-wait: drained after {}", fmt_duration(took));
+                return Ok(Outcome::Drained(took));
+            }
+            if !warned_min_wait {
+                let _ = writeln!(
+                    log,
+                    "prestop-wait: nothing blocks; holding until --min-wait {} has passed",
+                    fmt_duration(opts.min_wait)
+                );
+                warned_min_wait = true;
+            }
+        }
+        if now >= deadline {
+            let _ = writeln!(
+                log,
+                "prestop-wait: deadline {} passed; {} still blocking: {}",
+                fmt_duration(opts.timeout),
+                count(current.len()),
+                render::summary(current, usize::MAX)
+            );
+            return Ok(Outcome::DeadlineExceeded(current.to_vec()));
+        }
+        // Sleeps are cut to the deadline (and to --min-wait when nothing
+        // blocks), so the last poll happens exactly there and never after.
+        let mut wake = now + opts.interval;
+        if current.is_empty() {
+            wake = wake.min(earliest);
+        }
+        wake = wake.min(deadline);
+        clock.sleep(wake.saturating_duration_since(now));
+    }
+}
+
+fn count(n: usize) -> String {
+    if n == 1 {
+        "1 socket".to_owned()
+    } else {
+        format!("{n} sockets")
+    }
+}
+
+fn log_change(log: &mut impl Write, v: &Verdict, at: Duration) {
+    let _ = if v.blocking.is_empty() {
+        writeln!(log, "prestop-wait: [{}] nothing blocks", fmt_duration(at))
+    } else {
+        writeln!(
+            log,
+            "prestop-wait: [{}] {} blocking: {}",
+            fmt_duration(at),
+            count(v.blocking.len()),
+            render::summary(&v.blocking, LOG_SOCKETS)
+        )
+    };
+    if let Some(note) = render::uninspected_note(v) {
+        let _ = writeln!(log, "prestop-wait: {note}");
+    }
+}
+
+/// Two results name the same sockets (state changes count as a change).
+fn same_sockets(a: &[Entry], b: &[Entry]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.socket == y.socket)
+}
+
+/// Milliseconds precision is what a person reading a log wants; humantime
+/// would print nanoseconds.
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = Duration::from_millis(d.as_millis().min(u64::MAX as u128) as u64);
+    humantime::format_duration(ms).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::procread::{Socket, TcpState};
+    use std::cell::{Cell, RefCell};
+
+    /// A clock that only moves when slept on; polls may also advance it to
+    /// model their own cost.
+    struct FakeClock {
+        base: Instant,
+        offset: Cell<Duration>,
+        sleeps: RefCell<Vec<Duration>>,
+    }
+
+    impl FakeClock {
+        fn new() -> Self {
+            FakeClock {
+                base: Instant::now(),
+                offset: Cell::new(Duration::ZERO),
+                sleeps: RefCell::new(Vec::new()),
+            }
+        }
+        fn advance(&self, d: Duration) {
+            self.offset.set(self.offset.get() + d);
+        }
+        fn elapsed(&self) -> Duration {
+            self.offset.get()
+        }
+    }
+
+    impl Clock for FakeClock {
+        fn now(&self) -> Instant {
+            self.base + self.offset.get()
+        }
+        fn sleep(&self, d: Duration) {
+            self.sleeps.borrow_mut().push(d);
+            self.advance(d);
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn opts(timeout: u64, interval: u64, min_wait: u64) -> WaitOptions {
+        WaitOptions {
+            timeout: ms(timeout),
+            interval: ms(interval),
+            min_wait: ms(min_wait),
+        }
+    }
+
+    fn blocking(port: u16) -> Verdict {
+        Verdict {
+            blocking: vec![Entry {
+                socket: Socket {
+                    state: TcpState::Listen,
+                    local: format!("0.0.0.0:{port}").parse().unwrap(),
+                    remote: "0.0.0.0:0".parse().unwrap(),
+                    uid: 1000,
+                    inode: port as u64,
+                },
+                holders: vec![],
+            }],
+            ..Verdict::default()
+        }
+    }
+
+    fn run(
+        clock: &FakeClock,
+        o: &WaitOptions,
+        mut script: impl FnMut(Duration) -> Result<Verdict>,
+    ) -> (Outcome, String, usize) {
+        let mut log = Vec::new();
+        let mut polls = 0;
+        let out = wait_loop(
+            clock,
+            o,
+            || {
+                polls += 1;
+                script(clock.elapsed())
+            },
+            &mut log,
+        )
+        .unwrap();
+        (out, String::from_utf8(log).unwrap(), polls)
+    }
+
+    #[test]
+    fn drains_at_first_poll_when_nothing_blocks() {
+        let c = FakeClock::new();
+        let (out, log, polls) = run(&c, &opts(25_000, 250, 0), |_| Ok(Verdict::default()));
+        assert_eq!(out, Outcome::Drained(Duration::ZERO));
+        assert_eq!(polls, 1);
+        assert!(log.contains("drained after 0s"), "{log}");
+    }
+
+    #[test]
+    fn drains_at_the_first_poll_after_the_socket_goes() {
+        let c = FakeClock::new();
+        let (out, _, polls) = run(&c, &opts(25_000, 250, 0), |t| {
+            Ok(if t < ms(1_100) {
+                blocking(8080)
+            } else {
+                Verdict::default()
+            })
+        });
+        assert_eq!(out, Outcome::Drained(ms(1_250)));
+        assert_eq!(polls, 6);
+    }
+
+    #[test]
+    fn deadline_is_exact_and_the_last_poll_is_at_it() {
+        let c = FakeClock::new();
+        // 300ms interval does not divide 1000ms: the last sleep is cut to 100ms.
+        let (out, log, polls) = run(&c, &opts(1_000, 300, 0), |_| Ok(blocking(8080)));
+        assert!(matches!(out, Outcome::DeadlineExceeded(ref v) if v.len() == 1));
+        assert_eq!(c.elapsed(), ms(1_000));
+        assert_eq!(polls, 5);
+        assert_eq!(*c.sleeps.borrow(), vec![ms(300), ms(300), ms(300), ms(100)]);
+        assert!(
+            log.contains(
+                "deadline 1s passed; 1 socket still blocking: LISTEN 0.0.0.0:8080 (uid 1000)"
+            ),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn slow_polls_never_push_past_the_deadline() {
+        let c = FakeClock::new();
+        // Each poll costs 70ms of clock time: the loop must still stop at the
+        // deadline, sleeping only what is left.
+        let (out, _, _) = run(&c, &opts(1_000, 250, 0), |_| {
+            c.advance(ms(70));
+            Ok(blocking(1))
+        });
+        assert!(matches!(out, Outcome::DeadlineExceeded(_)));
+        let over = c.elapsed() - ms(1_000);
+        assert!(over <= ms(70), "overshoot {over:?} is more than one poll");
+    }
+
+    #[test]
+    fn zero_timeout_polls_once() {
+        let c = FakeClock::new();
+        let (out, _, polls) = run(&c, &opts(0, 250, 0), |_| Ok(blocking(1)));
+        assert!(matches!(out, Outcome::DeadlineExceeded(_)));
+        assert_eq!(polls, 1);
+        assert!(c.sleeps.borrow().is_empty());
+        let (out, _, polls) = run(&c, &opts(0, 250, 0), |_| Ok(Verdict::default()));
+        assert!(matches!(out, Outcome::Drained(_)));
+        assert_eq!(polls, 1);
+    }
+
+    #[test]
+    fn min_wait_holds_even_when_nothing_blocks_and_sees_late_sockets() {
+        let c = FakeClock::new();
+        let (out, log, _) = run(&c, &opts(10_000, 1_000, 2_500), |_| Ok(Verdict::default()));
+        assert_eq!(out, Outcome::Drained(ms(2_500)));
+        assert_eq!(*c.sleeps.borrow(), vec![ms(1_000), ms(1_000), ms(500)]);
+        assert_eq!(
+            log.matches("holding until --min-wait 2s 500ms").count(),
+            1,
+            "{log}"
+        );
+
+        // A socket that appears during --min-wait is waited for.
+        let c = FakeClock::new();
+        let (out, _, _) = run(&c, &opts(10_000, 1_000, 2_000), |t| {
+            Ok(if t >= ms(1_000) && t < ms(4_000) {
+                blocking(9)
+            } else {
+                Verdict::default()
+            })
+        });
+        assert_eq!(out, Outcome::Drained(ms(4_000)));
+    }
+
+    #[test]
+    fn logs_only_on_change() {
+        let c = FakeClock::new();
+        let (_, log, polls) = run(&c, &opts(5_000, 100, 0), |t| {
+            Ok(if t < ms(1_000) {
+                blocking(1)
+            } else if t < ms(2_000) {
+                blocking(2)
+            } else {
+                Verdict::default()
+            })
+        });
+        assert_eq!(polls, 21);
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 4, "{log}");
+        assert!(lines[0].contains("[0s] 1 socket blocking: LISTEN 0.0.0.0:1"));
+        assert!(lines[1].contains("[1s] 1 socket blocking: LISTEN 0.0.0.0:2"));
+        assert!(lines[2].contains("[2s] nothing blocks"));
+        assert!(lines[3].contains("drained after 2s"));
+    }
+
+    #[test]
+    fn first_error_is_fatal_later_errors_keep_last_state() {
+        let c = FakeClock::new();
+        let mut log = Vec::new();
+        let err =
+            wait_loop(&c, &opts(1_000, 100, 0), || anyhow::bail!("boom"), &mut log).unwrap_err();
+        assert_eq!(err.to_string(), "boom");
+
+        let c = FakeClock::new();
+        let (out, log, _) = run(&c, &opts(1_000, 100, 0), |t| {
+            if t == Duration::ZERO {
+                Ok(blocking(1))
+            } else if t < ms(500) {
+                anyhow::bail!("table vanished")
+            } else {
+                Ok(Verdict::default())
+            }
+        });
+        assert_eq!(out, Outcome::Drained(ms(500)));
+        assert_eq!(log.matches("poll failed").count(), 1, "{log}");
+    }
+
+    #[test]
+    fn durations_print_to_the_millisecond() {
+        assert_eq!(
+            fmt_duration(Duration::from_nanos(1_234_567_890)),
+            "1s 234ms"
+        );
+        assert_eq!(fmt_duration(Duration::ZERO), "0s");
+    }
+}
