@@ -46,12 +46,17 @@ impl Poller {
                 }
                 // Sockets a cheap rule excuses are dropped here unless --all
                 // wants them, so a busy table is never held whole.
+                // With --all the excused sockets are scanned too, so their
+                // owners can be shown.
                 match decide::cheap_reason(&s, rules) {
                     None => {
                         wanted.insert(s.inode);
                         kept.push(s);
                     }
-                    Some(_) if keep_ignored => kept.push(s),
+                    Some(_) if keep_ignored => {
+                        wanted.insert(s.inode);
+                        kept.push(s);
+                    }
                     Some(_) => {}
                 }
             })?;

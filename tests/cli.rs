@@ -1,0 +1,441 @@
+//! Drives the binary over fixture `/proc` trees: exit codes, output, every flag, bad input.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use common::*;
+
+/// The binary with no `PRESTOP_WAIT_*` variable leaking in from the caller.
+fn bin() -> Command {
+    let mut c = Command::cargo_bin("prestop-wait").expect("binary");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PRESTOP_WAIT_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn run(f: &Fixture, args: &[&str]) -> Output {
+    let mut c = bin();
+    c.args(args).arg("--proc").arg(f.path());
+    c.output().expect("run binary")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("utf-8 stdout")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).expect("utf-8 stderr")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited, not killed")
+}
+
+/// `"local"` values of a JSON array in `check --json` output, in order.
+fn locals(json: &str, key: &str) -> Vec<String> {
+    let Some(start) = json.find(&format!("\"{key}\":[")) else {
+        return Vec::new();
+    };
+    let rest = &json[start..];
+    // `],"` ends the array; IPv6 brackets are always followed by `:`.
+    let end = rest.find("],\"").expect("array end");
+    rest[..end]
+        .split("\"local\":\"")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn check_lists_exactly_the_apps_sockets() {
+    let f = istio_pod();
+    let o = run(&f, &["check", "--json"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(
+        locals(&out, "blocking"),
+        vec![
+            "0.0.0.0:8080",
+            "10.1.2.3:45000",
+            "10.1.2.3:8080",
+            "[::]:9090"
+        ]
+    );
+    assert!(!out.contains("\"ignored\""), "{out}");
+    assert!(out.contains("\"pid\":null,\"process\":null"));
+    assert_eq!(out.lines().count(), 1);
+}
+
+#[test]
+fn check_all_gives_every_reason() {
+    let mut f = istio_pod();
+    // A root-owned pilot-agent socket: only the process rule can excuse it.
+    f.socket("0.0.0.0:15010", "0.0.0.0:0", LISTEN, 0, 110)
+        .process(2, "pilot-agent", &["pilot-agent"], &[110]);
+    let o = run(&f, &["check", "--json", "--all", "--ignore-port", "9090"]);
+    assert_eq!(code(&o), 1);
+    let out = stdout(&o);
+    assert_eq!(
+        locals(&out, "blocking"),
+        vec!["0.0.0.0:8080", "10.1.2.3:45000", "10.1.2.3:8080"]
+    );
+    let ignored = locals(&out, "ignored");
+    assert_eq!(ignored.len(), 11, "{out}");
+    assert!(out.contains("\"local\":\"0.0.0.0:15010\",\"remote\":\"0.0.0.0:0\",\"uid\":0,\"inode\":110,\"pid\":2,\"process\":\"pilot-agent\",\"reason\":\"proxy-process\""), "{out}");
+    assert!(out.contains("\"local\":\"[::]:9090\",\"remote\":\"[::]:0\",\"uid\":1000,\"inode\":202,\"pid\":null,\"process\":null,\"reason\":\"ignored-port\""), "{out}");
+    assert_eq!(out.matches("\"reason\":\"proxy-uid\"").count(), 9, "{out}");
+    // TIME_WAIT (inode 0) is in no list.
+    assert!(!out.contains("50000"), "{out}");
+}
+
+#[test]
+fn check_text_table() {
+    let f = istio_pod();
+    let o = run(&f, &["check"]);
+    assert_eq!(code(&o), 1);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["STATE", "LOCAL", "REMOTE", "UID", "PROCESS"]
+    );
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["LISTEN", "0.0.0.0:8080", "0.0.0.0:0", "1000", "-"]
+    );
+    assert_eq!(lines.last(), Some(&"4 sockets block"));
+    let o = run(&f, &["check", "--all"]);
+    let out = stdout(&o);
+    assert!(out.lines().next().unwrap().ends_with("VERDICT"));
+    assert!(out.contains("15/envoy"), "{out}");
+    assert!(
+        out.lines().any(|l| l.contains("127.0.0.1:15004")
+            && l.contains("1/pilot-agent")
+            && l.ends_with("proxy-uid")),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_nothing_blocks_exits_0() {
+    let mut f = Fixture::new();
+    f.socket("0.0.0.0:15001", "0.0.0.0:0", LISTEN, 1337, 1);
+    let o = run(&f, &["check"]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(stdout(&o), "nothing blocks\n");
+    let o = run(&f, &["check", "--json"]);
+    assert_eq!(
+        stdout(&o),
+        "{\"blocking\":[],\"uninspected_processes\":0,\"unreadable_fds\":0}\n"
+    );
+}
+
+#[test]
+fn listen_only_matches_the_old_loop_rule() {
+    let f = istio_pod();
+    let o = run(&f, &["check", "--json", "--listen-only"]);
+    assert_eq!(code(&o), 1);
+    assert_eq!(
+        locals(&stdout(&o), "blocking"),
+        vec!["0.0.0.0:8080", "[::]:9090"]
+    );
+    let o = run(&f, &["check", "--json", "--listen-only", "--all"]);
+    assert_eq!(
+        stdout(&o).matches("\"reason\":\"not-listening\"").count(),
+        2
+    );
+}
+
+#[test]
+fn proxy_name_and_uid_flags_and_env() {
+    // A Linkerd-shaped pod: proxy uid 2102, process linkerd2-proxy.
+    let mut f = Fixture::new();
+    f.socket("0.0.0.0:4143", "0.0.0.0:0", LISTEN, 2102, 1)
+        .socket("127.0.0.1:4191", "0.0.0.0:0", LISTEN, 0, 2)
+        .socket("0.0.0.0:8080", "0.0.0.0:0", LISTEN, 1000, 3)
+        .process(
+            7,
+            "linkerd2-proxy",
+            &["/usr/lib/linkerd/linkerd2-proxy"],
+            &[2],
+        );
+    let o = run(&f, &["check", "--json"]);
+    assert_eq!(locals(&stdout(&o), "blocking").len(), 3);
+    let o = run(
+        &f,
+        &[
+            "check",
+            "--json",
+            "--proxy-uid",
+            "2102",
+            "--proxy-name",
+            "linkerd2-proxy",
+        ],
+    );
+    assert_eq!(locals(&stdout(&o), "blocking"), vec!["0.0.0.0:8080"]);
+    let o = bin()
+        .args(["check", "--json"])
+        .env("PRESTOP_WAIT_PROC", f.path())
+        .env("PRESTOP_WAIT_PROXY_UID", "2102")
+        .env("PRESTOP_WAIT_PROXY_NAME", "linkerd2-proxy")
+        .env("PRESTOP_WAIT_IGNORE_PORT", "8080")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+}
+
+#[test]
+fn app_visible_in_shared_pid_namespace_is_named() {
+    let mut f = istio_pod();
+    f.process(40, "python3", &["/usr/bin/python3", "app.py"], &[201, 203]);
+    let o = run(&f, &["check", "--json"]);
+    let out = stdout(&o);
+    assert!(out.contains("\"local\":\"0.0.0.0:8080\",\"remote\":\"0.0.0.0:0\",\"uid\":1000,\"inode\":201,\"pid\":40,\"process\":\"python3\""), "{out}");
+}
+
+#[test]
+fn missing_tcp6_is_empty() {
+    let mut f = Fixture::new();
+    f.socket("0.0.0.0:8080", "0.0.0.0:0", LISTEN, 1000, 3);
+    std::fs::remove_file(f.table_path("tcp6")).unwrap();
+    let o = run(&f, &["check", "--json"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_eq!(locals(&stdout(&o), "blocking"), vec!["0.0.0.0:8080"]);
+}
+
+#[test]
+fn bad_tables_exit_2_naming_file_and_line() {
+    let f = Fixture::new();
+    std::fs::write(
+        f.table_path("tcp"),
+        format!(
+            "{TCP_HEADER}\n{}\n   1: zz:zz 00000000:0000 0A 0:0 0:0 0 5 0 9\n",
+            row(0, "0.0.0.0:1", "0.0.0.0:0", LISTEN, 0, 5)
+        ),
+    )
+    .unwrap();
+    for args in [&["check"][..], &["wait", "--timeout", "1s"]] {
+        let o = run(&f, args);
+        assert_eq!(code(&o), 2);
+        let err = stderr(&o);
+        let last = err.lines().last().unwrap();
+        assert!(last.starts_with("prestop-wait: "), "{err}");
+        assert!(last.contains("net/tcp line 3: bad local_address"), "{err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("please report"),
+            "{err}"
+        );
+    }
+
+    // Unknown state code, and an IPv6 row in the IPv4 table is fine to parse
+    // but a truncated one is not.
+    std::fs::write(
+        f.table_path("tcp"),
+        format!("{TCP_HEADER}\n   0: 0100007F:0050 00000000:0000 0E 0:0 0:0 0 5 0 9\n"),
+    )
+    .unwrap();
+    let o = run(&f, &["check"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("net/tcp line 2: unknown TCP state 0x0E"),
+        "{}",
+        stderr(&o)
+    );
+
+    std::fs::write(f.table_path("tcp6"), format!("{TCP6_HEADER}\n   0: 0000\n")).unwrap();
+    std::fs::write(f.table_path("tcp"), format!("{TCP_HEADER}\n")).unwrap();
+    let o = run(&f, &["check"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("net/tcp6 line 2: too few columns"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn unreadable_table_and_missing_dir_exit_2() {
+    let f = Fixture::new();
+    // A directory where the table should be: unreadable even for root.
+    std::fs::remove_file(f.table_path("tcp")).unwrap();
+    std::fs::create_dir(f.table_path("tcp")).unwrap();
+    let o = run(&f, &["check"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("net/tcp line 1"), "{}", stderr(&o));
+
+    let o = bin()
+        .args(["check", "--proc", "/nonexistent/proc"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2);
+    assert_eq!(
+        stderr(&o),
+        "prestop-wait: cannot read /nonexistent/proc/net/tcp: No such file or directory (os error 2)\n"
+    );
+}
+
+#[test]
+fn usage_errors_are_one_line_and_exit_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--timeout", "soon"],
+            "invalid value 'soon' for '--timeout <DURATION>'",
+        ),
+        (
+            &["wait", "--interval", "1ns"],
+            "--interval must be at least 10ms",
+        ),
+        (
+            &["wait", "--min-wait", "1m"],
+            "--min-wait (1m) must not be longer than --timeout (25s)",
+        ),
+        (&["check", "--ignore-port", "http"], "--ignore-port"),
+        (&["check", "--proxy-uid", "root"], "--proxy-uid"),
+        (&["check", "--bogus"], "--bogus"),
+        (&["sleepy"], "sleepy"),
+    ];
+    for (args, want) in cases {
+        let o = bin().args(*args).output().unwrap();
+        assert_eq!(code(&o), 2, "{args:?}");
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("prestop-wait: ") && err.contains(want),
+            "{args:?}: {err}"
+        );
+        assert!(o.stdout.is_empty());
+    }
+    let o = bin()
+        .env("PRESTOP_WAIT_TIMEOUT", "forever")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("--timeout"), "{}", stderr(&o));
+}
+
+#[test]
+fn help_documents_exit_codes_and_every_flag() {
+    for args in [&["--help"][..], &["wait", "--help"], &["check", "--help"]] {
+        let o = bin().args(args).output().unwrap();
+        assert_eq!(code(&o), 0);
+        let out = stdout(&o);
+        assert!(
+            out.contains("Exit codes:") && out.contains("  2  usage or runtime error"),
+            "{out}"
+        );
+        for flag in [
+            "--proc",
+            "--proxy-uid",
+            "--proxy-name",
+            "--ignore-port",
+            "--listen-only",
+        ] {
+            assert!(out.contains(flag), "{args:?} lacks {flag}");
+        }
+    }
+    let out = stdout(&bin().args(["wait", "--help"]).output().unwrap());
+    for text in [
+        "--timeout",
+        "[default: 25s]",
+        "--interval",
+        "[default: 250ms]",
+        "--min-wait",
+        "[default: 0s]",
+        "PRESTOP_WAIT_TIMEOUT",
+        "--quiet",
+    ] {
+        assert!(out.contains(text), "wait --help lacks {text}");
+    }
+    let out = stdout(&bin().args(["check", "--help"]).output().unwrap());
+    assert!(out.contains("--json") && out.contains("--all"));
+    let o = bin().arg("--version").output().unwrap();
+    assert_eq!(code(&o), 0);
+    assert!(stdout(&o).starts_with("prestop-wait "));
+}
+
+#[test]
+fn wait_returns_soon_after_the_app_socket_goes() {
+    let mut f = istio_pod();
+    let mut child = bin()
+        .args(["wait", "--timeout", "10s", "--interval", "50ms", "--proc"])
+        .arg(f.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "wait exited while the app still held sockets"
+    );
+    for inode in [201, 202, 203, 204] {
+        f.remove_inode(inode);
+    }
+    let removed = Instant::now();
+    let status = child.wait().unwrap();
+    let took = removed.elapsed();
+    assert_eq!(status.code(), Some(0));
+    // One interval plus process start-up slack; the timeout was 10s.
+    assert!(took < Duration::from_millis(1_000), "took {took:?}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("4 sockets blocking: LISTEN 0.0.0.0:8080 (uid 1000)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("nothing blocks") && err.contains("drained after"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wait_deadline_exits_1_near_the_deadline_and_names_the_sockets() {
+    let f = istio_pod();
+    let start = Instant::now();
+    let o = run(&f, &["wait", "--timeout", "700ms", "--interval", "300ms"]);
+    let took = start.elapsed();
+    assert_eq!(code(&o), 1);
+    assert!(took >= Duration::from_millis(700), "took {took:?}");
+    assert!(took < Duration::from_millis(1_500), "took {took:?}");
+    let err = stderr(&o);
+    let last = err.lines().last().unwrap();
+    assert!(last.starts_with("prestop-wait: deadline 700ms passed; 4 sockets still blocking: LISTEN 0.0.0.0:8080 (uid 1000), ESTABLISHED 10.1.2.3:45000 -> 10.9.8.7:443 (uid 1000)"), "{err}");
+    assert!(last.contains("LISTEN [::]:9090 (uid 1000)"), "{err}");
+}
+
+#[test]
+fn wait_quiet_prints_nothing_and_min_wait_holds() {
+    let f = Fixture::new();
+    let start = Instant::now();
+    let o = run(
+        &f,
+        &[
+            "--quiet",
+            "--timeout",
+            "5s",
+            "--min-wait",
+            "400ms",
+            "--interval",
+            "100ms",
+        ],
+    );
+    assert_eq!(code(&o), 0);
+    assert!(start.elapsed() >= Duration::from_millis(400));
+    assert!(o.stderr.is_empty() && o.stdout.is_empty());
+}
+
+#[test]
+fn wait_zero_timeout_polls_once() {
+    let f = istio_pod();
+    let o = run(&f, &["--timeout", "0s"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("deadline 0s passed"));
+    let o = run(&Fixture::new(), &["--timeout", "0s"]);
+    assert_eq!(code(&o), 0);
+}

@@ -1,0 +1,192 @@
+//! Builds fixture `/proc` trees in a tempdir: `net/tcp`, `net/tcp6`, and
+//! `<pid>/{comm,cmdline,fd/N -> socket:[INODE]}`, the files prestop-wait reads.
+#![allow(dead_code)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+/// Header lines as Linux 6.x prints them (trailing padding trimmed).
+pub const TCP_HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
+pub const TCP6_HEADER: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
+
+/// TCP state codes, as in include/net/tcp_states.h.
+pub const ESTABLISHED: u8 = 0x01;
+pub const SYN_SENT: u8 = 0x02;
+pub const TIME_WAIT: u8 = 0x06;
+pub const CLOSE_WAIT: u8 = 0x08;
+pub const LISTEN: u8 = 0x0A;
+
+/// A fixture tree; removed on drop.
+pub struct Fixture {
+    dir: tempfile::TempDir,
+    tcp: Vec<String>,
+    tcp6: Vec<String>,
+}
+
+/// Encodes an address the way the kernel prints it: each 32-bit word of the
+/// address loaded native-endian and printed `%08X`, port `%04X`.
+pub fn encode(addr: &str) -> String {
+    let a: SocketAddr = addr.parse().expect("fixture address");
+    let ip = match a.ip() {
+        IpAddr::V4(v4) => format!("{:08X}", u32::from_ne_bytes(v4.octets())),
+        IpAddr::V6(v6) => v6
+            .octets()
+            .chunks_exact(4)
+            .map(|w| format!("{:08X}", u32::from_ne_bytes([w[0], w[1], w[2], w[3]])))
+            .collect(),
+    };
+    format!("{ip}:{:04X}", a.port())
+}
+
+/// One table row in the kernel's layout.
+pub fn row(sl: usize, local: &str, remote: &str, state: u8, uid: u32, inode: u64) -> String {
+    format!(
+        "{sl:4}: {} {} {state:02X} 00000000:00000000 00:00000000 00000000 {uid:5}        0 {inode} 1 0000000000000000 100 0 0 10 0",
+        encode(local),
+        encode(remote)
+    )
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("net")).expect("net dir");
+        let f = Fixture {
+            dir,
+            tcp: Vec::new(),
+            tcp6: Vec::new(),
+        };
+        f.flush();
+        f
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path_str(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+
+    /// Adds a socket to `tcp` or `tcp6`, by the address family of `local`.
+    pub fn socket(
+        &mut self,
+        local: &str,
+        remote: &str,
+        state: u8,
+        uid: u32,
+        inode: u64,
+    ) -> &mut Self {
+        let v6 = local.starts_with('[');
+        let table = if v6 { &mut self.tcp6 } else { &mut self.tcp };
+        table.push(row(table.len(), local, remote, state, uid, inode));
+        self.flush();
+        self
+    }
+
+    /// Removes every row whose inode is `inode`, as the kernel does when the
+    /// last fd is closed (the row leaves, or stays with inode 0).
+    pub fn remove_inode(&mut self, inode: u64) -> &mut Self {
+        let suffix = format!(" {inode} 1 ");
+        self.tcp.retain(|l| !l.contains(&suffix));
+        self.tcp6.retain(|l| !l.contains(&suffix));
+        self.flush();
+        self
+    }
+
+    /// A process with `comm`, `cmdline` (NUL-separated argv) and socket fds.
+    pub fn process(&mut self, pid: u32, comm: &str, argv: &[&str], inodes: &[u64]) -> &mut Self {
+        let dir = self.dir.path().join(pid.to_string());
+        std::fs::create_dir_all(dir.join("fd")).expect("pid dir");
+        std::fs::write(dir.join("comm"), format!("{comm}\n")).expect("comm");
+        let mut cmdline = Vec::new();
+        for a in argv {
+            cmdline.extend_from_slice(a.as_bytes());
+            cmdline.push(0);
+        }
+        std::fs::write(dir.join("cmdline"), cmdline).expect("cmdline");
+        // fds 0-2 are not sockets, as in any real process.
+        for (fd, target) in ["/dev/null", "pipe:[4026]", "anon_inode:[eventpoll]"]
+            .iter()
+            .enumerate()
+        {
+            symlink(target, dir.join("fd").join(fd.to_string())).expect("fd link");
+        }
+        for (i, inode) in inodes.iter().enumerate() {
+            symlink(
+                format!("socket:[{inode}]"),
+                dir.join("fd").join((i + 3).to_string()),
+            )
+            .expect("socket link");
+        }
+        self
+    }
+
+    /// Writes both tables atomically (rename), so a running binary never
+    /// reads a half-written file.
+    fn flush(&self) {
+        for (name, header, rows) in [
+            ("tcp", TCP_HEADER, &self.tcp),
+            ("tcp6", TCP6_HEADER, &self.tcp6),
+        ] {
+            let mut text = String::from(header);
+            text.push('\n');
+            for r in rows {
+                text.push_str(r);
+                text.push('\n');
+            }
+            let tmp = self.dir.path().join(format!("net/.{name}.tmp"));
+            std::fs::write(&tmp, text).expect("write table");
+            std::fs::rename(&tmp, self.dir.path().join("net").join(name)).expect("rename table");
+        }
+    }
+
+    pub fn table_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join("net").join(name)
+    }
+}
+
+/// The pod the integration tests look at: Istio's proxy and a small app.
+///
+/// - envoy (uid 1337) listens on 15001, 15006, 15021, 15090, 127.0.0.1:15000;
+/// - pilot-agent (uid 1337) on 15020 and 127.0.0.1:15004;
+/// - the app (uid 1000, invisible: another PID namespace) listens on 8080 and
+///   [::]:9090, has an outbound call through 15001, and an inbound connection
+///   accepted from 127.0.0.6 (Istio's inbound passthrough source).
+/// - A TIME_WAIT leftover (inode 0).
+pub fn istio_pod() -> Fixture {
+    let mut f = Fixture::new();
+    f.socket("0.0.0.0:15001", "0.0.0.0:0", LISTEN, 1337, 101)
+        .socket("0.0.0.0:15006", "0.0.0.0:0", LISTEN, 1337, 102)
+        .socket("0.0.0.0:15021", "0.0.0.0:0", LISTEN, 1337, 103)
+        .socket("0.0.0.0:15090", "0.0.0.0:0", LISTEN, 1337, 104)
+        .socket("127.0.0.1:15000", "0.0.0.0:0", LISTEN, 1337, 105)
+        .socket("127.0.0.1:15004", "0.0.0.0:0", LISTEN, 1337, 106)
+        .socket("[::]:15020", "[::]:0", LISTEN, 1337, 107)
+        .socket("0.0.0.0:8080", "0.0.0.0:0", LISTEN, 1000, 201)
+        .socket("[::]:9090", "[::]:0", LISTEN, 1000, 202)
+        .socket("10.1.2.3:45000", "10.9.8.7:443", ESTABLISHED, 1000, 203)
+        // iptables REDIRECT: envoy accepts the call on 15001, the app sees 443.
+        .socket("127.0.0.1:15001", "10.1.2.3:45000", ESTABLISHED, 1337, 108)
+        .socket("10.1.2.3:8080", "127.0.0.6:51000", ESTABLISHED, 1000, 204)
+        .socket("127.0.0.6:51000", "10.1.2.3:8080", ESTABLISHED, 1337, 109)
+        .socket("10.1.2.3:8080", "127.0.0.6:50000", TIME_WAIT, 0, 0);
+    f.process(
+        1,
+        "pilot-agent",
+        &["/usr/local/bin/pilot-agent", "proxy", "sidecar"],
+        &[106, 107],
+    )
+    .process(
+        15,
+        "envoy",
+        &[
+            "/usr/local/bin/envoy",
+            "-c",
+            "etc/istio/proxy/envoy-rev.json",
+        ],
+        &[101, 102, 103, 104, 105, 108, 109],
+    );
+    f
+}
