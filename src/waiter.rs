@@ -117,8 +117,9 @@ pub fn wait_loop(
         if now >= deadline {
             let _ = writeln!(
                 log,
-                "prestop-wait: deadline {} passed; {} still blocking: {}",
+                "prestop-wait: deadline {} passed (at {}); {} still blocking: {}",
                 fmt_duration(opts.timeout),
+                fmt_duration(now - start),
                 count(current.len()),
                 render::summary(current, usize::MAX)
             );

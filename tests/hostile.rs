@@ -1,0 +1,274 @@
+//! Hostile or odd `/proc` trees: vanishing tables and processes, denied fd
+//! directories, links that are not sockets, thousands of processes, and the
+//! deadline measured live. None of these may panic, hang or end `wait` early.
+
+mod common;
+
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use common::*;
+
+fn bin() -> Command {
+    let mut c = Command::cargo_bin("prestop-wait").expect("binary");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PRESTOP_WAIT_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn check_json(f: &Fixture) -> Output {
+    bin()
+        .args(["check", "--json", "--proc"])
+        .arg(f.path())
+        .output()
+        .expect("run")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn table_vanishing_between_polls_keeps_waiting() {
+    let mut f = Fixture::new();
+    f.socket("0.0.0.0:8080", "0.0.0.0:0", LISTEN, 1000, 7);
+    let mut child = bin()
+        .args(["wait", "--timeout", "10s", "--interval", "50ms", "--proc"])
+        .arg(f.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::remove_file(f.table_path("tcp")).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "a vanished table ended the wait"
+    );
+    // The table comes back without the app's socket: now it drains.
+    f.remove_inode(7);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(
+        err.matches("poll failed, keeping the last result").count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("cannot read"), "{err}");
+}
+
+#[test]
+fn odd_fd_entries_are_not_sockets_and_not_errors() {
+    let mut f = Fixture::new();
+    f.socket("0.0.0.0:8080", "0.0.0.0:0", LISTEN, 1000, 7);
+    f.process(10, "app", &["app"], &[]);
+    let fd = f.path().join("10/fd");
+    for (name, target) in [
+        ("20", "socket:[abc]"),
+        ("21", "socket:[]"),
+        ("22", "socket:[7"),
+        ("23", "/etc/hostname"),
+        ("24", "net:[4026531840]"),
+        ("25", "socket:[99999999999999999999999]"),
+    ] {
+        symlink(target, fd.join(name)).unwrap();
+    }
+    // A plain file and a directory where links should be.
+    std::fs::write(fd.join("26"), "x").unwrap();
+    std::fs::create_dir(fd.join("27")).unwrap();
+    // A pid directory whose `fd` is a file: listing it fails (ENOTDIR).
+    f.process(11, "odd", &["odd"], &[]);
+    std::fs::remove_dir_all(f.path().join("11/fd")).unwrap();
+    std::fs::write(f.path().join("11/fd"), "").unwrap();
+    // A pid directory with no comm, cmdline or fd at all (a process exiting).
+    std::fs::create_dir(f.path().join("12")).unwrap();
+
+    let o = check_json(&f);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("\"inode\":7,\"pid\":null"), "{out}");
+    // Two non-links failed readlink; the ENOTDIR fd "directory" counts as one
+    // process not inspected.
+    assert!(
+        out.ends_with("\"uninspected_processes\":1,\"unreadable_fds\":2}\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn thousands_of_processes() {
+    let mut f = Fixture::new();
+    f.socket("0.0.0.0:8080", "0.0.0.0:0", LISTEN, 0, 7).socket(
+        "0.0.0.0:15001",
+        "0.0.0.0:0",
+        LISTEN,
+        0,
+        8,
+    );
+    for pid in 100..3_100u32 {
+        f.process(pid, "worker", &["/bin/worker"], &[]);
+    }
+    f.process(3_100, "envoy", &["envoy"], &[8]);
+    f.process(3_101, "app", &["/srv/app", "--port=8080"], &[7]);
+    let o = check_json(&f);
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o.stdout);
+    assert!(
+        out.starts_with("{\"blocking\":[{\"state\":\"LISTEN\",\"local\":\"0.0.0.0:8080\",\"remote\":\"0.0.0.0:0\",\"uid\":0,\"inode\":7,\"pid\":3101,\"process\":\"app\"}]"),
+        "{out}"
+    );
+    assert!(out.contains("\"uninspected_processes\":0,\"unreadable_fds\":0"));
+}
+
+#[test]
+fn non_utf8_process_names_give_valid_output() {
+    let mut f = Fixture::new();
+    f.socket("0.0.0.0:8080", "0.0.0.0:0", LISTEN, 0, 7)
+        .process(5, "x", &["x"], &[7]);
+    std::fs::write(f.path().join("5/comm"), b"ev\xffil\"\n").unwrap();
+    let o = check_json(&f);
+    let out = text(&o.stdout);
+    assert!(out.contains("\"process\":\"ev\u{fffd}il\\\"\""), "{out}");
+}
+
+#[test]
+fn processes_vanishing_mid_scan_are_never_an_error() {
+    let mut f = Fixture::new();
+    f.socket("0.0.0.0:8080", "0.0.0.0:0", LISTEN, 0, 7)
+        .process(2, "app", &["app"], &[7]);
+    let root = f.path().to_path_buf();
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            // Create and remove pid directories as fast as possible, so that
+            // some disappear between readdir, open, read_dir(fd) and readlink.
+            while !stop.load(Ordering::Relaxed) {
+                let pid = 1_000 + n % 50;
+                let dir = root.join(pid.to_string());
+                if dir.exists() {
+                    let _ = std::fs::remove_dir_all(&dir);
+                } else {
+                    let _ = std::fs::create_dir_all(dir.join("fd"));
+                    let _ = symlink("socket:[7]", dir.join("fd/3"));
+                    let _ = std::fs::write(dir.join("comm"), "churn\n");
+                }
+                n += 1;
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut runs = 0;
+    while Instant::now() < deadline && runs < 150 {
+        let o = check_json(&f);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+        assert!(o.stderr.is_empty(), "{}", text(&o.stderr));
+        assert!(text(&o.stdout).contains("\"inode\":7,\"pid\":2,"));
+        runs += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    churn.join().unwrap();
+    assert!(runs >= 10, "only {runs} runs");
+}
+
+/// Whether this test may switch uid: root, and `setpriv` present. Under
+/// `CI=true` (always root there) a missing capability is a failure.
+fn can_drop_to(uid: u32) -> bool {
+    let root = text(&Command::new("id").arg("-u").output().unwrap().stdout).trim() == "0";
+    let setpriv = Command::new("setpriv").arg("--version").output().is_ok();
+    let ok = root && setpriv;
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but cannot run as uid {uid} (root: {root}, setpriv: {setpriv})"
+        );
+        eprintln!("skipped: needs root and setpriv to run as uid {uid}");
+    }
+    ok
+}
+
+#[test]
+fn denied_fd_directories_are_counted_not_fatal_as_uid_1337() {
+    if !can_drop_to(1337) {
+        return;
+    }
+    let mut f = Fixture::new();
+    f.socket("0.0.0.0:8080", "0.0.0.0:0", LISTEN, 1000, 7)
+        .socket("0.0.0.0:15020", "0.0.0.0:0", LISTEN, 0, 8)
+        .process(2, "app", &["app"], &[7])
+        .process(3, "pilot-agent", &["pilot-agent"], &[8]);
+    // tempdirs are 0700; the hook's uid must be able to walk the tree, as it
+    // can walk the real /proc.
+    std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The app's fd directory is root's and closed to others, as a real
+    // /proc/<pid>/fd of another uid is to a process without CAP_SYS_PTRACE.
+    std::fs::set_permissions(
+        f.path().join("2/fd"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "1337",
+            "--regid",
+            "1337",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(assert_cmd::cargo::cargo_bin("prestop-wait"))
+        .args(["check", "--json", "--proc"])
+        .arg(f.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("\"inode\":7,\"pid\":null,\"process\":null"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("15020"),
+        "pilot-agent's socket must not block: {out}"
+    );
+    assert!(out.contains("\"uninspected_processes\":1"), "{out}");
+    assert!(o.stderr.is_empty(), "{}", text(&o.stderr));
+}
+
+#[test]
+fn deadline_is_kept_to_the_millisecond_live() {
+    let f = istio_pod();
+    let start = Instant::now();
+    // An interval far longer than the timeout: the one sleep must be cut to
+    // the deadline.
+    let o = bin()
+        .args(["wait", "--timeout", "500ms", "--interval", "10s", "--proc"])
+        .arg(f.path())
+        .output()
+        .unwrap();
+    let wall = start.elapsed();
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    let at = err
+        .split("deadline 500ms passed (at ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .unwrap_or_else(|| panic!("{err}"));
+    let at = humantime::parse_duration(at).unwrap();
+    assert!(
+        at >= Duration::from_millis(500) && at <= Duration::from_millis(550),
+        "binary's own clock: {at:?}"
+    );
+    // From outside, with process start and exit: still well short of a poll interval.
+    assert!(wall < Duration::from_millis(1_500), "wall {wall:?}");
+}
