@@ -9,6 +9,7 @@ use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::decide::Rules;
+use crate::drain::{self, DrainTarget};
 use crate::exit_codes;
 use crate::waiter::WaitOptions;
 
@@ -39,6 +40,13 @@ enum Command {
     /// Look once and print which sockets block, and why the others do not.
     #[command(after_help = exit_codes::HELP)]
     Check(CheckArgs),
+    /// Sleep for DURATION and exit 0: a `sleep` for distroless images, whose
+    /// app containers have no sleep binary for the usual `sleep 5` preStop.
+    Sleep {
+        /// How long, in humantime syntax (`5s`, `1m30s`).
+        #[arg(value_name = "DURATION", value_parser = parse_duration)]
+        duration: Duration,
+    },
 }
 
 /// Options that say what the proxy is and what to look at.
@@ -123,7 +131,36 @@ struct WaitArgs {
     )]
     min_wait: Duration,
 
-    /// Print nothing but errors.
+    /// Exit only after nothing has blocked for this long, so an app that holds
+    /// no socket for a moment between two calls keeps its proxy.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "PRESTOP_WAIT_QUIET_PERIOD",
+        default_value = "0s",
+        value_parser = parse_duration
+    )]
+    quiet_period: Duration,
+
+    /// At start, POST to the proxy's drain endpoint (plain HTTP, loopback only)
+    /// so it stops taking new inbound connections while outbound calls work.
+    /// Without =URL: Envoy admin on 127.0.0.1:15000, inbound listeners only.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "PRESTOP_WAIT_DRAIN",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = drain::DEFAULT_URL
+    )]
+    drain: Option<String>,
+
+    /// Also append the log lines to this file. `/proc/1/fd/2` is the proxy
+    /// container's main process's stderr, so the lines show in `kubectl logs`.
+    #[arg(long, value_name = "PATH", env = "PRESTOP_WAIT_LOG_FILE")]
+    log_file: Option<PathBuf>,
+
+    /// Print nothing but errors on stderr (--log-file still gets every line).
     #[arg(short, long, env = "PRESTOP_WAIT_QUIET")]
     quiet: bool,
 }
@@ -167,7 +204,13 @@ pub enum Mode {
         options: WaitOptions,
         /// `--quiet`.
         quiet: bool,
+        /// `--drain`: where to POST at start.
+        drain: Option<DrainTarget>,
+        /// `--log-file`.
+        log_file: Option<PathBuf>,
     },
+    /// `sleep DURATION`.
+    Sleep(Duration),
     /// Look once.
     Check {
         /// `--json`.
@@ -193,6 +236,18 @@ impl Config {
                     all: c.all,
                 },
             ),
+            Some(Command::Sleep { duration }) => {
+                return Ok(Config {
+                    proc_root: PathBuf::from("/proc"),
+                    rules: Rules {
+                        proxy_uids: Vec::new(),
+                        proxy_names: Vec::new(),
+                        ignore_ports: Vec::new(),
+                        listen_only: false,
+                    },
+                    mode: Mode::Sleep(duration),
+                });
+            }
         };
         if let Some(bad) = common.proxy_name.iter().find(|n| n.is_empty()) {
             bail!("--proxy-name: empty name {bad:?} is not allowed");
@@ -225,6 +280,7 @@ fn wait_mode(w: WaitArgs) -> Result<(CommonArgs, Mode)> {
             humantime::format_duration(w.timeout)
         );
     }
+    let drain = w.drain.as_deref().map(drain::parse_url).transpose()?;
     Ok((
         w.common,
         Mode::Wait {
@@ -232,8 +288,11 @@ fn wait_mode(w: WaitArgs) -> Result<(CommonArgs, Mode)> {
                 timeout: w.timeout,
                 interval: w.interval,
                 min_wait: w.min_wait,
+                quiet_period: w.quiet_period,
             },
             quiet: w.quiet,
+            drain,
+            log_file: w.log_file,
         },
     ))
 }
@@ -280,8 +339,11 @@ mod tests {
                     timeout: Duration::from_secs(25),
                     interval: Duration::from_millis(250),
                     min_wait: Duration::ZERO,
+                    quiet_period: Duration::ZERO,
                 },
-                quiet: false
+                quiet: false,
+                drain: None,
+                log_file: None,
             }
         );
         let check = config(&["check"]).unwrap();
@@ -334,6 +396,10 @@ mod tests {
             "--min-wait",
             "5s",
             "-q",
+            "--quiet-period=2s",
+            "--drain",
+            "--log-file",
+            "/proc/1/fd/2",
         ])
         .unwrap();
         assert_eq!(
@@ -343,8 +409,11 @@ mod tests {
                     timeout: Duration::from_secs(90),
                     interval: Duration::from_millis(500),
                     min_wait: Duration::from_secs(5),
+                    quiet_period: Duration::from_secs(2),
                 },
-                quiet: true
+                quiet: true,
+                drain: Some(drain::parse_url(drain::DEFAULT_URL).unwrap()),
+                log_file: Some(PathBuf::from("/proc/1/fd/2")),
             }
         );
     }
@@ -367,10 +436,35 @@ mod tests {
             (&["wait", "--json"], "--json"),
             (&["--timeout", "1s", "check"], "check"),
             (&["frobnicate"], "frobnicate"),
+            (
+                &["--drain=http://10.0.0.1:15000/"],
+                "not a loopback address",
+            ),
+            (&["--quiet-period", "x"], "--quiet-period"),
+            (&["sleep"], "DURATION"),
+            (&["sleep", "5 parsecs"], "DURATION"),
+            (&["check", "--drain"], "--drain"),
         ];
         for (args, want) in cases {
             let err = format!("{:#}", config(args).unwrap_err());
             assert!(err.contains(want), "{args:?}: {err:?} lacks {want:?}");
         }
+    }
+
+    #[test]
+    fn drain_takes_an_optional_url_only_with_equals() {
+        let c = config(&["wait", "--drain=http://localhost:9901/drain_listeners"]).unwrap();
+        let Mode::Wait { drain: Some(d), .. } = c.mode else {
+            panic!("{c:?}")
+        };
+        assert_eq!(d.addr, "127.0.0.1:9901".parse().unwrap());
+        // `--drain check` would be ambiguous; a bare --drain takes no value.
+        assert!(config(&["--drain", "http://127.0.0.1:1/"]).is_err());
+    }
+
+    #[test]
+    fn sleep_takes_a_duration() {
+        let c = config(&["sleep", "1m30s"]).unwrap();
+        assert_eq!(c.mode, Mode::Sleep(Duration::from_secs(90)));
     }
 }

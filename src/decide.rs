@@ -3,7 +3,66 @@
 //! Pure functions over [`Socket`] and [`Holders`]: no I/O, so every rule is
 //! tested on plain values.
 
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+
 use crate::procread::{Holder, Holders, Socket, TcpState};
+
+/// Istio's inbound passthrough source: the proxy connects to the app from
+/// 127.0.0.6 so that the app's own outbound rules do not loop the traffic back.
+pub const INBOUND_PASSTHROUGH_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 6);
+
+/// Envoy's outbound (15001) and inbound (15006) capture ports in Istio.
+pub const PROXY_CAPTURE_PORTS: [u16; 2] = [15001, 15006];
+
+/// Which way a blocking socket faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// A listening socket.
+    Listen,
+    /// A connection accepted on a listening port, or from Istio's 127.0.0.6.
+    Inbound,
+    /// A connection the app made; it needs the proxy until it closes.
+    Outbound,
+}
+
+impl Direction {
+    /// The name used in JSON and text output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Listen => "listen",
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+/// Classifies a socket given the ports that something in the pod listens on.
+///
+/// Accepted sockets share the listener's local port, which is what tells them
+/// from the app's own calls; the 127.0.0.6 rule catches inbound connections
+/// whose listener is already closed.
+pub fn direction(socket: &Socket, listen_ports: &HashSet<u16>) -> Direction {
+    if socket.state == TcpState::Listen {
+        return Direction::Listen;
+    }
+    let from_passthrough = match socket.remote.ip() {
+        IpAddr::V4(v4) => v4 == INBOUND_PASSTHROUGH_SOURCE,
+        IpAddr::V6(v6) => v6.to_ipv4_mapped() == Some(INBOUND_PASSTHROUGH_SOURCE),
+    };
+    if from_passthrough || listen_ports.contains(&socket.local.port()) {
+        Direction::Inbound
+    } else {
+        Direction::Outbound
+    }
+}
+
+/// Whether an outbound connection's peer is the proxy's own capture port, as
+/// when the app talks to the proxy explicitly (e.g. `localhost:15001`).
+pub fn to_proxy(socket: &Socket) -> bool {
+    socket.remote.ip().to_canonical().is_loopback()
+        && PROXY_CAPTURE_PORTS.contains(&socket.remote.port())
+}
 
 /// What counts as the proxy, and what the user chose to ignore.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +109,8 @@ pub struct Entry {
     pub socket: Socket,
     /// Visible holders, by ascending pid; empty when none could be seen.
     pub holders: Vec<Holder>,
+    /// Which way it faces (see [`direction`]).
+    pub direction: Direction,
 }
 
 /// The outcome of one look at the tables.
@@ -100,11 +161,15 @@ pub fn is_proxy_process(holder: &Holder, rules: &Rules) -> bool {
 /// blocks: in a pod without a shared PID namespace the app's processes are
 /// invisible, and that is exactly the case this tool exists for. Ignored
 /// sockets are kept in the verdict only when `keep_ignored` is set.
+///
+/// `listen_ports` are the local ports of every LISTEN socket in both tables,
+/// whoever owns them; they tell accepted connections from outbound ones.
 pub fn decide(
     sockets: impl IntoIterator<Item = Socket>,
     holders: &Holders,
     rules: &Rules,
     keep_ignored: bool,
+    listen_ports: &HashSet<u16>,
 ) -> Verdict {
     let mut verdict = Verdict {
         uninspected_processes: holders.uninspected_processes,
@@ -122,6 +187,7 @@ pub fn decide(
                 .then_some(Reason::ProxyProcess)
         });
         let entry = Entry {
+            direction: direction(&socket, listen_ports),
             socket,
             holders: seen,
         };
@@ -175,7 +241,7 @@ mod tests {
     }
 
     fn one(socket: Socket, h: &Holders, r: &Rules) -> Option<Reason> {
-        let v = decide([socket], h, r, true);
+        let v = decide([socket], h, r, true, &HashSet::new());
         match (v.blocking.len(), v.ignored.as_slice()) {
             (1, []) => None,
             (0, [(_, reason)]) => Some(*reason),
@@ -192,11 +258,11 @@ mod tests {
     #[test]
     fn inode_zero_is_dropped_entirely() {
         let s = sock(TcpState::TimeWait, "127.0.0.1:8080", 0, 0);
-        let v = decide([s], &Holders::default(), &rules(), true);
+        let v = decide([s], &Holders::default(), &rules(), true, &HashSet::new());
         assert!(v.blocking.is_empty() && v.ignored.is_empty());
         let s = sock(TcpState::FinWait2, "127.0.0.1:8080", 1000, 0);
         assert!(
-            decide([s], &Holders::default(), &rules(), true)
+            decide([s], &Holders::default(), &rules(), true, &HashSet::new())
                 .blocking
                 .is_empty()
         );
@@ -242,7 +308,7 @@ mod tests {
             (7, holder(5, "envoy", "envoy")),
             (7, holder(9, "app", "app")),
         ]);
-        let v = decide([s], &hs, &rules(), false);
+        let v = decide([s], &hs, &rules(), false, &HashSet::new());
         assert_eq!(v.blocking.len(), 1);
         assert_eq!(v.blocking[0].holders.len(), 2);
     }
@@ -312,12 +378,12 @@ mod tests {
             unreadable_fds: 1,
             ..Holders::default()
         };
-        let v = decide(socks.clone(), &hs, &rules(), false);
+        let v = decide(socks.clone(), &hs, &rules(), false, &HashSet::new());
         let ports: Vec<u16> = v.blocking.iter().map(|e| e.socket.local.port()).collect();
         assert_eq!(ports, vec![8080, 8081]);
         assert!(v.ignored.is_empty());
         assert_eq!((v.uninspected_processes, v.unreadable_fds), (3, 1));
-        let v = decide(socks, &hs, &rules(), true);
+        let v = decide(socks, &hs, &rules(), true, &HashSet::new());
         assert_eq!(v.ignored.len(), 1);
         assert_eq!(v.ignored[0].1.as_str(), "proxy-uid");
     }
@@ -331,5 +397,43 @@ mod tests {
         let s = sock(TcpState::Listen, "0.0.0.0:8080", 1000, 7);
         let hs = holders(&[(7, holder(5, "", ""))]);
         assert_eq!(one(s, &hs, &r), None);
+    }
+
+    #[test]
+    fn direction_of_listeners_accepted_and_outbound() {
+        let ports: HashSet<u16> = [8080, 9090].into();
+        let mut s = sock(TcpState::Listen, "0.0.0.0:8080", 1000, 1);
+        assert_eq!(direction(&s, &ports), Direction::Listen);
+        s.state = TcpState::Established;
+        s.remote = "10.0.0.9:50000".parse().unwrap();
+        assert_eq!(direction(&s, &ports), Direction::Inbound);
+        // The listener is gone, but 127.0.0.6 still marks Istio's inbound path.
+        s.local = "10.1.2.3:7070".parse().unwrap();
+        s.remote = "127.0.0.6:41000".parse().unwrap();
+        assert_eq!(direction(&s, &HashSet::new()), Direction::Inbound);
+        s.local = "[::ffff:10.1.2.3]:7070".parse().unwrap();
+        s.remote = "[::ffff:127.0.0.6]:41000".parse().unwrap();
+        assert_eq!(direction(&s, &HashSet::new()), Direction::Inbound);
+        s.local = "10.1.2.3:45000".parse().unwrap();
+        s.remote = "10.9.8.7:443".parse().unwrap();
+        assert_eq!(direction(&s, &ports), Direction::Outbound);
+        assert!(!to_proxy(&s));
+        s.remote = "127.0.0.1:15001".parse().unwrap();
+        assert_eq!(direction(&s, &ports), Direction::Outbound);
+        assert!(to_proxy(&s));
+        s.remote = "[::1]:15006".parse().unwrap();
+        assert!(to_proxy(&s));
+        s.remote = "10.0.0.1:15001".parse().unwrap();
+        assert!(!to_proxy(&s), "a remote host's 15001 is not our proxy");
+    }
+
+    #[test]
+    fn decide_fills_direction() {
+        let mut out = sock(TcpState::SynSent, "10.1.2.3:45000", 1000, 2);
+        out.remote = "10.9.8.7:443".parse().unwrap();
+        let socks = vec![sock(TcpState::Listen, "0.0.0.0:8080", 1000, 1), out];
+        let v = decide(socks, &Holders::default(), &rules(), false, &[8080].into());
+        let dirs: Vec<Direction> = v.blocking.iter().map(|e| e.direction).collect();
+        assert_eq!(dirs, vec![Direction::Listen, Direction::Outbound]);
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::decide::{self, Rules, Verdict};
-use crate::procread::{self, Socket, Table};
+use crate::procread::{self, Socket, Table, TcpState};
 
 /// Reads and decides, reusing its line buffer across polls.
 #[derive(Debug)]
@@ -38,9 +38,13 @@ impl Poller {
     pub fn poll(&mut self) -> Result<Verdict> {
         let mut kept: Vec<Socket> = Vec::new();
         let mut wanted: HashSet<u64> = HashSet::new();
+        let mut listen_ports: HashSet<u16> = HashSet::new();
         let (rules, keep_ignored) = (&self.rules, self.keep_ignored);
         for table in [Table::Tcp, Table::Tcp6] {
             procread::read_table(&self.proc_root, table, &mut self.buf, |s| {
+                if s.state == TcpState::Listen {
+                    listen_ports.insert(s.local.port());
+                }
                 if !decide::is_held(&s) {
                     return;
                 }
@@ -68,6 +72,7 @@ impl Poller {
             &holders,
             &self.rules,
             self.keep_ignored,
+            &listen_ports,
         ))
     }
 }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 
-use crate::decide::{Entry, Reason, Verdict};
+use crate::decide::{self, Direction, Entry, Reason, Verdict};
 use crate::procread::state_name;
 
 /// Formats an address as `ss` does: IPv6 in brackets, `[::ffff:1.2.3.4]:80` for mapped.
@@ -31,7 +31,17 @@ fn owner(entry: &Entry) -> String {
     }
 }
 
-/// One socket for a log line: `ESTABLISHED 127.0.0.1:40000 -> 127.0.0.1:15001 (uid 1000)`.
+/// `listen`, `inbound`, `outbound`, or `outbound>proxy` when the peer is the
+/// proxy's own capture port.
+pub fn direction_label(entry: &Entry) -> &'static str {
+    match entry.direction {
+        Direction::Outbound if decide::to_proxy(&entry.socket) => "outbound>proxy",
+        d => d.as_str(),
+    }
+}
+
+/// One socket for a log line:
+/// `ESTABLISHED 127.0.0.1:40000 -> 127.0.0.1:15001 outbound>proxy (uid 1000)`.
 pub fn describe(entry: &Entry) -> String {
     let s = &entry.socket;
     let who = match entry.holders.first() {
@@ -42,10 +52,11 @@ pub fn describe(entry: &Entry) -> String {
         format!("{} {} ({who})", state_name(&s.state), addr(&s.local))
     } else {
         format!(
-            "{} {} -> {} ({who})",
+            "{} {} -> {} {} ({who})",
             state_name(&s.state),
             addr(&s.local),
-            addr(&s.remote)
+            addr(&s.remote),
+            direction_label(entry)
         )
     }
 }
@@ -66,12 +77,13 @@ pub fn summary(entries: &[Entry], max: usize) -> String {
 
 /// Writes the human table: one socket a line, like `ss`, then a one-line summary.
 pub fn write_text(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Result<()> {
-    let mut rows: Vec<[String; 6]> = Vec::new();
+    let mut rows: Vec<[String; 7]> = Vec::new();
     let row = |e: &Entry, why: &str| {
         [
             state_name(&e.socket.state).to_owned(),
             addr(&e.socket.local),
             addr(&e.socket.remote),
+            direction_label(e).to_owned(),
             e.socket.uid.to_string(),
             owner(e),
             why.to_owned(),
@@ -85,8 +97,16 @@ pub fn write_text(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Resul
             rows.push(row(e, r.as_str()));
         }
     }
-    let header = ["STATE", "LOCAL", "REMOTE", "UID", "PROCESS", "VERDICT"];
-    let columns = if all { 6 } else { 5 };
+    let header = [
+        "STATE",
+        "LOCAL",
+        "REMOTE",
+        "DIRECTION",
+        "UID",
+        "PROCESS",
+        "VERDICT",
+    ];
+    let columns = if all { 7 } else { 6 };
     if !rows.is_empty() {
         let mut widths = header.map(str::len);
         for r in &rows {
@@ -194,6 +214,12 @@ fn json_entry(out: &mut String, e: &Entry, reason: Option<Reason>) {
         }
         None => out.push_str("\"pid\":null,\"process\":null"),
     }
+    let _ = write!(
+        out,
+        ",\"direction\":\"{}\",\"to_proxy\":{}",
+        e.direction.as_str(),
+        e.direction == Direction::Outbound && decide::to_proxy(s)
+    );
     if let Some(r) = reason {
         let _ = write!(out, ",\"reason\":\"{}\"", r.as_str());
     }
@@ -233,6 +259,11 @@ mod tests {
                 remote: remote.parse().unwrap(),
                 uid: 1000,
                 inode: 42,
+            },
+            direction: if local.ends_with(":0") || remote.ends_with(":0") {
+                Direction::Listen
+            } else {
+                Direction::Outbound
             },
             holders: holder
                 .into_iter()
@@ -279,7 +310,7 @@ mod tests {
         );
         assert_eq!(
             describe(&e),
-            "ESTABLISHED 127.0.0.1:40000 -> 127.0.0.1:15001 (pid 7/app)"
+            "ESTABLISHED 127.0.0.1:40000 -> 127.0.0.1:15001 outbound>proxy (pid 7/app)"
         );
     }
 
@@ -311,11 +342,13 @@ mod tests {
         };
         assert_eq!(
             json(&v, false),
-            "{\"blocking\":[{\"state\":\"LISTEN\",\"local\":\"[::]:9090\",\"remote\":\"[::]:0\",\"uid\":1000,\"inode\":42,\"pid\":null,\"process\":null}],\"uninspected_processes\":2,\"unreadable_fds\":0}\n"
+            "{\"blocking\":[{\"state\":\"LISTEN\",\"local\":\"[::]:9090\",\"remote\":\"[::]:0\",\"uid\":1000,\"inode\":42,\"pid\":null,\"process\":null,\"direction\":\"listen\",\"to_proxy\":false}],\"uninspected_processes\":2,\"unreadable_fds\":0}\n"
         );
         let all = json(&v, true);
         assert!(all.contains("\"ignored\":[{\"state\":\"LISTEN\",\"local\":\"127.0.0.1:15000\""));
-        assert!(all.contains("\"pid\":3,\"process\":\"envoy\",\"reason\":\"proxy-process\"}"));
+        assert!(all.contains(
+            "\"pid\":3,\"process\":\"envoy\",\"direction\":\"listen\",\"to_proxy\":false,\"reason\":\"proxy-process\"}"
+        ));
     }
 
     #[test]

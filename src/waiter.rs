@@ -20,6 +20,8 @@ pub struct WaitOptions {
     pub interval: Duration,
     /// Never report drained before this much time has passed.
     pub min_wait: Duration,
+    /// Report drained only after nothing has blocked for this long.
+    pub quiet_period: Duration,
 }
 
 /// How the wait ended.
@@ -56,8 +58,9 @@ impl Clock for SystemClock {
 /// How many sockets a log line names before `and N more`.
 const LOG_SOCKETS: usize = 5;
 
-/// Runs the loop. `poll` is one look at the pod; `log` receives the
-/// `prestop-wait: ` lines (stderr, or a sink with `--quiet`).
+/// Runs the loop. `start` is when the hook started (anything done before the
+/// first poll, such as the drain call, counts against the deadline); `poll` is
+/// one look at the pod; `log` receives the `prestop-wait: ` lines.
 ///
 /// The first poll's error is returned (wrong `--proc`, unreadable table: a
 /// configuration problem to report at once). A later error is logged once and
@@ -65,24 +68,32 @@ const LOG_SOCKETS: usize = 5;
 /// under the app, which is the failure this tool prevents.
 pub fn wait_loop(
     clock: &impl Clock,
+    start: Instant,
     opts: &WaitOptions,
     mut poll: impl FnMut() -> Result<Verdict>,
     log: &mut impl Write,
 ) -> Result<Outcome> {
-    let start = clock.now();
     let deadline = start + opts.timeout;
     let earliest = start + opts.min_wait;
     let mut blocking: Option<Vec<Entry>> = None;
+    // When the current stretch of "nothing blocks" began, for --quiet-period.
+    let mut clear_since: Option<Instant> = None;
     let mut warned_error = false;
-    let mut warned_min_wait = false;
+    let mut warned_hold = false;
     loop {
+        let polled_at = clock.now();
         match poll() {
             Ok(v) => {
                 let changed = blocking
                     .as_ref()
                     .is_none_or(|old| !same_sockets(old, &v.blocking));
                 if changed {
-                    log_change(log, &v, clock.now() - start);
+                    log_change(log, &v, polled_at - start);
+                }
+                if v.blocking.is_empty() {
+                    clear_since.get_or_insert(polled_at);
+                } else {
+                    clear_since = None;
                 }
                 blocking = Some(v.blocking);
             }
@@ -99,20 +110,35 @@ pub fn wait_loop(
         }
         let now = clock.now();
         let current = blocking.as_deref().unwrap_or_default();
-        if current.is_empty() {
-            if now >= earliest {
+        // The moment we may report drained, if nothing blocks until then.
+        let release = clear_since.map(|since| (since + opts.quiet_period).max(earliest));
+        if let Some(release) = release {
+            if now >= release {
                 let took = now - start;
                 let _ = writeln!(log, "prestop-wait: drained after {}", fmt_duration(took));
                 return Ok(Outcome::Drained(took));
             }
-            if !warned_min_wait {
+            if !warned_hold {
                 let _ = writeln!(
                     log,
-                    "prestop-wait: nothing blocks; holding until --min-wait {} has passed",
-                    fmt_duration(opts.min_wait)
+                    "prestop-wait: nothing blocks; holding until {} (--min-wait {}, --quiet-period {})",
+                    fmt_duration(release - start),
+                    fmt_duration(opts.min_wait),
+                    fmt_duration(opts.quiet_period)
                 );
-                warned_min_wait = true;
+                warned_hold = true;
             }
+        }
+        if now >= deadline && current.is_empty() {
+            // Held only by --min-wait or --quiet-period: the app has no socket
+            // left, so this is a drain, not a failure.
+            let took = now - start;
+            let _ = writeln!(
+                log,
+                "prestop-wait: drained after {} (deadline reached while holding)",
+                fmt_duration(took)
+            );
+            return Ok(Outcome::Drained(took));
         }
         if now >= deadline {
             let _ = writeln!(
@@ -125,13 +151,12 @@ pub fn wait_loop(
             );
             return Ok(Outcome::DeadlineExceeded(current.to_vec()));
         }
-        // Sleeps are cut to the deadline (and to --min-wait when nothing
+        // Sleeps are cut to the deadline (and to the release time when nothing
         // blocks), so the last poll happens exactly there and never after.
-        let mut wake = now + opts.interval;
-        if current.is_empty() {
-            wake = wake.min(earliest);
+        let mut wake = (now + opts.interval).min(deadline);
+        if let Some(release) = release {
+            wake = wake.min(release);
         }
-        wake = wake.min(deadline);
         clock.sleep(wake.saturating_duration_since(now));
     }
 }
@@ -222,6 +247,7 @@ mod tests {
             timeout: ms(timeout),
             interval: ms(interval),
             min_wait: ms(min_wait),
+            quiet_period: Duration::ZERO,
         }
     }
 
@@ -236,6 +262,7 @@ mod tests {
                     inode: port as u64,
                 },
                 holders: vec![],
+                direction: crate::decide::Direction::Listen,
             }],
             ..Verdict::default()
         }
@@ -250,6 +277,7 @@ mod tests {
         let mut polls = 0;
         let out = wait_loop(
             clock,
+            clock.now(),
             o,
             || {
                 polls += 1;
@@ -295,7 +323,7 @@ mod tests {
         assert_eq!(*c.sleeps.borrow(), vec![ms(300), ms(300), ms(300), ms(100)]);
         assert!(
             log.contains(
-                "deadline 1s passed; 1 socket still blocking: LISTEN 0.0.0.0:8080 (uid 1000)"
+                "deadline 1s passed (at 1s); 1 socket still blocking: LISTEN 0.0.0.0:8080 (uid 1000)"
             ),
             "{log}"
         );
@@ -334,7 +362,8 @@ mod tests {
         assert_eq!(out, Outcome::Drained(ms(2_500)));
         assert_eq!(*c.sleeps.borrow(), vec![ms(1_000), ms(1_000), ms(500)]);
         assert_eq!(
-            log.matches("holding until --min-wait 2s 500ms").count(),
+            log.matches("holding until 2s 500ms (--min-wait 2s 500ms, --quiet-period 0s)")
+                .count(),
             1,
             "{log}"
         );
@@ -376,8 +405,14 @@ mod tests {
     fn first_error_is_fatal_later_errors_keep_last_state() {
         let c = FakeClock::new();
         let mut log = Vec::new();
-        let err =
-            wait_loop(&c, &opts(1_000, 100, 0), || anyhow::bail!("boom"), &mut log).unwrap_err();
+        let err = wait_loop(
+            &c,
+            c.now(),
+            &opts(1_000, 100, 0),
+            || anyhow::bail!("boom"),
+            &mut log,
+        )
+        .unwrap_err();
         assert_eq!(err.to_string(), "boom");
 
         let c = FakeClock::new();
@@ -401,5 +436,68 @@ mod tests {
             "1s 234ms"
         );
         assert_eq!(fmt_duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn quiet_period_needs_an_unbroken_stretch_of_nothing() {
+        let mut o = opts(10_000, 100, 0);
+        o.quiet_period = ms(500);
+        let c = FakeClock::new();
+        // Blocks, clears for 300ms (a gap between two calls), blocks again,
+        // then clears for good at 1000ms.
+        let (out, log, _) = run(&c, &o, |t| {
+            Ok(if t < ms(200) || (t >= ms(500) && t < ms(1_000)) {
+                blocking(1)
+            } else {
+                Verdict::default()
+            })
+        });
+        assert_eq!(out, Outcome::Drained(ms(1_500)));
+        assert_eq!(log.matches("nothing blocks;").count(), 1, "{log}");
+
+        // The release time is the later of --min-wait and the quiet period.
+        let mut o = opts(10_000, 1_000, 2_000);
+        o.quiet_period = ms(500);
+        let c = FakeClock::new();
+        let (out, _, _) = run(&c, &o, |_| Ok(Verdict::default()));
+        assert_eq!(out, Outcome::Drained(ms(2_000)));
+        let mut o = opts(10_000, 1_000, 100);
+        o.quiet_period = ms(700);
+        let c = FakeClock::new();
+        let (out, _, _) = run(&c, &o, |_| Ok(Verdict::default()));
+        assert_eq!(out, Outcome::Drained(ms(700)));
+        assert_eq!(*c.sleeps.borrow(), vec![ms(700)]);
+    }
+
+    #[test]
+    fn quiet_period_never_outlasts_the_deadline() {
+        let mut o = opts(1_000, 100, 0);
+        o.quiet_period = ms(5_000);
+        let c = FakeClock::new();
+        let (out, log, _) = run(&c, &o, |_| Ok(Verdict::default()));
+        // Nothing blocks at the deadline: that is a drain, not a failure.
+        assert_eq!(out, Outcome::Drained(ms(1_000)));
+        assert!(
+            log.contains("drained after 1s (deadline reached while holding)"),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn time_before_the_loop_counts_against_the_deadline() {
+        let c = FakeClock::new();
+        let start = c.now();
+        c.advance(ms(400)); // e.g. a slow drain call
+        let mut log = Vec::new();
+        let out = wait_loop(
+            &c,
+            start,
+            &opts(1_000, 250, 0),
+            || Ok(blocking(1)),
+            &mut log,
+        )
+        .unwrap();
+        assert!(matches!(out, Outcome::DeadlineExceeded(_)));
+        assert_eq!(c.elapsed(), ms(1_000));
     }
 }

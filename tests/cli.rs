@@ -87,8 +87,8 @@ fn check_all_gives_every_reason() {
     );
     let ignored = locals(&out, "ignored");
     assert_eq!(ignored.len(), 11, "{out}");
-    assert!(out.contains("\"local\":\"0.0.0.0:15010\",\"remote\":\"0.0.0.0:0\",\"uid\":0,\"inode\":110,\"pid\":2,\"process\":\"pilot-agent\",\"reason\":\"proxy-process\""), "{out}");
-    assert!(out.contains("\"local\":\"[::]:9090\",\"remote\":\"[::]:0\",\"uid\":1000,\"inode\":202,\"pid\":null,\"process\":null,\"reason\":\"ignored-port\""), "{out}");
+    assert!(out.contains("\"local\":\"0.0.0.0:15010\",\"remote\":\"0.0.0.0:0\",\"uid\":0,\"inode\":110,\"pid\":2,\"process\":\"pilot-agent\",\"direction\":\"listen\",\"to_proxy\":false,\"reason\":\"proxy-process\""), "{out}");
+    assert!(out.contains("\"local\":\"[::]:9090\",\"remote\":\"[::]:0\",\"uid\":1000,\"inode\":202,\"pid\":null,\"process\":null,\"direction\":\"listen\",\"to_proxy\":false,\"reason\":\"ignored-port\""), "{out}");
     assert_eq!(out.matches("\"reason\":\"proxy-uid\"").count(), 9, "{out}");
     // TIME_WAIT (inode 0) is in no list.
     assert!(!out.contains("50000"), "{out}");
@@ -103,11 +103,11 @@ fn check_text_table() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["STATE", "LOCAL", "REMOTE", "UID", "PROCESS"]
+        ["STATE", "LOCAL", "REMOTE", "DIRECTION", "UID", "PROCESS"]
     );
     assert_eq!(
         lines[1].split_whitespace().collect::<Vec<_>>(),
-        ["LISTEN", "0.0.0.0:8080", "0.0.0.0:0", "1000", "-"]
+        ["LISTEN", "0.0.0.0:8080", "0.0.0.0:0", "listen", "1000", "-"]
     );
     assert_eq!(lines.last(), Some(&"4 sockets block"));
     let o = run(&f, &["check", "--all"]);
@@ -406,7 +406,7 @@ fn wait_deadline_exits_1_near_the_deadline_and_names_the_sockets() {
     let err = stderr(&o);
     let last = err.lines().last().unwrap();
     assert!(last.starts_with("prestop-wait: deadline 700ms passed (at 7")
-            && last.contains("; 4 sockets still blocking: LISTEN 0.0.0.0:8080 (uid 1000), ESTABLISHED 10.1.2.3:45000 -> 10.9.8.7:443 (uid 1000)"), "{err}");
+            && last.contains("; 4 sockets still blocking: LISTEN 0.0.0.0:8080 (uid 1000), ESTABLISHED 10.1.2.3:45000 -> 10.9.8.7:443 outbound (uid 1000)"), "{err}");
     assert!(last.contains("LISTEN [::]:9090 (uid 1000)"), "{err}");
 }
 

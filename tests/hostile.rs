@@ -123,7 +123,7 @@ fn thousands_of_processes() {
     assert_eq!(o.status.code(), Some(1));
     let out = text(&o.stdout);
     assert!(
-        out.starts_with("{\"blocking\":[{\"state\":\"LISTEN\",\"local\":\"0.0.0.0:8080\",\"remote\":\"0.0.0.0:0\",\"uid\":0,\"inode\":7,\"pid\":3101,\"process\":\"app\"}]"),
+        out.starts_with("{\"blocking\":[{\"state\":\"LISTEN\",\"local\":\"0.0.0.0:8080\",\"remote\":\"0.0.0.0:0\",\"uid\":0,\"inode\":7,\"pid\":3101,\"process\":\"app\",\"direction\":\"listen\",\"to_proxy\":false}]"),
         "{out}"
     );
     assert!(out.contains("\"uninspected_processes\":0,\"unreadable_fds\":0"));

@@ -1,0 +1,250 @@
+//! `--drain`: one plain-HTTP POST to the proxy's admin endpoint on loopback.
+//!
+//! Envoy's `POST /drain_listeners?inboundonly&graceful` stops new inbound
+//! connections while outbound listeners keep working, which is exactly what
+//! the app needs during its shutdown. pilot-agent makes this call on SIGTERM,
+//! and Istio's own native-sidecar preStop makes it too; a custom
+//! `global.proxy.lifecycle` replaces that preStop, so the call is lost unless
+//! this hook makes it. No TLS and no DNS: the admin port is loopback-only.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+/// Envoy admin on Istio's default port: inbound listeners only, gracefully.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:15000/drain_listeners?inboundonly&graceful";
+
+/// Connecting to loopback either works at once or is refused; a listener that
+/// does not accept within this is wedged, and the hook must not wait on it.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Envoy answers the drain call at once (draining itself is asynchronous).
+const IO_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Where to POST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainTarget {
+    /// The URL as given, for logs.
+    pub url: String,
+    /// Loopback address and port.
+    pub addr: SocketAddr,
+    /// `Host:` header value.
+    pub host: String,
+    /// Path and query.
+    pub path: String,
+}
+
+/// Parses `http://HOST[:PORT][/PATH]` where HOST is `localhost`, an address in
+/// 127.0.0.0/8 or `[::1]`. Anything else is refused: the hook must never send
+/// traffic off the pod.
+pub fn parse_url(url: &str) -> Result<DrainTarget> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        bail!("--drain: {url:?} is not a plain http:// URL (only loopback HTTP is allowed)");
+    };
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], &rest[i..]),
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let path = if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path.to_owned()
+    };
+    if path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        bail!("--drain: {url:?} has spaces or control characters in its path");
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (ip, after) = v6
+            .split_once(']')
+            .with_context(|| format!("--drain: {url:?} has an unclosed '['"))?;
+        (ip, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port: u16 = match port {
+        None => 80,
+        Some(p) => p
+            .parse()
+            .ok()
+            .filter(|&p| p != 0)
+            .with_context(|| format!("--drain: bad port {p:?} in {url:?}"))?,
+    };
+    let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        host.parse()
+            .ok()
+            .filter(|ip: &IpAddr| ip.is_loopback())
+            .with_context(|| {
+                format!("--drain: host {host:?} in {url:?} is not a loopback address (127.0.0.0/8, ::1 or localhost)")
+            })?
+    };
+    Ok(DrainTarget {
+        url: url.to_owned(),
+        addr: SocketAddr::new(ip, port),
+        host: authority.to_owned(),
+        path,
+    })
+}
+
+/// Sends the POST and returns the response's status line.
+///
+/// Bounded by [`CONNECT_TIMEOUT`] and [`IO_TIMEOUT`]; the caller logs an error
+/// and goes on waiting, since a proxy that cannot be told to drain still
+/// needs its app's connections to finish.
+pub fn post(target: &DrainTarget) -> Result<String> {
+    let mut stream = TcpStream::connect_timeout(&target.addr, CONNECT_TIMEOUT)
+        .with_context(|| format!("cannot connect to {}", target.addr))?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let request = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: prestop-wait/{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        target.path,
+        target.host,
+        env!("CARGO_PKG_VERSION")
+    );
+    stream
+        .write_all(request.as_bytes())
+        .context("cannot send the request")?;
+    // Only the status line matters; read at most a small buffer's worth.
+    let mut buf = [0u8; 512];
+    let mut len = 0;
+    while len < buf.len() {
+        match stream.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                if buf[..len].contains(&b'\n') {
+                    break;
+                }
+            }
+            Err(e) => return Err(e).context("no response"),
+        }
+    }
+    let head = String::from_utf8_lossy(&buf[..len]);
+    let status = head.lines().next().unwrap_or_default().trim().to_owned();
+    let code = status
+        .strip_prefix("HTTP/1.")
+        .and_then(|s| s.get(2..5))
+        .and_then(|c| c.parse::<u16>().ok());
+    match code {
+        Some(200..=299) => Ok(status),
+        Some(_) => bail!("answered {status:?}"),
+        None => bail!("not an HTTP response: {status:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_url_is_envoy_admin_inbound_graceful() {
+        let t = parse_url(DEFAULT_URL).unwrap();
+        assert_eq!(t.addr, "127.0.0.1:15000".parse().unwrap());
+        assert_eq!(t.host, "127.0.0.1:15000");
+        assert_eq!(t.path, "/drain_listeners?inboundonly&graceful");
+    }
+
+    #[test]
+    fn loopback_forms_are_accepted() {
+        for (url, addr, path) in [
+            (
+                "http://localhost:9901/drain_listeners",
+                "127.0.0.1:9901",
+                "/drain_listeners",
+            ),
+            ("http://127.0.0.6:15000", "127.0.0.6:15000", "/"),
+            ("http://[::1]:15000/x?y", "[::1]:15000", "/x?y"),
+            ("http://127.0.0.1/", "127.0.0.1:80", "/"),
+            (
+                "http://127.0.0.1:15000?inboundonly",
+                "127.0.0.1:15000",
+                "/?inboundonly",
+            ),
+        ] {
+            let t = parse_url(url).unwrap();
+            assert_eq!(t.addr, addr.parse().unwrap(), "{url}");
+            assert_eq!(t.path, path, "{url}");
+        }
+    }
+
+    #[test]
+    fn anything_off_loopback_or_not_plain_http_is_refused() {
+        for (url, want) in [
+            ("https://127.0.0.1:15000/", "not a plain http://"),
+            ("127.0.0.1:15000", "not a plain http://"),
+            ("http://10.0.0.1:15000/", "not a loopback address"),
+            ("http://example.com/", "not a loopback address"),
+            ("http://[2001:db8::1]:80/", "not a loopback address"),
+            ("http://0.0.0.0:15000/", "not a loopback address"),
+            ("http://127.0.0.1:0/", "bad port"),
+            ("http://127.0.0.1:99999/", "bad port"),
+            ("http://127.0.0.1:x/", "bad port"),
+            ("http://[::1/", "unclosed"),
+            ("http://127.0.0.1/a b", "spaces"),
+            ("http://127.0.0.1/a\r\nX: y", "control"),
+        ] {
+            let err = format!("{:#}", parse_url(url).unwrap_err());
+            assert!(err.contains(want), "{url}: {err}");
+            assert!(err.starts_with("--drain: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn post_reports_status_and_refusal() {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            for reply in [
+                "HTTP/1.1 200 OK\r\n\r\nOK\n",
+                "HTTP/1.1 404 Not Found\r\n\r\n",
+                "garbage",
+            ] {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut req = vec![0u8; 1024];
+                let n = s.read(&mut req).unwrap();
+                answers.push(String::from_utf8_lossy(&req[..n]).into_owned());
+                s.write_all(reply.as_bytes()).unwrap();
+            }
+            answers
+        });
+        let t = parse_url(&format!(
+            "http://{addr}/drain_listeners?inboundonly&graceful"
+        ))
+        .unwrap();
+        assert_eq!(post(&t).unwrap(), "HTTP/1.1 200 OK");
+        assert!(format!("{:#}", post(&t).unwrap_err()).contains("404 Not Found"));
+        assert!(format!("{:#}", post(&t).unwrap_err()).contains("not an HTTP response"));
+        let requests = server.join().unwrap();
+        assert!(requests[0].starts_with("POST /drain_listeners?inboundonly&graceful HTTP/1.1\r\n"));
+        assert!(requests[0].contains("Content-Length: 0\r\n"));
+
+        // Nobody listening: refused quickly, an error not a hang.
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let t = parse_url(&format!("http://{closed}/")).unwrap();
+        let err = format!("{:#}", post(&t).unwrap_err());
+        assert!(err.contains("cannot connect"), "{err}");
+    }
+
+    #[test]
+    fn a_silent_server_times_out() {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let t = parse_url(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        // Accepted by the kernel backlog but never answered.
+        let err = format!("{:#}", post(&t).unwrap_err());
+        assert!(err.contains("no response"), "{err}");
+        drop(listener);
+    }
+}
