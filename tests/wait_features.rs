@@ -1,0 +1,264 @@
+//! `--drain`, `--quiet-period`, `--log-file`, the budget warning, direction,
+//! and `sleep`, driven through the binary.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use common::*;
+
+fn bin() -> Command {
+    let mut c = Command::cargo_bin("prestop-wait").expect("binary");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PRESTOP_WAIT_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn run(f: &Fixture, args: &[&str]) -> Output {
+    bin()
+        .args(args)
+        .arg("--proc")
+        .arg(f.path())
+        .output()
+        .expect("run")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A one-shot HTTP server on loopback that records the request it gets.
+fn recording_server(reply: &'static str) -> (String, std::thread::JoinHandle<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let handle = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut req = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !req.ends_with(b"\r\n\r\n") {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            req.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(reply.as_bytes()).unwrap();
+        String::from_utf8_lossy(&req).into_owned()
+    });
+    (addr, handle)
+}
+
+#[test]
+fn drain_posts_once_then_waits() {
+    let (addr, server) = recording_server("HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nOK\n");
+    let f = Fixture::new();
+    let url = format!("--drain=http://{addr}/drain_listeners?inboundonly&graceful");
+    let o = run(&f, &["wait", "--timeout", "2s", &url]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let req = server.join().unwrap();
+    assert!(
+        req.starts_with("POST /drain_listeners?inboundonly&graceful HTTP/1.1\r\n"),
+        "{req}"
+    );
+    assert!(req.contains(&format!("Host: {addr}\r\n")), "{req}");
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "drain: POST http://{addr}/drain_listeners?inboundonly&graceful -> HTTP/1.1 200 OK"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("drained after"), "{err}");
+}
+
+#[test]
+fn failed_drain_is_logged_and_the_wait_goes_on() {
+    let mut f = Fixture::new();
+    f.socket("0.0.0.0:8080", "0.0.0.0:0", LISTEN, 1000, 7);
+    // A port nobody listens on: refused at once.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let o = run(
+        &f,
+        &[
+            "wait",
+            "--timeout",
+            "300ms",
+            &format!("--drain=http://{closed}/"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "the wait ran to its deadline");
+    let err = text(&o.stderr);
+    assert!(err.contains("failed: cannot connect"), "{err}");
+    assert!(err.contains("waiting anyway"), "{err}");
+    assert!(err.contains("deadline 300ms passed"), "{err}");
+
+    // A server that accepts and never answers costs at most the I/O timeout,
+    // and that time counts against --timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let start = Instant::now();
+    let o = run(
+        &Fixture::new(),
+        &[
+            "wait",
+            "--timeout",
+            "5s",
+            &format!("--drain=http://{}/", silent.local_addr().unwrap()),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        text(&o.stderr).contains("no response"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn drain_to_a_remote_host_is_a_usage_error() {
+    let o = run(&Fixture::new(), &["--drain=http://192.0.2.1:15000/"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("not a loopback address"));
+}
+
+#[test]
+fn quiet_period_holds_after_the_last_socket() {
+    let start = Instant::now();
+    let o = run(
+        &Fixture::new(),
+        &["wait", "--quiet-period", "400ms", "--interval", "50ms"],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert!(start.elapsed() >= Duration::from_millis(400));
+    let err = text(&o.stderr);
+    assert!(err.contains("holding until 400ms"), "{err}");
+}
+
+#[test]
+fn log_file_gets_every_line_and_a_bad_path_is_one_warning() {
+    let f = istio_pod();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("hook.log");
+    std::fs::write(&log, "earlier line\n").unwrap();
+    let o = run(
+        &f,
+        &[
+            "wait",
+            "--timeout",
+            "200ms",
+            "--quiet",
+            "--log-file",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stderr.is_empty(), "{}", text(&o.stderr));
+    let written = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = written.lines().collect();
+    assert_eq!(lines[0], "earlier line", "appends");
+    assert!(
+        lines[1].starts_with("prestop-wait: waiting up to 200ms"),
+        "{written}"
+    );
+    assert!(
+        lines.last().unwrap().contains("deadline 200ms passed"),
+        "{written}"
+    );
+
+    let o = run(
+        &Fixture::new(),
+        &["wait", "--log-file", "/nonexistent/dir/hook.log"],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let err = text(&o.stderr);
+    assert_eq!(
+        err.matches("cannot open --log-file /nonexistent/dir/hook.log")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("drained after"), "{err}");
+}
+
+#[test]
+fn budget_warning_for_a_timeout_past_the_default_grace() {
+    let o = run(&Fixture::new(), &["wait", "--timeout", "40s"]);
+    assert_eq!(o.status.code(), Some(0));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("warning: --timeout 40s plus the proxy's default 5s drain is over the default 30s terminationGracePeriodSeconds; set terminationGracePeriodSeconds to at least 45"),
+        "{err}"
+    );
+    let o = run(&Fixture::new(), &["wait"]);
+    assert!(!text(&o.stderr).contains("warning"));
+}
+
+#[test]
+fn direction_in_check_json_and_text() {
+    let mut f = istio_pod();
+    // The app talks to the proxy's outbound port directly.
+    f.socket("127.0.0.1:40000", "127.0.0.1:15001", ESTABLISHED, 1000, 205);
+    let o = run(&f, &["check", "--json"]);
+    let out = text(&o.stdout);
+    for (local, dir, to_proxy) in [
+        ("0.0.0.0:8080", "listen", false),
+        ("10.1.2.3:45000", "outbound", false),
+        ("10.1.2.3:8080", "inbound", false),
+        ("127.0.0.1:40000", "outbound", true),
+    ] {
+        let at = out
+            .find(&format!("\"local\":\"{local}\""))
+            .unwrap_or_else(|| panic!("{local}: {out}"));
+        let obj = &out[at..at + out[at..].find('}').unwrap()];
+        assert!(
+            obj.contains(&format!("\"direction\":\"{dir}\",\"to_proxy\":{to_proxy}")),
+            "{local}: {obj}"
+        );
+    }
+    let o = run(&f, &["check"]);
+    let out = text(&o.stdout);
+    assert!(
+        out.lines()
+            .any(|l| l.contains("127.0.0.1:40000") && l.contains("outbound>proxy")),
+        "{out}"
+    );
+}
+
+#[test]
+fn sleep_sleeps_and_rejects_bad_durations() {
+    let start = Instant::now();
+    let o = bin().args(["sleep", "300ms"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    assert!(o.stdout.is_empty() && o.stderr.is_empty());
+    for bad in [
+        &["sleep"][..],
+        &["sleep", "5"],
+        &["sleep", "soon"],
+        &["sleep", "1s", "2s"],
+    ] {
+        let o = bin().args(bad).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{bad:?}");
+        assert_eq!(
+            text(&o.stderr).lines().count(),
+            1,
+            "{bad:?}: {}",
+            text(&o.stderr)
+        );
+    }
+}
