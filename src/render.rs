@@ -40,7 +40,8 @@ pub fn direction_label(entry: &Entry) -> &'static str {
     }
 }
 
-/// One socket for a log line:
+/// One socket for a log line, `STATE local -> remote (who)`, with the
+/// direction for connections:
 /// `ESTABLISHED 127.0.0.1:40000 -> 127.0.0.1:15001 outbound>proxy (uid 1000)`.
 pub fn describe(entry: &Entry) -> String {
     let s = &entry.socket;
@@ -48,17 +49,17 @@ pub fn describe(entry: &Entry) -> String {
         Some(_) => format!("pid {}", owner(entry)),
         None => format!("uid {}", s.uid),
     };
-    if s.state == procfs::net::TcpState::Listen {
-        format!("{} {} ({who})", state_name(&s.state), addr(&s.local))
-    } else {
-        format!(
-            "{} {} -> {} {} ({who})",
-            state_name(&s.state),
-            addr(&s.local),
-            addr(&s.remote),
-            direction_label(entry)
-        )
-    }
+    let direction = match entry.direction {
+        // "LISTEN ... listen" says nothing twice.
+        Direction::Listen => String::new(),
+        _ => format!(" {}", direction_label(entry)),
+    };
+    format!(
+        "{} {} -> {}{direction} ({who})",
+        state_name(&s.state),
+        addr(&s.local),
+        addr(&s.remote),
+    )
 }
 
 /// The first `max` blocking sockets joined for a log line, with `and N more`.
@@ -301,7 +302,7 @@ mod tests {
     #[test]
     fn describe_listen_without_remote_and_connections_with_owner() {
         let e = entry(TcpState::Listen, "0.0.0.0:8080", "0.0.0.0:0", None);
-        assert_eq!(describe(&e), "LISTEN 0.0.0.0:8080 (uid 1000)");
+        assert_eq!(describe(&e), "LISTEN 0.0.0.0:8080 -> 0.0.0.0:0 (uid 1000)");
         let e = entry(
             TcpState::Established,
             "127.0.0.1:40000",

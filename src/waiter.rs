@@ -323,7 +323,7 @@ mod tests {
         assert_eq!(*c.sleeps.borrow(), vec![ms(300), ms(300), ms(300), ms(100)]);
         assert!(
             log.contains(
-                "deadline 1s passed (at 1s); 1 socket still blocking: LISTEN 0.0.0.0:8080 (uid 1000)"
+                "deadline 1s passed (at 1s); 1 socket still blocking: LISTEN 0.0.0.0:8080 -> 0.0.0.0:0 (uid 1000)"
             ),
             "{log}"
         );

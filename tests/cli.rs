@@ -385,7 +385,7 @@ fn wait_returns_soon_after_the_app_socket_goes() {
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(
-        err.contains("4 sockets blocking: LISTEN 0.0.0.0:8080 (uid 1000)"),
+        err.contains("4 sockets blocking: LISTEN 0.0.0.0:8080 -> 0.0.0.0:0 (uid 1000)"),
         "{err}"
     );
     assert!(
@@ -406,8 +406,11 @@ fn wait_deadline_exits_1_near_the_deadline_and_names_the_sockets() {
     let err = stderr(&o);
     let last = err.lines().last().unwrap();
     assert!(last.starts_with("prestop-wait: deadline 700ms passed (at 7")
-            && last.contains("; 4 sockets still blocking: LISTEN 0.0.0.0:8080 (uid 1000), ESTABLISHED 10.1.2.3:45000 -> 10.9.8.7:443 outbound (uid 1000)"), "{err}");
-    assert!(last.contains("LISTEN [::]:9090 (uid 1000)"), "{err}");
+            && last.contains("; 4 sockets still blocking: LISTEN 0.0.0.0:8080 -> 0.0.0.0:0 (uid 1000), ESTABLISHED 10.1.2.3:45000 -> 10.9.8.7:443 outbound (uid 1000)"), "{err}");
+    assert!(
+        last.contains("LISTEN [::]:9090 -> [::]:0 (uid 1000)"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,0 +1,275 @@
+"""Actors for tests/live_pod.rs: the processes of a fake pod.
+
+Every role talks to the test over its standard streams: it reads one command
+per line on stdin and reports on stdout, one line per fact, flushed at once,
+so the test never has to sleep to find out whether the kernel state it wants
+is in place.  Lines the test reads:
+
+    ready ROLE pid=PID key=value...   all sockets of ROLE are set up
+    sock LOCAL REMOTE                 (app) a connected socket the app holds
+    event NAME MONOTONIC              (app) something happened, at time.monotonic()
+    done COMMAND                      a command has taken effect
+
+time.monotonic() is CLOCK_MONOTONIC, the clock behind Rust's Instant on Linux,
+and it is the same in every PID namespace (no time namespace is made), so the
+test can compare these stamps with its own.
+
+Roles (argv[1]):
+    pilot-agent    PID 1 of the proxy container, as in istio-proxy: listens on
+                   15020 and 127.0.0.1:15004 and starts envoy beside this file.
+                   "envoy ARGS" is forwarded to envoy's stdin.
+    envoy          listens where Envoy does; accepts and echoes on 15001.
+                   "inbound HOST PORT" connects from 127.0.0.6 to HOST:PORT,
+                   the source address Istio uses for inbound passthrough.
+    app            listens on 0.0.0.0:8080 and [::]:9090 (dual stack), holds
+                   one outbound connection to 127.0.0.1:15001, accepts and
+                   holds inbound connections.
+    flatten-json   reads prestop-wait's `check --json` on stdin and prints one
+                   tab-separated line per socket; exits 3 if the shape is not
+                   the contract's.
+
+The script runs with the system python3 (/usr/bin/python3) under uids that
+cannot read root's home, and as comm/argv[0] "envoy" or "pilot-agent" through
+symlinks made by the test, which is how both ss (comm) and netstat (argv[0])
+name the process.
+"""
+
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+
+ENVOY_LISTENERS = [
+    ("127.0.0.1", 15000),  # admin
+    ("0.0.0.0", 15001),  # outbound capture
+    ("0.0.0.0", 15006),  # inbound capture
+    ("0.0.0.0", 15021),  # health
+    ("0.0.0.0", 15090),  # prometheus
+]
+PILOT_AGENT_LISTENERS = [
+    ("0.0.0.0", 15020),  # merged metrics / health
+    ("127.0.0.1", 15004),  # debug
+]
+APP_V4 = ("0.0.0.0", 8080)
+APP_V6 = ("::", 9090)
+
+
+def say(*words):
+    print(*words, flush=True)
+
+
+def fmt(addr):
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listen(host, port):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        # Dual stack on purpose: IPv4 peers then show up in /proc/net/tcp6 as
+        # ::ffff:a.b.c.d, the form the hook must print in brackets.
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind((host, port))
+    s.listen(16)
+    return s
+
+
+class Lines:
+    """Line reader over a raw fd, so select() and buffering never disagree."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.buf = b""
+        self.eof = False
+
+    def feed(self):
+        data = os.read(self.fd, 4096)
+        if not data:
+            self.eof = True
+        self.buf += data
+        out = []
+        while b"\n" in self.buf:
+            line, self.buf = self.buf.split(b"\n", 1)
+            out.append(line.decode().strip())
+        return out
+
+
+def pilot_agent():
+    here = os.path.dirname(os.path.abspath(__file__))
+    listeners = [listen(h, p) for h, p in PILOT_AGENT_LISTENERS]
+    envoy = subprocess.Popen(
+        [os.path.join(here, "envoy"), os.path.abspath(__file__), "envoy"],
+        stdin=subprocess.PIPE,
+    )
+    say("ready pilot-agent", f"pid={os.getpid()}")
+    stdin = Lines(0)
+    while not stdin.eof:
+        readable, _, _ = select.select([0] + listeners, [], [])
+        for r in readable:
+            if r != 0:
+                conn, _ = r.accept()
+                conn.close()
+                continue
+            for cmd in stdin.feed():
+                if cmd.startswith("envoy "):
+                    envoy.stdin.write(cmd[len("envoy ") :].encode() + b"\n")
+                    envoy.stdin.flush()
+                elif cmd == "close-listeners":
+                    for s in listeners:
+                        s.close()
+                    listeners = []
+                    say("done close-listeners")
+    envoy.kill()
+
+
+def envoy():
+    listeners = {listen(h, p): p for h, p in ENVOY_LISTENERS}
+    conns = []
+    say("ready envoy", f"pid={os.getpid()}")
+    stdin = Lines(0)
+    while not stdin.eof:
+        readable, _, _ = select.select([0] + list(listeners) + conns, [], [])
+        for r in readable:
+            if r == 0:
+                for cmd in stdin.feed():
+                    words = cmd.split()
+                    if words and words[0] == "inbound":
+                        c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                        c.bind(("127.0.0.6", 0))
+                        c.connect((words[1], int(words[2])))
+                        conns.append(c)
+                        say("done inbound", fmt(c.getsockname()), fmt(c.getpeername()))
+            elif r in listeners:
+                conn, _ = r.accept()
+                conns.append(conn)
+            else:
+                data = r.recv(4096)
+                if data:
+                    r.sendall(data)
+                else:
+                    # The peer closed: close our side too, as Envoy does, so
+                    # the proxy leaves no CLOSE_WAIT behind.
+                    conns.remove(r)
+                    r.close()
+
+
+def app():
+    listeners = [listen(*APP_V4), listen(*APP_V6)]
+    out = socket.create_connection(("127.0.0.1", 15001))
+    accepted = []
+    say("sock", fmt(out.getsockname()), fmt(out.getpeername()))
+    say("ready app", f"pid={os.getpid()}", f"uid={os.getuid()}")
+    stdin = Lines(0)
+
+    def close_listeners():
+        nonlocal listeners
+        for s in listeners:
+            s.close()
+        listeners = []
+        say("event listeners-closed", repr(time.monotonic()))
+
+    def close_all_and_exit():
+        # close() detaches the socket from its file at once: from here on
+        # /proc/net/tcp shows it with inode 0 (TIME_WAIT or an orphan in
+        # FIN_WAIT), which the hook must not wait for.
+        for s in listeners + accepted + [out]:
+            s.close()
+        say("event last-close", repr(time.monotonic()))
+        sys.exit(0)
+
+    while True:
+        readable, _, _ = select.select([0] + listeners, [], [])
+        for r in readable:
+            if r != 0:
+                conn, peer = r.accept()
+                accepted.append(conn)
+                say("sock", fmt(conn.getsockname()), fmt(peer))
+                continue
+            lines = stdin.feed()
+            if stdin.eof:
+                close_all_and_exit()
+            for cmd in lines:
+                words = cmd.split()
+                if cmd == "close-listeners":
+                    close_listeners()
+                elif words and words[0] == "drain":
+                    # The shape of a graceful shutdown: stop accepting, keep
+                    # calling out for a while (each call its own connection,
+                    # closed by us, so TIME_WAIT entries pile up), then exit.
+                    close_listeners()
+                    end = time.monotonic() + float(words[1])
+                    while time.monotonic() < end:
+                        c = socket.create_connection(("127.0.0.1", 15001))
+                        c.sendall(b"ping")
+                        c.recv(4)
+                        out.sendall(b"ping")
+                        out.recv(4)
+                        c.close()
+                        time.sleep(0.1)
+                    close_all_and_exit()
+                elif cmd == "call":
+                    # One short outbound call that we close first: our side
+                    # ends in TIME_WAIT, inode 0, for the next 60 s.
+                    c = socket.create_connection(("127.0.0.1", 15001))
+                    c.sendall(b"ping")
+                    c.recv(4)
+                    local = fmt(c.getsockname())
+                    c.close()
+                    say("done call", local)
+                elif cmd == "exit":
+                    close_all_and_exit()
+
+
+def flatten_json():
+    doc = json.load(sys.stdin)
+    problems = []
+    if not isinstance(doc, dict) or "blocking" not in doc:
+        sys.exit(f"not an object with 'blocking': {doc!r}")
+    # Extra top-level keys and extra socket fields are additions, not breaks
+    # of the contract: tolerated, and listed on the "keys" line for the test
+    # to show.
+    for kind in ("blocking", "ignored"):
+        if kind in doc and not isinstance(doc[kind], list):
+            sys.exit(f"{kind} is not a list: {doc!r}")
+    keys = {"state", "local", "remote", "uid", "inode", "pid", "process"}
+    extra = set()
+    for kind in ("blocking", "ignored"):
+        for s in doc.get(kind, []):
+            want = keys | ({"reason"} if kind == "ignored" else set())
+            if not want <= set(s):
+                problems.append(f"{kind} entry lacks {sorted(want - set(s))}: {s}")
+            extra |= set(s) - want
+    print("keys", ",".join(sorted(doc)), ",".join(sorted(extra)), sep="\t")
+    for kind in ("blocking", "ignored"):
+        for s in doc.get(kind, []):
+            pid = s.get("pid")
+            proc = s.get("process")
+            print(
+                kind,
+                s.get("state"),
+                s.get("local"),
+                s.get("remote"),
+                s.get("uid"),
+                s.get("inode"),
+                "-" if pid is None else pid,
+                "-" if proc is None else proc,
+                s.get("reason", "-"),
+                sep="\t",
+            )
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    {
+        "pilot-agent": pilot_agent,
+        "envoy": envoy,
+        "app": app,
+        "flatten-json": flatten_json,
+    }[sys.argv[1]]()

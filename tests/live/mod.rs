@@ -1,0 +1,1001 @@
+//! A pod built from real kernel objects, for tests/live_pod.rs.
+//!
+//! Kubernetes gives every container of a pod the same network namespace
+//! (the pause container's) but, unless `shareProcessNamespace: true`, its own
+//! PID namespace and its own /proc. So the preStop hook in the istio-proxy
+//! container sees every TCP socket of the pod in /proc/net/tcp{,6}, yet none
+//! of the application's processes. [`Pod`] rebuilds exactly that: one netns
+//! made with `ip netns add`, and one `unshare --pid --fork --mount-proc` per
+//! container inside it, with the actors of `actors.py` as real processes under
+//! real uids. Hooks run through `nsenter` into the proxy container's net, pid
+//! and mount namespaces, as uid 1337, which is how the kubelet runs an exec
+//! hook (in the container's namespaces, as the container's user).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+pub const PROXY_UID: u32 = 1337;
+pub const APP_UID: u32 = 1000;
+pub const PYTHON: &str = "/usr/bin/python3";
+const ACTORS: &str = include_str!("actors.py");
+const READY: Duration = Duration::from_secs(10);
+
+/// The few libc calls std does not wrap. Declared by hand to keep the crate
+/// free of a libc dev-dependency; libc itself is linked into every Rust
+/// binary on Linux.
+mod sys {
+    #[repr(C)]
+    pub struct Timespec {
+        pub tv_sec: i64,
+        pub tv_nsec: i64,
+    }
+    unsafe extern "C" {
+        pub fn geteuid() -> u32;
+        pub fn kill(pid: i32, sig: i32) -> i32;
+        pub fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+    }
+    pub const CLOCK_MONOTONIC: i32 = 1;
+    pub const SIGKILL: i32 = 9;
+}
+
+/// Seconds on CLOCK_MONOTONIC: the clock of Python's `time.monotonic()` and of
+/// Rust's `Instant`, one clock for the whole machine whatever the PID
+/// namespace, so the actors' stamps and ours can be subtracted.
+pub fn monotonic() -> f64 {
+    let mut ts = sys::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid, writable timespec (64-bit layout on the Linux
+    // targets this suite runs on).
+    let rc = unsafe { sys::clock_gettime(sys::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime failed");
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+fn kill(pid: i32, sig: i32) -> bool {
+    // SAFETY: plain syscall, no memory involved.
+    unsafe { sys::kill(pid, sig) == 0 }
+}
+
+fn group_alive(pgid: u32) -> bool {
+    kill(-(pgid as i32), 0)
+}
+
+/// What a live test needs from the machine; `None` means "skip".
+pub struct LiveEnv {
+    pub test: &'static str,
+}
+
+/// Root, the namespace tools, and a kernel that lets us make namespaces.
+/// Outside CI a missing piece skips the test with a printed reason; with
+/// `CI=true` it fails it, so that CI cannot go green by skipping everything.
+pub fn live_env(test: &'static str) -> Option<LiveEnv> {
+    match probe() {
+        Ok(()) => Some(LiveEnv { test }),
+        Err(reason) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{test}: live test cannot run under CI=true: {reason}");
+            }
+            eprintln!("skipped: {test}: {reason}");
+            None
+        }
+    }
+}
+
+fn probe() -> Result<(), String> {
+    // SAFETY: plain syscall.
+    if unsafe { sys::geteuid() } != 0 {
+        return Err("not root (namespaces, setpriv and netstat -p need it)".into());
+    }
+    for tool in [
+        "ip", "nsenter", "unshare", "setpriv", "netstat", "ss", "timeout", "sh",
+    ] {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+            .unwrap_or(false);
+        if !found {
+            return Err(format!("`{tool}` not found in PATH"));
+        }
+    }
+    if !Path::new(PYTHON).is_file() {
+        return Err(format!("{PYTHON} not found"));
+    }
+    let out = Command::new("unshare")
+        .args(["--net", "--pid", "--fork", "--mount-proc", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("unshare: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cannot make namespaces: unshare --net --pid --fork --mount-proc: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Runs a command to completion, panicking with its output if it fails.
+pub fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Host pids whose parent is `ppid`. /proc/PID/task/PID/children would do,
+/// but it depends on CONFIG_PROC_CHILDREN; the stat scan works everywhere.
+fn children_of(ppid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // comm may hold spaces and parens: the fields after the last ')' are safe.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        if rest.split_whitespace().nth(1) == Some(&ppid.to_string()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// A long-running actor: a container's first process, driven over stdin,
+/// reporting over stdout (see actors.py).
+pub struct Actor {
+    name: &'static str,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    pub seen: Vec<String>,
+    mark: usize,
+    stopped: bool,
+}
+
+impl Drop for Actor {
+    // Also covers a pod that panics half-built, before the Pod holds it.
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Actor {
+    fn spawn(name: &'static str, mut cmd: Command) -> Actor {
+        // Own process group: teardown can then reach every process the
+        // launcher left behind with one kill(-pgid), whatever namespace
+        // they ended up in (a PID namespace does not change the pgid seen
+        // from the host).
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        // Actor tracebacks belong in the test output. util-linux 2.38's
+        // unshare complains when its child dies of SIGKILL, which is how
+        // every pod ends: that line is noise.
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if !line.contains("sigprocmask unblock failed") {
+                    eprintln!("{name}: {line}");
+                }
+            }
+        });
+        let (tx, rx) = channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Actor {
+            name,
+            stdin: child.stdin.take(),
+            child,
+            lines: rx,
+            seen: Vec::new(),
+            mark: 0,
+            stopped: false,
+        }
+    }
+
+    pub fn send(&mut self, cmd: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{cmd}")
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|e| panic!("{}: send {cmd:?}: {e}", self.name));
+    }
+
+    /// Waits until the lines seen so far satisfy `done`.
+    pub fn wait_until(&mut self, what: &str, timeout: Duration, done: impl Fn(&[String]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "{}: no {what} within {timeout:?}; saw {:#?}",
+                    self.name, self.seen
+                ),
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("{}: exited before {what}; saw {:#?}", self.name, self.seen)
+                }
+            }
+        }
+    }
+
+    /// The next line, after the last one `expect` returned, that starts with
+    /// `prefix`.
+    pub fn expect(&mut self, prefix: &str, timeout: Duration) -> String {
+        let mark = self.mark;
+        self.wait_until(prefix, timeout, |seen| {
+            seen[mark..].iter().any(|l| l.starts_with(prefix))
+        });
+        let idx = mark
+            + self.seen[mark..]
+                .iter()
+                .position(|l| l.starts_with(prefix))
+                .unwrap();
+        self.mark = idx + 1;
+        self.seen[idx].clone()
+    }
+
+    /// Host pid of the container's first process (the launcher's only child).
+    fn init_pid(&self) -> u32 {
+        let kids = children_of(self.child.id());
+        assert_eq!(kids.len(), 1, "{}: launcher children {kids:?}", self.name);
+        kids[0]
+    }
+
+    fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        // Kill what the launcher (nsenter/unshare) started rather than the
+        // launcher itself: the launcher then reaps its child and exits, and
+        // we reap the launcher, so no zombie is left for the machine's init
+        // (which, on some CI VMs, never reaps). Killing the first process
+        // of a PID namespace makes the kernel kill the whole namespace.
+        self.stdin.take();
+        for pid in children_of(self.child.id()) {
+            kill(pid as i32, sys::SIGKILL);
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        // Only while the launcher is unreaped is its pid, and so the group
+        // id, certainly still ours.
+        kill(-(self.child.id() as i32), sys::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// The result of one finished command.
+#[derive(Debug)]
+pub struct Done {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// `monotonic()` right after the process was reaped.
+    pub exited_at: f64,
+    /// `monotonic()` right before it was spawned.
+    pub started_at: f64,
+}
+
+impl Done {
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+    pub fn elapsed(&self) -> f64 {
+        self.exited_at - self.started_at
+    }
+}
+
+impl fmt::Display for Done {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} after {:.3}s\n--- stdout\n{}--- stderr\n{}",
+            self.status,
+            self.elapsed(),
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// A command running in the background; killed (whole group) if dropped
+/// before `finish`.
+pub struct Running {
+    what: String,
+    pgid: u32,
+    started_at: f64,
+    done: Option<JoinHandle<std::io::Result<(std::process::Output, f64)>>>,
+}
+
+impl Running {
+    pub fn spawn(what: impl Into<String>, mut cmd: Command) -> Running {
+        let what = what.into();
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let started_at = monotonic();
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let pgid = child.id();
+        // A thread blocked in wait() stamps the exit as it happens, instead
+        // of a polling loop adding its period to every measurement.
+        let done = thread::spawn(move || {
+            let out = child.wait_with_output()?;
+            Ok((out, monotonic()))
+        });
+        Running {
+            what,
+            pgid,
+            started_at,
+            done: Some(done),
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.done.as_ref().is_none_or(|h| h.is_finished())
+    }
+
+    pub fn finish(mut self, timeout: Duration) -> Done {
+        let deadline = Instant::now() + timeout;
+        while !self.is_finished() {
+            if Instant::now() >= deadline {
+                kill(-(self.pgid as i32), sys::SIGKILL);
+                let out = self.done.take().unwrap().join().unwrap().ok();
+                panic!(
+                    "{} did not finish within {timeout:?}; killed. output: {out:?}",
+                    self.what
+                );
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        let (out, exited_at) = self
+            .done
+            .take()
+            .unwrap()
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{}: {e}", self.what));
+        Done {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            exited_at,
+            started_at: self.started_at,
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(h) = self.done.take() {
+            if !h.is_finished() {
+                kill(-(self.pgid as i32), sys::SIGKILL);
+            }
+            let _ = h.join();
+        }
+    }
+}
+
+/// Where the app container's processes live.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum AppPidNs {
+    /// The default: its own PID namespace and /proc.
+    Own,
+    /// `shareProcessNamespace: true`: the proxy container's PID namespace.
+    SharedWithProxy,
+}
+
+/// One TCP socket as the tests compare them: /proc state name, local and
+/// remote in the contract's text form.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Sock {
+    pub state: String,
+    pub local: String,
+    pub remote: String,
+}
+
+impl Sock {
+    pub fn new(state: &str, local: &str, remote: &str) -> Sock {
+        Sock {
+            state: state.into(),
+            local: local.into(),
+            remote: remote.into(),
+        }
+    }
+}
+
+impl fmt::Display for Sock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} -> {}", self.state, self.local, self.remote)
+    }
+}
+
+static POD_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// The pod. Dropping it kills every process it started and deletes its
+/// network namespace, also when the test panicked half way.
+pub struct Pod {
+    pub netns: String,
+    dir: tempfile::TempDir,
+    netns_made: bool,
+    proxy: Option<Actor>,
+    app: Option<Actor>,
+    /// Host pid of pilot-agent, the proxy container's PID 1: the target for
+    /// every nsenter.
+    pub proxy_init: u32,
+    /// pids inside the proxy's PID namespace, as the hook sees them.
+    pub envoy_pid: u32,
+    pub pilot_agent_pid: u32,
+    /// The app's pid in its own PID namespace (in the proxy's, when shared).
+    pub app_pid: u32,
+    /// Sockets the app holds, and those the proxy holds, once set up.
+    pub app_socks: BTreeSet<Sock>,
+    pub proxy_socks: BTreeSet<Sock>,
+    /// Local address of the app's long-lived outbound connection.
+    pub app_out_local: String,
+    torn_down: bool,
+}
+
+fn field(line: &str, key: &str) -> String {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|w| w.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+        .to_string()
+}
+
+impl Pod {
+    pub fn new(env: &LiveEnv, app_ns: AppPidNs) -> Pod {
+        let netns = format!(
+            "prestop-live-{}-{}",
+            std::process::id(),
+            POD_SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        // Everything the actors and the hook execute is copied here: the
+        // checkout and the cargo target dir may sit under a home that uid
+        // 1337 and 1000 cannot traverse.
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{netns}-"))
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let mut pod = Pod {
+            netns,
+            dir,
+            netns_made: false,
+            proxy: None,
+            app: None,
+            proxy_init: 0,
+            envoy_pid: 0,
+            pilot_agent_pid: 0,
+            app_pid: 0,
+            app_socks: BTreeSet::new(),
+            proxy_socks: BTreeSet::new(),
+            app_out_local: String::new(),
+            torn_down: false,
+        };
+        eprintln!("{}: pod {}", env.test, pod.netns);
+        pod.build(app_ns);
+        pod
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn p(&self, name: &str) -> String {
+        self.path(name).to_string_lossy().into_owned()
+    }
+
+    fn build(&mut self, app_ns: AppPidNs) {
+        let d = self.dir.path();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(d.join("actors.py"), ACTORS).unwrap();
+        // exec through a link named envoy/pilot-agent sets both comm (what
+        // ss and /proc/PID/comm show) and argv[0] (what netstat shows).
+        symlink(PYTHON, d.join("envoy")).unwrap();
+        symlink(PYTHON, d.join("pilot-agent")).unwrap();
+        let bin = d.join("prestop-wait");
+        std::fs::copy(env!("CARGO_BIN_EXE_prestop-wait"), &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        sh("ip", &["netns", "add", &self.netns]);
+        self.netns_made = true;
+        sh("ip", &["-n", &self.netns, "link", "set", "lo", "up"]);
+        let netns_path = format!("--net=/run/netns/{}", self.netns);
+
+        // Proxy container: pilot-agent is its PID 1 and starts envoy, as in
+        // the istio-proxy image.
+        let mut cmd = Command::new("nsenter");
+        cmd.args([
+            &netns_path,
+            "--",
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+        ]);
+        cmd.args(["--kill-child", "--"]).args(setpriv(PROXY_UID));
+        cmd.args([
+            self.p("pilot-agent"),
+            self.p("actors.py"),
+            "pilot-agent".into(),
+        ]);
+        let mut proxy = Actor::spawn("proxy", cmd);
+        let pa = proxy.expect("ready pilot-agent", READY);
+        let en = proxy.expect("ready envoy", READY);
+        self.pilot_agent_pid = field(&pa, "pid").parse().unwrap();
+        self.envoy_pid = field(&en, "pid").parse().unwrap();
+        self.proxy_init = proxy.init_pid();
+        self.proxy = Some(proxy);
+
+        let mut cmd = Command::new("nsenter");
+        match app_ns {
+            AppPidNs::Own => {
+                cmd.args([
+                    &netns_path,
+                    "--",
+                    "unshare",
+                    "--pid",
+                    "--fork",
+                    "--mount-proc",
+                ]);
+                cmd.args(["--kill-child", "--"]);
+            }
+            AppPidNs::SharedWithProxy => {
+                cmd.args([
+                    "-t",
+                    &self.proxy_init.to_string(),
+                    "--net",
+                    "--pid",
+                    "--mount",
+                ]);
+                cmd.arg("--");
+            }
+        }
+        cmd.args(setpriv(APP_UID));
+        cmd.args([PYTHON.into(), self.p("actors.py"), "app".into()]);
+        let mut app = Actor::spawn("app", cmd);
+        let ready = app.expect("ready app", READY);
+        self.app_pid = field(&ready, "pid").parse().unwrap();
+        self.app = Some(app);
+
+        // Inbound traffic as Istio delivers it: envoy connects from
+        // 127.0.0.6 to the app's port. The second one lands on the
+        // dual-stack IPv6 listener, so the app's side shows up in tcp6 as an
+        // IPv4-mapped address.
+        let mut inbound = Vec::new();
+        for port in [8080, 9090] {
+            self.proxy_mut()
+                .send(&format!("envoy inbound 127.0.0.1 {port}"));
+            let done = self.proxy_mut().expect("done inbound", READY);
+            let w: Vec<&str> = done.split_whitespace().collect();
+            inbound.push(Sock::new("ESTABLISHED", w[2], w[3]));
+        }
+        // An accepted connection has an inode only once accept() returned:
+        // wait for the app to say so (one outbound + two inbound).
+        self.app_mut()
+            .wait_until("accepted inbound", READY, |seen| {
+                seen.iter().filter(|l| l.starts_with("sock ")).count() == 3
+            });
+        let app_conns: Vec<Sock> = self
+            .app()
+            .seen
+            .iter()
+            .filter_map(|l| l.strip_prefix("sock "))
+            .map(|l| {
+                let (a, b) = l.split_once(' ').unwrap();
+                Sock::new("ESTABLISHED", a, b)
+            })
+            .collect();
+        self.app_out_local = app_conns[0].local.clone();
+        self.app_socks = [
+            Sock::new("LISTEN", "0.0.0.0:8080", "0.0.0.0:0"),
+            Sock::new("LISTEN", "[::]:9090", "[::]:0"),
+        ]
+        .into_iter()
+        .chain(app_conns.iter().cloned())
+        .collect();
+        self.proxy_socks = [
+            ("127.0.0.1", 15000),
+            ("0.0.0.0", 15001),
+            ("0.0.0.0", 15006),
+            ("0.0.0.0", 15021),
+            ("0.0.0.0", 15090),
+            ("0.0.0.0", 15020),
+            ("127.0.0.1", 15004),
+        ]
+        .iter()
+        .map(|(h, p)| Sock::new("LISTEN", &format!("{h}:{p}"), "0.0.0.0:0"))
+        .chain([Sock::new(
+            "ESTABLISHED",
+            "127.0.0.1:15001",
+            &self.app_out_local,
+        )])
+        .chain(inbound)
+        .collect();
+    }
+
+    pub fn proxy_mut(&mut self) -> &mut Actor {
+        self.proxy.as_mut().unwrap()
+    }
+    pub fn app_mut(&mut self) -> &mut Actor {
+        self.app.as_mut().unwrap()
+    }
+    pub fn app(&self) -> &Actor {
+        self.app.as_ref().unwrap()
+    }
+
+    /// `prestop-wait ARGS` inside the proxy container, as uid 1337: what the
+    /// kubelet does for an exec preStop hook.
+    pub fn hook(&self, args: &[&str]) -> Command {
+        let mut cmd = self.in_proxy();
+        cmd.args(setpriv(PROXY_UID))
+            .arg(self.path("prestop-wait"))
+            .args(args);
+        cmd
+    }
+
+    /// A command in the proxy container's namespaces, as root.
+    pub fn in_proxy(&self) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.args([
+            "-t",
+            &self.proxy_init.to_string(),
+            "--net",
+            "--pid",
+            "--mount",
+            "--",
+        ]);
+        cmd
+    }
+
+    pub fn run(&self, what: &str, cmd: Command, timeout: Duration) -> Done {
+        Running::spawn(what, cmd).finish(timeout)
+    }
+
+    /// Runs `check ARGS --json` (the caller passes --json) and parses it.
+    pub fn check_json(&self, args: &[&str]) -> (Done, Report) {
+        let done = self.run(
+            &format!("check {args:?}"),
+            self.hook(&[&["check"], args].concat()),
+            Duration::from_secs(10),
+        );
+        assert!(
+            done.code() == 0 || done.code() == 1,
+            "check {args:?}: {done}"
+        );
+        let report = Report::parse(&self.path("actors.py"), &done.stdout)
+            .unwrap_or_else(|e| panic!("check {args:?}: {e}\n{done}"));
+        (done, report)
+    }
+
+    /// Waits until every TCP socket of the pod is LISTEN, ESTABLISHED or
+    /// TIME_WAIT. Closing a loopback connection walks through FIN_WAIT,
+    /// CLOSE_WAIT and LAST_ACK in microseconds, but the tools here each
+    /// read /proc/net/tcp at their own instant; comparing them only makes
+    /// sense once nothing is in flight.
+    pub fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let netns = format!("--net=/run/netns/{}", self.netns);
+            let out = sh("nsenter", &[&netns, "ss", "-Htan"]);
+            let busy: Vec<&str> = out
+                .lines()
+                .filter(|l| {
+                    let st = l.split_whitespace().next().unwrap_or("");
+                    !matches!(st, "LISTEN" | "ESTAB" | "TIME-WAIT")
+                })
+                .collect();
+            if busy.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "pod never settled: {busy:?}");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn teardown(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        self.torn_down = true;
+        // App first: in the shared-PID-namespace pod it lives under the
+        // proxy's PID 1, and killing that first would orphan its launcher's
+        // child mid-way.
+        drop(self.app.take());
+        drop(self.proxy.take());
+        if self.netns_made {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.netns])
+                .stdin(Stdio::null())
+                .status();
+        }
+    }
+
+    /// Tears the pod down and checks that nothing of it is left: no process
+    /// in its groups, no network namespace.
+    pub fn close(mut self) {
+        let groups: Vec<u32> = [self.app.as_ref(), self.proxy.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|a| a.child.id())
+            .collect();
+        self.teardown();
+        for g in groups {
+            assert!(
+                !group_alive(g),
+                "process group {g} still alive after teardown"
+            );
+        }
+        let list = sh("ip", &["netns", "list"]);
+        assert!(
+            !list
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(&self.netns)),
+            "netns {} left behind: {list}",
+            self.netns
+        );
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+fn setpriv(uid: u32) -> Vec<String> {
+    vec![
+        "setpriv".into(),
+        format!("--reuid={uid}"),
+        format!("--regid={uid}"),
+        "--clear-groups".into(),
+        "--".into(),
+    ]
+}
+
+/// One socket of `check --json`.
+#[derive(Clone, Debug)]
+pub struct JsonSock {
+    pub sock: Sock,
+    pub uid: u32,
+    pub inode: u64,
+    pub pid: Option<u32>,
+    pub process: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// `check --json`, parsed (by actors.py, which also checks the shape).
+#[derive(Debug)]
+pub struct Report {
+    /// Top-level keys of the object, sorted.
+    pub keys: Vec<String>,
+    /// Socket fields beyond the contract's, sorted.
+    pub extra_fields: Vec<String>,
+    pub has_ignored: bool,
+    pub blocking: Vec<JsonSock>,
+    pub ignored: Vec<JsonSock>,
+}
+
+impl Report {
+    fn parse(actors: &Path, json: &str) -> Result<Report, String> {
+        let mut child = Command::new(PYTHON)
+            .arg(actors)
+            .arg("flatten-json")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(json.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "JSON not in the contract's shape: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let mut r = Report {
+            keys: Vec::new(),
+            extra_fields: Vec::new(),
+            has_ignored: false,
+            blocking: Vec::new(),
+            ignored: Vec::new(),
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            if f[0] == "keys" {
+                let list = |s: &str| -> Vec<String> {
+                    s.split(',')
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                };
+                r.keys = list(f[1]);
+                r.extra_fields = list(f[2]);
+                r.has_ignored = r.keys.iter().any(|k| k == "ignored");
+                continue;
+            }
+            let opt = |s: &str| (s != "-").then(|| s.to_string());
+            let s = JsonSock {
+                sock: Sock::new(f[1], f[2], f[3]),
+                uid: f[4].parse().map_err(|_| format!("uid {:?}", f[4]))?,
+                inode: f[5].parse().map_err(|_| format!("inode {:?}", f[5]))?,
+                pid: opt(f[6]).map(|p| p.parse().unwrap()),
+                process: opt(f[7]),
+                reason: opt(f[8]),
+            };
+            match f[0] {
+                "blocking" => r.blocking.push(s),
+                _ => r.ignored.push(s),
+            }
+        }
+        Ok(r)
+    }
+
+    pub fn blocking_set(&self) -> BTreeSet<Sock> {
+        self.blocking.iter().map(|s| s.sock.clone()).collect()
+    }
+    pub fn ignored_set(&self) -> BTreeSet<Sock> {
+        self.ignored.iter().map(|s| s.sock.clone()).collect()
+    }
+}
+
+// ---- the other tools' views, normalised for comparison -------------------
+
+/// An address as the contract prints it: "0.0.0.0:8080", "[::]:9090",
+/// "[::ffff:127.0.0.1]:80". Parsed strictly: a wrong form is a finding.
+pub fn contract_addr(s: &str) -> SocketAddr {
+    s.parse()
+        .unwrap_or_else(|e| panic!("{s:?} is not the contract's address form: {e}"))
+}
+
+/// An address column of `ss -n`. ss prints the wildcard of a dual-stack
+/// (IPV6_V6ONLY=0) listener as "*", and a listener's peer port as "*".
+pub fn ss_addr(s: &str) -> SocketAddr {
+    let (host, port) = s
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("ss addr {s:?}"));
+    let port: u16 = if port == "*" {
+        0
+    } else {
+        port.parse().unwrap()
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = if host == "*" {
+        "::".parse().unwrap()
+    } else {
+        host.parse()
+            .unwrap_or_else(|e| panic!("ss addr {s:?}: {e}"))
+    };
+    SocketAddr::new(ip, port)
+}
+
+/// An address column of `netstat -n`: no brackets, and on a tcp6 line an
+/// IPv4-mapped address is printed as bare IPv4.
+pub fn netstat_addr(proto: &str, s: &str) -> SocketAddr {
+    let (host, port) = s
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("netstat addr {s:?}"));
+    let port: u16 = if port == "*" {
+        0
+    } else {
+        port.parse().unwrap()
+    };
+    let mut ip: IpAddr = host
+        .parse()
+        .unwrap_or_else(|e| panic!("netstat addr {s:?}: {e}"));
+    if let (IpAddr::V4(v4), "tcp6") = (ip, proto) {
+        ip = IpAddr::V6(v4.to_ipv6_mapped());
+    }
+    SocketAddr::new(ip, port)
+}
+
+/// /proc state names ("ESTABLISHED", "TIME_WAIT") from ss's ("ESTAB",
+/// "TIME-WAIT").
+pub fn ss_state(s: &str) -> String {
+    match s {
+        "ESTAB" => "ESTABLISHED".into(),
+        "FIN-WAIT-1" => "FIN_WAIT1".into(),
+        "FIN-WAIT-2" => "FIN_WAIT2".into(),
+        "SYN-RECV" => "SYN_RECV".into(),
+        other => other.replace('-', "_"),
+    }
+}
+
+/// Process names in ss's `users:(("envoy",pid=2,fd=7),...)` column.
+pub fn ss_users(col: &str) -> Vec<String> {
+    col.split("(\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A full-view line: state, local, remote, process names.
+#[derive(Debug, Clone)]
+pub struct ToolLine {
+    pub state: String,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub procs: Vec<String>,
+}
+
+pub fn parse_ss(out: &str) -> Vec<ToolLine> {
+    out.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("State"))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            ToolLine {
+                state: ss_state(w[0]),
+                local: ss_addr(w[3]),
+                remote: ss_addr(w[4]),
+                procs: w.get(5).map(|c| ss_users(c)).unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+pub fn parse_netstat(out: &str) -> Vec<ToolLine> {
+    out.lines()
+        .filter(|l| l.starts_with("tcp"))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let prog = w.last().unwrap();
+            ToolLine {
+                state: w[5].to_string(),
+                local: netstat_addr(w[0], w[3]),
+                remote: netstat_addr(w[0], w[4]),
+                procs: prog
+                    .split_once('/')
+                    .map(|(_, name)| vec![name.to_string()])
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,541 @@
+//! Live tests: prestop-wait against the real kernel, in the shape of a pod.
+//!
+//! Fixture trees prove the decision logic; these prove the binary where it
+//! will run: one network namespace shared by the proxy and app containers,
+//! one PID namespace (and /proc) each, real sockets under real uids, and the
+//! hook entering the proxy container's namespaces as uid 1337 the way the
+//! kubelet runs an exec preStop hook. The pod is built in tests/live/.
+//!
+//! Needs root and the ability to make namespaces. Without them each test
+//! prints "skipped: ..." and passes, except under CI=true, where it fails.
+//! Run with `cargo test --test live_pod -- --nocapture` to see the numbers.
+
+mod live;
+
+use live::{AppPidNs, Done, Pod, Running, Sock, live_env};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const INTERVAL: f64 = 0.25;
+/// Slack on top of one poll interval for "the hook noticed": one read of
+/// /proc/net/tcp{,6} and of the proxy container's /proc, the exit, nsenter
+/// reaping it, on a 2-core machine running the other live tests alongside.
+const MARGIN: f64 = 0.25;
+const RUN: Duration = Duration::from_secs(15);
+
+const PROXY_NAMES: [&str; 2] = ["envoy", "pilot-agent"];
+
+/// What `wait` printed once its deadline passed, whitespace collapsed so
+/// the test depends neither on column padding nor on one-per-line layout.
+fn deadline_report(stderr: &str) -> String {
+    let from = stderr
+        .find("deadline")
+        .unwrap_or_else(|| panic!("no deadline report on stderr:\n{stderr}"));
+    stderr[from..]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether the report names `s` as `STATE local -> remote`. A listener may
+/// also be named without its (meaningless) remote: `LISTEN local (...)`.
+fn names_socket(report: &str, s: &Sock) -> bool {
+    report.contains(&format!("{s} "))
+        || (s.state == "LISTEN" && report.contains(&format!("{} {} (", s.state, s.local)))
+}
+
+/// Scenario 1: a graceful shutdown. The app stops listening, goes on calling
+/// out for a second (through envoy's 15001, as traffic leaving a meshed pod
+/// does), then closes everything and exits. The hook must hold envoy up
+/// until the last of the app's sockets is gone, not just its listeners;
+/// `--listen-only` is the looser mode that lets go at the listener close.
+#[test]
+fn drain_returns_after_last_app_socket() {
+    let Some(env) = live_env("drain_returns_after_last_app_socket") else {
+        return;
+    };
+    let mut pod = Pod::new(&env, AppPidNs::Own);
+    let iv = format!("{}ms", (INTERVAL * 1000.0) as u64);
+    let all = Running::spawn(
+        "wait",
+        pod.hook(&["wait", "--interval", &iv, "--timeout", "20s"]),
+    );
+    let listen_only = Running::spawn(
+        "wait --listen-only",
+        pod.hook(&[
+            "wait",
+            "--listen-only",
+            "--interval",
+            &iv,
+            "--timeout",
+            "20s",
+        ]),
+    );
+
+    pod.app_mut().send("drain 1.0");
+    let app = pod.app_mut();
+    let ev = |l: String| -> f64 { l.split_whitespace().nth(2).unwrap().parse().unwrap() };
+    let listeners_closed = ev(app.expect("event listeners-closed", RUN));
+    let last_close = ev(app.expect("event last-close", RUN));
+    let all = all.finish(RUN);
+    let listen_only = listen_only.finish(RUN);
+
+    eprintln!(
+        "scenario 1 (interval {iv}, margin {:.0}ms): app drained for {:.3}s\n  \
+         wait:               exit {} at listener close +{:.3}s, last close +{:.3}s\n  \
+         wait --listen-only: exit {} at listener close +{:.3}s",
+        MARGIN * 1000.0,
+        last_close - listeners_closed,
+        all.code(),
+        all.exited_at - listeners_closed,
+        all.exited_at - last_close,
+        listen_only.code(),
+        listen_only.exited_at - listeners_closed,
+    );
+    assert_eq!(all.code(), 0, "wait: {all}");
+    assert!(
+        all.exited_at > last_close,
+        "wait returned {:.3}s before the app's last socket closed: {all}",
+        last_close - all.exited_at
+    );
+    assert!(
+        all.exited_at - last_close < INTERVAL + MARGIN,
+        "wait took {:.3}s after the last close: {all}",
+        all.exited_at - last_close
+    );
+    assert_eq!(listen_only.code(), 0, "wait --listen-only: {listen_only}");
+    assert!(
+        listen_only.exited_at > listeners_closed
+            && listen_only.exited_at - listeners_closed < INTERVAL + MARGIN,
+        "wait --listen-only exited {:.3}s after the listener close: {listen_only}",
+        listen_only.exited_at - listeners_closed
+    );
+    assert!(
+        listen_only.exited_at < last_close,
+        "wait --listen-only waited for the connections too: {listen_only}"
+    );
+    pod.close();
+}
+
+/// Scenario 2: the app never stops. The hook must give up at its deadline
+/// (before the kubelet's grace period would SIGKILL everything anyway) and
+/// say what was still open, so the operator can tell which port kept it.
+#[test]
+fn deadline_passes_and_names_app_sockets() {
+    let Some(env) = live_env("deadline_passes_and_names_app_sockets") else {
+        return;
+    };
+    let pod = Pod::new(&env, AppPidNs::Own);
+    let done = pod.run(
+        "wait --timeout 2s",
+        pod.hook(&["wait", "--timeout", "2s", "--interval", "250ms"]),
+        RUN,
+    );
+    eprintln!("scenario 2: {done}");
+    assert_eq!(done.code(), 1, "{done}");
+    assert!(
+        done.elapsed() >= 2.0 && done.elapsed() < 2.0 + INTERVAL + MARGIN,
+        "exit after {:.3}s, want 2s..{:.2}s",
+        done.elapsed(),
+        2.0 + INTERVAL + MARGIN
+    );
+    assert!(
+        done.stderr.lines().any(|l| l.starts_with("prestop-wait: ")),
+        "no `prestop-wait: ` line on stderr: {done}"
+    );
+    let report = deadline_report(&done.stderr);
+    for s in &pod.app_socks {
+        assert!(names_socket(&report, s), "stderr does not name {s}: {done}");
+    }
+    for s in &pod.proxy_socks {
+        let named = report.contains(&format!("{} {} ", s.state, s.local));
+        assert!(!named, "stderr names proxy socket {s}: {done}");
+    }
+    pod.close();
+}
+
+/// Scenario 3: `check --json` sees the app's sockets and nothing of the
+/// proxy's, through every rule that can exclude a socket.
+#[test]
+fn check_json_lists_exactly_app_sockets() {
+    let Some(env) = live_env("check_json_lists_exactly_app_sockets") else {
+        return;
+    };
+    let mut pod = Pod::new(&env, AppPidNs::Own);
+    // A finished call leaves our side in TIME_WAIT with inode 0: it must not
+    // be listed anywhere, not even as ignored.
+    pod.app_mut().send("call");
+    let call = pod.app_mut().expect("done call", RUN);
+    let tw_local = call.split_whitespace().nth(2).unwrap().to_string();
+    pod.settle();
+
+    let (done, r) = pod.check_json(&["--json"]);
+    eprintln!(
+        "scenario 3: top-level keys {:?}, socket fields beyond the contract's {:?}",
+        r.keys, r.extra_fields
+    );
+    assert_eq!(done.code(), 1, "{done}");
+    assert_eq!(r.blocking_set(), pod.app_socks, "blocking: {done}");
+    assert!(!r.has_ignored, "`ignored` present without --all: {done}");
+    for s in &r.blocking {
+        assert_eq!(s.uid, live::APP_UID, "{s:?}");
+        assert_ne!(s.inode, 0, "{s:?}");
+        // Another PID namespace: the hook cannot see the app's processes.
+        assert_eq!((s.pid, &s.process), (None, &None), "{s:?}");
+    }
+
+    let (done, r) = pod.check_json(&["--json", "--all"]);
+    assert_eq!(done.code(), 1, "{done}");
+    assert_eq!(
+        r.blocking_set(),
+        pod.app_socks,
+        "blocking with --all: {done}"
+    );
+    assert_eq!(
+        r.ignored_set(),
+        pod.proxy_socks,
+        "ignored with --all: {done}"
+    );
+    for s in &r.ignored {
+        assert_eq!(s.reason.as_deref(), Some("proxy-uid"), "{s:?}");
+        assert_eq!(s.uid, live::PROXY_UID, "{s:?}");
+        check_proxy_pid(&pod, s);
+    }
+    assert!(
+        !done.stdout.contains(&tw_local),
+        "TIME_WAIT socket {tw_local} listed: {done}"
+    );
+
+    // Not the proxy's uid: now only the process names can tell the proxy's
+    // sockets apart, which works because the hook shares their PID
+    // namespace and uid and so may read their fd tables. The app's sockets
+    // have no visible holder at all, which must not count as "all holders
+    // are proxies".
+    let (done, r) = pod.check_json(&["--json", "--all", "--proxy-uid", "4242"]);
+    assert_eq!(done.code(), 1, "{done}");
+    assert_eq!(
+        r.blocking_set(),
+        pod.app_socks,
+        "blocking, uid 4242: {done}"
+    );
+    assert_eq!(
+        r.ignored_set(),
+        pod.proxy_socks,
+        "ignored, uid 4242: {done}"
+    );
+    for s in &r.ignored {
+        assert_eq!(s.reason.as_deref(), Some("proxy-process"), "{s:?}");
+        assert!(s.pid.is_some(), "proxy-process without a pid: {s:?}");
+        check_proxy_pid(&pod, s);
+    }
+
+    let (done, r) = pod.check_json(&["--json", "--all", "--ignore-port", "9090"]);
+    let on_9090 = |s: &Sock| contract_port(&s.local) == 9090;
+    let want_blocking: BTreeSet<Sock> = pod
+        .app_socks
+        .iter()
+        .filter(|s| !on_9090(s))
+        .cloned()
+        .collect();
+    let want_ignored: BTreeSet<Sock> = pod
+        .app_socks
+        .iter()
+        .filter(|s| on_9090(s))
+        .cloned()
+        .collect();
+    assert_eq!(done.code(), 1, "{done}");
+    assert_eq!(
+        r.blocking_set(),
+        want_blocking,
+        "--ignore-port 9090: {done}"
+    );
+    for s in r
+        .ignored
+        .iter()
+        .filter(|s| s.reason.as_deref() != Some("proxy-uid"))
+    {
+        assert_eq!(s.reason.as_deref(), Some("ignored-port"), "{s:?}");
+    }
+    let port_ignored: BTreeSet<Sock> = r
+        .ignored
+        .iter()
+        .filter(|s| s.reason.as_deref() == Some("ignored-port"))
+        .map(|s| s.sock.clone())
+        .collect();
+    assert_eq!(port_ignored, want_ignored, "--ignore-port 9090: {done}");
+
+    let (done, r) = pod.check_json(&["--json", "--all", "--listen-only"]);
+    let (listening, connected): (BTreeSet<Sock>, BTreeSet<Sock>) = pod
+        .app_socks
+        .iter()
+        .cloned()
+        .partition(|s| s.state == "LISTEN");
+    assert_eq!(done.code(), 1, "{done}");
+    assert_eq!(r.blocking_set(), listening, "--listen-only: {done}");
+    let not_listening: BTreeSet<Sock> = r
+        .ignored
+        .iter()
+        .filter(|s| s.reason.as_deref() == Some("not-listening"))
+        .map(|s| s.sock.clone())
+        .collect();
+    assert_eq!(
+        not_listening, connected,
+        "--listen-only not-listening: {done}"
+    );
+    pod.close();
+}
+
+fn contract_port(addr: &str) -> u16 {
+    live::contract_addr(addr).port()
+}
+
+/// If the hook names a holder of a proxy socket, it must be the right one.
+fn check_proxy_pid(pod: &Pod, s: &live::JsonSock) {
+    let Some(pid) = s.pid else { return };
+    let port = contract_port(&s.sock.local);
+    let (want_pid, want_name) = if port == 15020 || port == 15004 {
+        (pod.pilot_agent_pid, "pilot-agent")
+    } else {
+        (pod.envoy_pid, "envoy")
+    };
+    assert_eq!(pid, want_pid, "{s:?}");
+    assert_eq!(s.process.as_deref(), Some(want_name), "{s:?}");
+}
+
+/// Scenario 4: `shareProcessNamespace: true`. The app's processes are now
+/// in the hook's /proc, but under another uid, so reading their fd links
+/// fails with EACCES (ptrace access mode check). That must be neither an
+/// error nor a reason to let go.
+#[test]
+fn shared_process_namespace_unreadable_fds() {
+    let Some(env) = live_env("shared_process_namespace_unreadable_fds") else {
+        return;
+    };
+    let mut pod = Pod::new(&env, AppPidNs::SharedWithProxy);
+
+    // The premise: the hook's uid sees the app process but not its fds.
+    let mut probe = pod.in_proxy();
+    probe.args([
+        "setpriv",
+        "--reuid=1337",
+        "--regid=1337",
+        "--clear-groups",
+        "--",
+    ]);
+    probe.args([
+        "sh",
+        "-c",
+        &format!("test -d /proc/{0} && ! ls /proc/{0}/fd", pod.app_pid),
+    ]);
+    let done = pod.run("fd probe", probe, RUN);
+    assert_eq!(
+        done.code(),
+        0,
+        "uid 1337 can read the app's fds, or cannot see it: {done}"
+    );
+
+    // "No error": exit 1 (something blocks), not 2, in both output modes.
+    let text = pod.run("check", pod.hook(&["check"]), RUN);
+    eprintln!("scenario 4: check: {text}");
+    assert_eq!(text.code(), 1, "{text}");
+    for port in [":8080", ":9090"] {
+        assert!(
+            text.stdout.contains(port),
+            "check does not name {port}: {text}"
+        );
+    }
+    let (done, r) = pod.check_json(&["--json", "--all"]);
+    assert_eq!(done.code(), 1, "{done}");
+    assert_eq!(r.blocking_set(), pod.app_socks, "blocking: {done}");
+    assert_eq!(r.ignored_set(), pod.proxy_socks, "ignored: {done}");
+    for s in &r.blocking {
+        // The app's process is in /proc now, but its fds are not readable.
+        assert_eq!((s.pid, &s.process), (None, &None), "{s:?}");
+    }
+
+    let (done, r) = pod.check_json(&["--json", "--all", "--proxy-uid", "4242"]);
+    assert_eq!(done.code(), 1, "{done}");
+    assert_eq!(
+        r.blocking_set(),
+        pod.app_socks,
+        "blocking, uid 4242: {done}"
+    );
+    assert_eq!(
+        r.ignored_set(),
+        pod.proxy_socks,
+        "ignored, uid 4242: {done}"
+    );
+
+    let w = Running::spawn(
+        "wait",
+        pod.hook(&["wait", "--timeout", "10s", "--interval", "100ms"]),
+    );
+    pod.app_mut().send("exit");
+    pod.app_mut().expect("event last-close", RUN);
+    let done = w.finish(RUN);
+    assert_eq!(done.code(), 0, "{done}");
+    pod.close();
+}
+
+/// The preStop loop this project replaces, as found in Istio issues and
+/// blog posts. It counts listening sockets not named envoy.
+const SEED_LOOP: &str = "while [ $(netstat -plunt | grep tcp | grep -v envoy | wc -l | xargs) -ne 0 ]; do sleep 1; done";
+
+fn seed_loop(pod: &Pod) -> Done {
+    // As root: netstat -p names processes only for a user that may read
+    // their fds; that is how the loop is usually run (istio-proxy as root,
+    // or with the hook's uid equal to envoy's).
+    let mut cmd = pod.in_proxy();
+    cmd.args(["timeout", "3", "sh", "-c", SEED_LOOP]);
+    pod.run("seed loop", cmd, RUN)
+}
+
+/// Scenario 5: documents the seed loop next to ours. pilot-agent's own
+/// listeners (15020, 15004) are not "envoy", so as long as pilot-agent
+/// runs, which is until the kubelet kills the container after the hook, the
+/// loop never ends and every pod waits out its whole grace period.
+#[test]
+fn seed_loop_never_ends_with_pilot_agent() {
+    let Some(env) = live_env("seed_loop_never_ends_with_pilot_agent") else {
+        return;
+    };
+    let mut pod = Pod::new(&env, AppPidNs::Own);
+
+    let full = seed_loop(&pod);
+    eprintln!(
+        "scenario 5: seed loop, app running: exit {} after {:.2}s",
+        full.code(),
+        full.elapsed()
+    );
+    assert_eq!(full.code(), 124, "{full}");
+
+    pod.app_mut().send("exit");
+    pod.app_mut().expect("event last-close", RUN);
+    let ours = pod.run("check", pod.hook(&["check"]), RUN);
+    assert_eq!(
+        ours.code(),
+        0,
+        "prestop-wait check after the app exited: {ours}"
+    );
+    let gone = seed_loop(&pod);
+    eprintln!(
+        "scenario 5: seed loop, app gone, pilot-agent up: exit {} after {:.2}s (check: exit {})",
+        gone.code(),
+        gone.elapsed(),
+        ours.code()
+    );
+    assert_eq!(
+        gone.code(),
+        124,
+        "seed loop ended with pilot-agent listening: {gone}"
+    );
+
+    pod.proxy_mut().send("close-listeners");
+    pod.proxy_mut().expect("done close-listeners", RUN);
+    let envoy_only = seed_loop(&pod);
+    eprintln!(
+        "scenario 5: seed loop, only envoy listening: exit {} after {:.2}s",
+        envoy_only.code(),
+        envoy_only.elapsed()
+    );
+    assert_eq!(envoy_only.code(), 0, "{envoy_only}");
+    pod.close();
+
+    // The other way round: the loop counts listeners only, so once the
+    // listeners are closed it lets go while the app still has connections
+    // open (in flight requests, calls out through envoy) that envoy's
+    // shutdown would then cut.
+    let mut pod = Pod::new(&env, AppPidNs::Own);
+    pod.app_mut().send("close-listeners");
+    pod.app_mut().expect("event listeners-closed", RUN);
+    pod.proxy_mut().send("close-listeners");
+    pod.proxy_mut().expect("done close-listeners", RUN);
+    let seed = seed_loop(&pod);
+    let ours = pod.run("check", pod.hook(&["check"]), RUN);
+    let ours_lo = pod.run("check", pod.hook(&["check", "--listen-only"]), RUN);
+    eprintln!(
+        "scenario 5: seed loop, app connected but not listening: exit {} after {:.2}s \
+         (check: exit {}, check --listen-only: exit {})",
+        seed.code(),
+        seed.elapsed(),
+        ours.code(),
+        ours_lo.code()
+    );
+    assert_eq!(seed.code(), 0, "{seed}");
+    assert_eq!(ours.code(), 1, "{ours}");
+    assert_eq!(ours_lo.code(), 0, "{ours_lo}");
+    pod.close();
+}
+
+/// Scenario 6: the same pod through three pairs of eyes. netstat and ss run
+/// as root in the proxy container, the usual way to debug this by hand.
+#[test]
+fn differential_against_netstat_and_ss() {
+    let Some(env) = live_env("differential_against_netstat_and_ss") else {
+        return;
+    };
+    let mut pod = Pod::new(&env, AppPidNs::Own);
+    // Leave a TIME_WAIT around: ss lists it, and it must be the only kind of
+    // line that needs dropping besides the proxy's.
+    pod.app_mut().send("call");
+    pod.app_mut().expect("done call", RUN);
+    pod.settle();
+
+    let tool = |args: &[&str]| -> String {
+        let mut cmd = pod.in_proxy();
+        cmd.args(args);
+        let done = pod.run(&args.join(" "), cmd, RUN);
+        assert_eq!(done.code(), 0, "{done}");
+        done.stdout
+    };
+    let not_proxy = |l: &live::ToolLine| !l.procs.iter().any(|p| PROXY_NAMES.contains(&p.as_str()));
+
+    let (_, ours) = pod.check_json(&["--listen-only", "--json"]);
+    let ours: BTreeSet<SocketAddr> = ours
+        .blocking
+        .iter()
+        .map(|s| live::contract_addr(&s.sock.local))
+        .collect();
+    let netstat: BTreeSet<SocketAddr> = live::parse_netstat(&tool(&["netstat", "-plunt"]))
+        .into_iter()
+        .filter(not_proxy)
+        .map(|l| l.local)
+        .collect();
+    let ss: BTreeSet<SocketAddr> = live::parse_ss(&tool(&["ss", "-tlnp"]))
+        .into_iter()
+        .filter(not_proxy)
+        .map(|l| l.local)
+        .collect();
+    eprintln!("scenario 6: listening, ours {ours:?}\n  netstat {netstat:?}\n  ss {ss:?}");
+    assert_eq!(ours, netstat, "check --listen-only vs netstat -plunt");
+    assert_eq!(ours, ss, "check --listen-only vs ss -tlnp");
+
+    type Row = (String, SocketAddr, SocketAddr);
+    let (_, ours) = pod.check_json(&["--json"]);
+    let ours: BTreeSet<Row> = ours
+        .blocking
+        .iter()
+        .map(|s| {
+            (
+                s.sock.state.clone(),
+                live::contract_addr(&s.sock.local),
+                live::contract_addr(&s.sock.remote),
+            )
+        })
+        .collect();
+    let ss_all = live::parse_ss(&tool(&["ss", "-tanp"]));
+    assert!(
+        ss_all.iter().any(|l| l.state == "TIME_WAIT"),
+        "no TIME_WAIT to drop: {ss_all:?}"
+    );
+    let ss: BTreeSet<Row> = ss_all
+        .into_iter()
+        .filter(not_proxy)
+        .filter(|l| l.state != "TIME_WAIT")
+        .map(|l| (l.state, l.local, l.remote))
+        .collect();
+    eprintln!("scenario 6: all, ours {ours:?}\n  ss {ss:?}");
+    assert_eq!(ours, ss, "check --json vs ss -tanp");
+    pod.close();
+}
