@@ -1,0 +1,439 @@
+//! The cost of one poll over generated `/proc` trees, in parts and whole (issue 6).
+//!
+//! Run: `CARGO_TARGET_DIR=/tmp/target-bench cargo bench --bench poll`
+//! (about two minutes; filter with e.g. `-- parse`).
+//!
+//! Every benchmark counts *socket lines* (rows of `net/tcp` + `net/tcp6`), so
+//! divan's throughput column reads as lines per second: ns per line is
+//! 1e9 / that (`bench/ns_per_line.py` converts a saved run).
+//!
+//! Trees are generated in a tempdir (on the same filesystem as `/tmp`), so
+//! these measure our user-space work plus the filesystem's, not the kernel's
+//! procfs cost: `bench/compare.sh` measures that against a live namespace.
+//!
+//! Groups:
+//! - `parse`: both tables, ours (`parse_line`, `read_table`) against procfs's
+//!   `TcpNetEntries::from_buf_read`, in memory and from the files.
+//! - `scan`: the fd scan, ours (`read_dir` + one `readlink` per fd) against the
+//!   same scan built on procfs's `Process::fd()` (`openat(O_PATH)` +
+//!   `readlinkat` + `fstat` + `close` per fd). Also varies the process count.
+//! - `decide`: the pure rule set over the sockets a poll keeps.
+//! - `poll`: `Poller::poll`, everything together.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::fs::File;
+use std::io::BufReader;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use divan::counter::ItemsCount;
+use divan::{Bencher, black_box};
+use prestop_wait::decide::{self, Rules};
+use prestop_wait::poll::Poller;
+use prestop_wait::procread::{self, Holders, Socket, Table, TcpState};
+use procfs::FromBufReadSI;
+use procfs::process::FDTarget;
+
+fn main() {
+    divan::main();
+    if let Some(base) = BASE.get() {
+        let _ = std::fs::remove_dir_all(base);
+    }
+}
+
+/// A generated tree's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Size {
+    sockets: usize,
+    procs: usize,
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} lines, {} procs", self.sockets, self.procs)
+    }
+}
+
+const fn size(sockets: usize, procs: usize) -> Size {
+    Size { sockets, procs }
+}
+
+/// Pod scale, a busy pod, node scale: sockets and processes grow together.
+const SIZES: &[Size] = &[size(100, 10), size(10_000, 100), size(100_000, 1_000)];
+
+/// The fd scan also at a fixed socket count with 10 to 1,000 processes.
+const SCAN_SIZES: &[Size] = &[
+    size(100, 10),
+    size(10_000, 10),
+    size(10_000, 100),
+    size(10_000, 1_000),
+    size(100_000, 1_000),
+];
+
+const TCP_HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
+const TCP6_HEADER: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
+
+const PROXY_UID: u32 = 1337;
+const APP_UID: u32 = 1000;
+
+fn rules() -> Rules {
+    Rules {
+        proxy_uids: vec![PROXY_UID],
+        proxy_names: vec!["envoy".into(), "pilot-agent".into()],
+        ignore_ports: vec![],
+        listen_only: false,
+    }
+}
+
+/// The kernel's encoding: each 32-bit word loaded native-endian, `%08X`; port `%04X`.
+fn encode(a: SocketAddr) -> String {
+    let ip = match a.ip() {
+        IpAddr::V4(v4) => format!("{:08X}", u32::from_ne_bytes(v4.octets())),
+        IpAddr::V6(v6) => v6
+            .octets()
+            .chunks_exact(4)
+            .map(|w| format!("{:08X}", u32::from_ne_bytes([w[0], w[1], w[2], w[3]])))
+            .collect(),
+    };
+    format!("{ip}:{:04X}", a.port())
+}
+
+/// A generated procfs tree and what a poll of it computes along the way.
+struct Tree {
+    root: PathBuf,
+    /// `net/tcp` and `net/tcp6` as written.
+    text: [String; 2],
+    /// Inodes of held sockets no cheap rule excuses: what the poll scans for.
+    wanted: HashSet<u64>,
+    /// The sockets the poll keeps for `decide`.
+    kept: Vec<Socket>,
+    /// The scan's result for `wanted`.
+    holders: Holders,
+    /// Local ports of every LISTEN socket, as the poll collects them.
+    listen_ports: HashSet<u16>,
+    /// How many sockets the verdict says block (app sockets the envoy
+    /// process holds are excused by name).
+    blocking: usize,
+    /// Total fd links in the tree.
+    fds: usize,
+}
+
+static BASE: OnceLock<PathBuf> = OnceLock::new();
+static TREES: OnceLock<Vec<(Size, OnceLock<Tree>)>> = OnceLock::new();
+
+fn tree(size: Size) -> &'static Tree {
+    let trees = TREES.get_or_init(|| {
+        let mut all: Vec<Size> = SIZES.iter().chain(SCAN_SIZES).copied().collect();
+        all.dedup();
+        all.sort_by_key(|s| (s.sockets, s.procs));
+        all.dedup();
+        all.into_iter().map(|s| (s, OnceLock::new())).collect()
+    });
+    let (_, cell) = trees.iter().find(|(s, _)| *s == size).expect("known size");
+    cell.get_or_init(|| build(size))
+}
+
+/// Socket `k` of `n`: one in five is IPv6; 10% LISTEN, 10% TIME_WAIT (inode 0),
+/// the rest ESTABLISHED; held sockets alternate between proxy and app uid.
+/// Held socket `k` is an fd of process `k % procs`; every process also has
+/// three non-socket fds. Process 0 is `pilot-agent`, 1 is `envoy`, the rest
+/// are the app (`server`).
+fn build(size: Size) -> Tree {
+    let base = BASE.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("prestop-bench-")
+            .tempdir()
+            .expect("tempdir");
+        dir.keep()
+    });
+    let root = base.join(format!("{}-{}", size.sockets, size.procs));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("net")).expect("net dir");
+
+    let mut tcp = String::from(TCP_HEADER);
+    let mut tcp6 = String::from(TCP6_HEADER);
+    tcp.push('\n');
+    tcp6.push('\n');
+    let (mut sl4, mut sl6) = (0usize, 0usize);
+    let mut fds_of: Vec<Vec<u64>> = vec![Vec::new(); size.procs];
+    for k in 0..size.sockets {
+        let v6 = k % 5 == 4;
+        let (state, remote_port) = match k % 10 {
+            0 => (0x0A, 0),   // LISTEN
+            9 => (0x06, 443), // TIME_WAIT
+            _ => (0x01, 443), // ESTABLISHED
+        };
+        let held = state != 0x06;
+        let inode = if held { 100_000 + k as u64 } else { 0 };
+        let uid = match (held, k % 2) {
+            (false, _) => 0,
+            (true, 0) => PROXY_UID,
+            (true, _) => APP_UID,
+        };
+        let port = 1024 + (k % 60_000) as u16;
+        let (local, remote) = if v6 {
+            (
+                SocketAddr::new("fd00::1".parse().unwrap(), port),
+                SocketAddr::new("fd00::9".parse().unwrap(), remote_port),
+            )
+        } else {
+            (
+                SocketAddr::new([10, 1, (k >> 8) as u8, k as u8].into(), port),
+                SocketAddr::new([10, 9, 8, 7].into(), remote_port),
+            )
+        };
+        let (text, sl) = if v6 {
+            (&mut tcp6, &mut sl6)
+        } else {
+            (&mut tcp, &mut sl4)
+        };
+        text.push_str(&format!(
+            "{sl:4}: {} {} {state:02X} 00000000:00000000 00:00000000 00000000 {uid:5}        0 {inode} 1 0000000000000000 100 0 0 10 0\n",
+            encode(local),
+            encode(remote),
+        ));
+        *sl += 1;
+        if held {
+            fds_of[k % size.procs].push(inode);
+        }
+    }
+    std::fs::write(root.join("net/tcp"), &tcp).expect("tcp");
+    std::fs::write(root.join("net/tcp6"), &tcp6).expect("tcp6");
+
+    let mut fds = 0;
+    for (i, inodes) in fds_of.iter().enumerate() {
+        let pid = 1 + i;
+        let dir = root.join(pid.to_string());
+        std::fs::create_dir_all(dir.join("fd")).expect("pid dir");
+        let (comm, argv0) = match i {
+            0 => ("pilot-agent", "/usr/local/bin/pilot-agent"),
+            1 => ("envoy", "/usr/local/bin/envoy"),
+            _ => ("server", "/app/server"),
+        };
+        std::fs::write(dir.join("comm"), format!("{comm}\n")).expect("comm");
+        std::fs::write(dir.join("cmdline"), format!("{argv0}\0--flag\0")).expect("cmdline");
+        let targets = ["/dev/null", "pipe:[4026]", "anon_inode:[eventpoll]"]
+            .into_iter()
+            .map(String::from)
+            .chain(inodes.iter().map(|i| format!("socket:[{i}]")));
+        for (fd, target) in targets.enumerate() {
+            symlink(target, dir.join("fd").join(fd.to_string())).expect("fd link");
+            fds += 1;
+        }
+    }
+
+    // What the poll computes before scanning and deciding, done the poll's way.
+    let r = rules();
+    let mut kept = Vec::new();
+    let mut listen_ports = HashSet::new();
+    let mut buf = String::new();
+    for table in [Table::Tcp, Table::Tcp6] {
+        procread::read_table(&root, table, &mut buf, |s| {
+            if s.state == TcpState::Listen {
+                listen_ports.insert(s.local.port());
+            }
+            if decide::is_held(&s) && decide::cheap_reason(&s, &r).is_none() {
+                kept.push(s);
+            }
+        })
+        .expect("read fixture");
+    }
+    let wanted: HashSet<u64> = kept.iter().map(|s| s.inode).collect();
+    let holders = procread::scan_holders(&root, &wanted).expect("scan fixture");
+    assert_eq!(
+        holders.by_inode.len(),
+        wanted.len(),
+        "every app socket found"
+    );
+    let blocking = decide::decide(kept.clone(), &holders, &r, false, &listen_ports)
+        .blocking
+        .len();
+    Tree {
+        root,
+        text: [tcp, tcp6],
+        wanted,
+        kept,
+        holders,
+        listen_ports,
+        blocking,
+        fds,
+    }
+}
+
+fn lines(size: Size) -> ItemsCount {
+    ItemsCount::new(size.sockets)
+}
+
+fn system_info() -> procfs::ExplicitSystemInfo {
+    procfs::ExplicitSystemInfo {
+        boot_time_secs: 0,
+        ticks_per_second: 100,
+        page_size: 4096,
+        is_little_endian: cfg!(target_endian = "little"),
+    }
+}
+
+/// Parsing both tables: ours against procfs's, the same text in memory and on disk.
+#[divan::bench_group(sample_count = 30, max_time = 3)]
+mod parse {
+    use super::*;
+
+    /// `parse_line` over every line held in memory: pure parsing.
+    #[divan::bench(args = SIZES)]
+    fn ours_in_memory(b: Bencher, size: Size) {
+        let t = tree(size);
+        b.counter(lines(size)).bench(|| {
+            let mut n = 0usize;
+            for text in &t.text {
+                for line in text.lines() {
+                    if let Some(s) = procread::parse_line(line).expect("parses") {
+                        n += black_box(s).inode as usize & 1;
+                    }
+                }
+            }
+            n
+        });
+    }
+
+    /// procfs's `TcpNetEntries::from_buf_read` on the same text (it collects a Vec).
+    #[divan::bench(args = SIZES)]
+    fn procfs_in_memory(b: Bencher, size: Size) {
+        let t = tree(size);
+        let si = system_info();
+        b.counter(lines(size)).bench(|| {
+            let mut n = 0usize;
+            for text in &t.text {
+                let entries = procfs::net::TcpNetEntries::from_buf_read(text.as_bytes(), &si)
+                    .expect("parses");
+                n += black_box(entries).0.len();
+            }
+            n
+        });
+    }
+
+    /// `read_table` on both files: open, stream through the reused buffer, parse.
+    #[divan::bench(args = SIZES)]
+    fn ours_read_table(b: Bencher, size: Size) {
+        let t = tree(size);
+        let mut buf = String::with_capacity(256);
+        b.counter(lines(size)).bench_local(|| {
+            let mut n = 0usize;
+            for table in [Table::Tcp, Table::Tcp6] {
+                procread::read_table(&t.root, table, &mut buf, |s| {
+                    n += black_box(s).inode as usize & 1;
+                })
+                .expect("reads");
+            }
+            n
+        });
+    }
+
+    /// procfs's parser reading both files through a 64 KiB `BufReader`.
+    #[divan::bench(args = SIZES)]
+    fn procfs_read_file(b: Bencher, size: Size) {
+        let t = tree(size);
+        let si = system_info();
+        b.counter(lines(size)).bench(|| {
+            let mut n = 0usize;
+            for table in [Table::Tcp, Table::Tcp6] {
+                let file = File::open(table.path(&t.root)).expect("open");
+                let reader = BufReader::with_capacity(64 * 1024, file);
+                let entries =
+                    procfs::net::TcpNetEntries::from_buf_read(reader, &si).expect("parses");
+                n += black_box(entries).0.len();
+            }
+            n
+        });
+    }
+}
+
+/// The same scan as `scan_holders`, built on procfs's `Process::fd()` iterator.
+fn scan_with_procfs_fd(root: &Path, wanted: &HashSet<u64>) -> usize {
+    let mut found: Vec<(i32, u64)> = Vec::new();
+    for process in procfs::process::all_processes_with_root(root).expect("list") {
+        let Ok(process) = process else { continue };
+        let Ok(fds) = process.fd() else { continue };
+        for fd in fds.flatten() {
+            if let FDTarget::Socket(inode) = fd.target
+                && wanted.contains(&inode)
+            {
+                found.push((process.pid(), inode));
+            }
+        }
+    }
+    found.sort_unstable();
+    found.dedup();
+    // Names of the holders, as scan_holders reads them.
+    let mut pids: Vec<i32> = found.iter().map(|(p, _)| *p).collect();
+    pids.dedup();
+    let mut bytes = 0;
+    for pid in pids {
+        let dir = root.join(pid.to_string());
+        bytes += std::fs::read(dir.join("comm")).map_or(0, |b| b.len());
+        bytes += std::fs::read(dir.join("cmdline")).map_or(0, |b| b.len());
+    }
+    found.len() + bytes
+}
+
+/// The fd scan for the app's sockets: ours against procfs's `fd()`.
+#[divan::bench_group(sample_count = 20, max_time = 3)]
+mod scan {
+    use super::*;
+
+    /// `scan_holders`: `read_dir` per process, one `readlink` per fd.
+    #[divan::bench(args = SCAN_SIZES)]
+    fn ours_readlink(b: Bencher, size: Size) {
+        let t = tree(size);
+        b.counter(lines(size))
+            .bench(|| procread::scan_holders(&t.root, &t.wanted).expect("scans"));
+    }
+
+    /// procfs's `Process::fd()`: `openat(O_PATH)`, `readlinkat`, `fstat`, `close` per fd.
+    #[divan::bench(args = SCAN_SIZES)]
+    fn procfs_fd(b: Bencher, size: Size) {
+        let t = tree(size);
+        b.counter(lines(size))
+            .bench(|| scan_with_procfs_fd(&t.root, &t.wanted));
+    }
+}
+
+/// `decide` over the sockets a poll keeps (half the held ones: the app's).
+#[divan::bench(args = SIZES, sample_count = 30, max_time = 3)]
+fn decide(b: Bencher, size: Size) {
+    let t = tree(size);
+    let r = rules();
+    b.counter(lines(size))
+        .with_inputs(|| t.kept.clone())
+        .bench_local_values(|kept| decide::decide(kept, &t.holders, &r, false, &t.listen_ports));
+}
+
+/// One whole poll: both tables, cheap rules, the fd scan, `decide`.
+#[divan::bench(args = SIZES, sample_count = 20, max_time = 3)]
+fn poll(b: Bencher, size: Size) {
+    let t = tree(size);
+    let mut poller = Poller::new(t.root.clone(), rules(), false);
+    b.counter(lines(size)).bench_local(|| {
+        let v = poller.poll().expect("polls");
+        assert_eq!(v.blocking.len(), t.blocking);
+        v
+    });
+}
+
+/// Prints each tree's shape once, so a run's output says what was measured.
+#[divan::bench(args = SIZES, sample_count = 1, sample_size = 1)]
+fn zz_tree_shape(size: Size) -> String {
+    let t = tree(size);
+    let s = format!(
+        "{size}: {} tcp + {} tcp6 bytes, {} fd links, {} sockets to attribute, {} block",
+        t.text[0].len(),
+        t.text[1].len(),
+        t.fds,
+        t.wanted.len(),
+        t.blocking
+    );
+    eprintln!("{s}");
+    s
+}
