@@ -2,22 +2,10 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
 use common::*;
-
-/// The binary with no `PRESTOP_WAIT_*` variable leaking in from the caller.
-fn bin() -> Command {
-    let mut c = Command::cargo_bin("prestop-wait").expect("binary");
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("PRESTOP_WAIT_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
 
 fn run(f: &Fixture, args: &[&str]) -> Output {
     let mut c = bin();

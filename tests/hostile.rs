@@ -10,18 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
 use common::*;
-
-fn bin() -> Command {
-    let mut c = Command::cargo_bin("prestop-wait").expect("binary");
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("PRESTOP_WAIT_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
 
 fn check_json(f: &Fixture) -> Output {
     bin()
@@ -29,10 +18,6 @@ fn check_json(f: &Fixture) -> Output {
         .arg(f.path())
         .output()
         .expect("run")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]

@@ -5,21 +5,10 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
 use common::*;
-
-fn bin() -> Command {
-    let mut c = Command::cargo_bin("prestop-wait").expect("binary");
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("PRESTOP_WAIT_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
 
 fn run(f: &Fixture, args: &[&str]) -> Output {
     bin()
@@ -28,10 +17,6 @@ fn run(f: &Fixture, args: &[&str]) -> Output {
         .arg(f.path())
         .output()
         .expect("run")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// A one-shot HTTP server on loopback that records the request it gets.

@@ -5,6 +5,25 @@
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use assert_cmd::cargo::CommandCargoExt;
+
+/// The binary with no `PRESTOP_WAIT_*` variable leaking in from the caller.
+pub fn bin() -> Command {
+    let mut c = Command::cargo_bin("prestop-wait").expect("binary");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PRESTOP_WAIT_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// Process output as text, for assertions and messages.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
 
 /// Header lines as Linux 6.x prints them (trailing padding trimmed).
 pub const TCP_HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
