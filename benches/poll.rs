@@ -248,7 +248,7 @@ fn build(size: Size) -> Tree {
         wanted.len(),
         "every app socket found"
     );
-    let blocking = decide::decide(kept.clone(), &holders, &r, false, &listen_ports)
+    let blocking = decide::decide(kept.clone(), holders.clone(), &r, false, &listen_ports)
         .blocking
         .len();
     Tree {
@@ -378,6 +378,45 @@ fn scan_with_procfs_fd(root: &Path, wanted: &HashSet<u64>) -> usize {
     found.len() + bytes
 }
 
+/// `scan_holders`' fd loop with each link read relative to its fd directory,
+/// as `readlinkat(dirfd, name)` would: the kernel walks one path component per
+/// fd instead of the whole `<root>/<pid>/fd/<n>`. std has no `readlinkat`, so
+/// this moves the working directory (fine in a bench binary). Finds the same
+/// (pid, inode) pairs; names are read as in `scan_with_procfs_fd`.
+fn scan_relative(root: &Path, wanted: &HashSet<u64>) -> usize {
+    let cwd = std::env::current_dir().expect("cwd");
+    let mut found: Vec<(i32, u64)> = Vec::new();
+    for process in procfs::process::all_processes_with_root(root).expect("list") {
+        let Ok(process) = process else { continue };
+        let pid = process.pid();
+        let fd_dir = root.join(pid.to_string()).join("fd");
+        let Ok(entries) = std::fs::read_dir(&fd_dir) else {
+            continue;
+        };
+        std::env::set_current_dir(&fd_dir).expect("chdir");
+        for entry in entries.flatten() {
+            if let Ok(target) = std::fs::read_link(entry.file_name())
+                && let Some(inode) = procread::socket_inode(target.as_os_str().as_encoded_bytes())
+                && wanted.contains(&inode)
+            {
+                found.push((pid, inode));
+            }
+        }
+    }
+    std::env::set_current_dir(cwd).expect("chdir back");
+    found.sort_unstable();
+    found.dedup();
+    let mut pids: Vec<i32> = found.iter().map(|(p, _)| *p).collect();
+    pids.dedup();
+    let mut bytes = 0;
+    for pid in pids {
+        let dir = root.join(pid.to_string());
+        bytes += std::fs::read(dir.join("comm")).map_or(0, |b| b.len());
+        bytes += std::fs::read(dir.join("cmdline")).map_or(0, |b| b.len());
+    }
+    found.len() + bytes
+}
+
 /// The fd scan for the app's sockets: ours against procfs's `fd()`.
 #[divan::bench_group(sample_count = 20, max_time = 3)]
 mod scan {
@@ -389,6 +428,14 @@ mod scan {
         let t = tree(size);
         b.counter(lines(size))
             .bench(|| procread::scan_holders(&t.root, &t.wanted).expect("scans"));
+    }
+
+    /// Ours with each link read relative to its fd directory (see `scan_relative`).
+    #[divan::bench(args = SCAN_SIZES)]
+    fn relative_readlink(b: Bencher, size: Size) {
+        let t = tree(size);
+        b.counter(lines(size))
+            .bench_local(|| scan_relative(&t.root, &t.wanted));
     }
 
     /// procfs's `Process::fd()`: `openat(O_PATH)`, `readlinkat`, `fstat`, `close` per fd.
@@ -406,8 +453,10 @@ fn decide(b: Bencher, size: Size) {
     let t = tree(size);
     let r = rules();
     b.counter(lines(size))
-        .with_inputs(|| t.kept.clone())
-        .bench_local_values(|kept| decide::decide(kept, &t.holders, &r, false, &t.listen_ports));
+        .with_inputs(|| (t.kept.clone(), t.holders.clone()))
+        .bench_local_values(|(kept, holders)| {
+            decide::decide(kept, holders, &r, false, &t.listen_ports)
+        });
 }
 
 /// One whole poll: both tables, cheap rules, the fd scan, `decide`.

@@ -151,7 +151,7 @@ pub fn is_proxy_process(holder: &Holder, rules: &Rules) -> bool {
     rules
         .proxy_names
         .iter()
-        .any(|n| *n == holder.comm || *n == holder.argv0)
+        .any(|n| **n == *holder.comm || **n == *holder.argv0)
 }
 
 /// Decides every socket: the pure core of both `check` and `wait`.
@@ -166,7 +166,7 @@ pub fn is_proxy_process(holder: &Holder, rules: &Rules) -> bool {
 /// whoever owns them; they tell accepted connections from outbound ones.
 pub fn decide(
     sockets: impl IntoIterator<Item = Socket>,
-    holders: &Holders,
+    mut holders: Holders,
     rules: &Rules,
     keep_ignored: bool,
     listen_ports: &HashSet<u16>,
@@ -177,11 +177,8 @@ pub fn decide(
         ..Verdict::default()
     };
     for socket in sockets.into_iter().filter(is_held) {
-        let seen = holders
-            .by_inode
-            .get(&socket.inode)
-            .cloned()
-            .unwrap_or_default();
+        // Each inode is one row, so its holders can be moved, not copied.
+        let seen = holders.by_inode.remove(&socket.inode).unwrap_or_default();
         let reason = cheap_reason(&socket, rules).or_else(|| {
             (!seen.is_empty() && seen.iter().all(|h| is_proxy_process(h, rules)))
                 .then_some(Reason::ProxyProcess)
@@ -241,7 +238,7 @@ mod tests {
     }
 
     fn one(socket: Socket, h: &Holders, r: &Rules) -> Option<Reason> {
-        let v = decide([socket], h, r, true, &HashSet::new());
+        let v = decide([socket], h.clone(), r, true, &HashSet::new());
         match (v.blocking.len(), v.ignored.as_slice()) {
             (1, []) => None,
             (0, [(_, reason)]) => Some(*reason),
@@ -258,11 +255,11 @@ mod tests {
     #[test]
     fn inode_zero_is_dropped_entirely() {
         let s = sock(TcpState::TimeWait, "127.0.0.1:8080", 0, 0);
-        let v = decide([s], &Holders::default(), &rules(), true, &HashSet::new());
+        let v = decide([s], Holders::default(), &rules(), true, &HashSet::new());
         assert!(v.blocking.is_empty() && v.ignored.is_empty());
         let s = sock(TcpState::FinWait2, "127.0.0.1:8080", 1000, 0);
         assert!(
-            decide([s], &Holders::default(), &rules(), true, &HashSet::new())
+            decide([s], Holders::default(), &rules(), true, &HashSet::new())
                 .blocking
                 .is_empty()
         );
@@ -308,7 +305,7 @@ mod tests {
             (7, holder(5, "envoy", "envoy")),
             (7, holder(9, "app", "app")),
         ]);
-        let v = decide([s], &hs, &rules(), false, &HashSet::new());
+        let v = decide([s], hs, &rules(), false, &HashSet::new());
         assert_eq!(v.blocking.len(), 1);
         assert_eq!(v.blocking[0].holders.len(), 2);
     }
@@ -378,12 +375,12 @@ mod tests {
             unreadable_fds: 1,
             ..Holders::default()
         };
-        let v = decide(socks.clone(), &hs, &rules(), false, &HashSet::new());
+        let v = decide(socks.clone(), hs.clone(), &rules(), false, &HashSet::new());
         let ports: Vec<u16> = v.blocking.iter().map(|e| e.socket.local.port()).collect();
         assert_eq!(ports, vec![8080, 8081]);
         assert!(v.ignored.is_empty());
         assert_eq!((v.uninspected_processes, v.unreadable_fds), (3, 1));
-        let v = decide(socks, &hs, &rules(), true, &HashSet::new());
+        let v = decide(socks, hs, &rules(), true, &HashSet::new());
         assert_eq!(v.ignored.len(), 1);
         assert_eq!(v.ignored[0].1.as_str(), "proxy-uid");
     }
@@ -432,7 +429,7 @@ mod tests {
         let mut out = sock(TcpState::SynSent, "10.1.2.3:45000", 1000, 2);
         out.remote = "10.9.8.7:443".parse().unwrap();
         let socks = vec![sock(TcpState::Listen, "0.0.0.0:8080", 1000, 1), out];
-        let v = decide(socks, &Holders::default(), &rules(), false, &[8080].into());
+        let v = decide(socks, Holders::default(), &rules(), false, &[8080].into());
         let dirs: Vec<Direction> = v.blocking.iter().map(|e| e.direction).collect();
         assert_eq!(dirs, vec![Direction::Listen, Direction::Outbound]);
     }

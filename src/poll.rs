@@ -69,7 +69,7 @@ impl Poller {
         let holders = procread::scan_holders(&self.proc_root, &wanted)?;
         Ok(decide::decide(
             kept,
-            &holders,
+            holders,
             &self.rules,
             self.keep_ignored,
             &listen_ports,

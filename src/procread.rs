@@ -9,9 +9,11 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 pub use procfs::net::TcpState;
+use rustix::fs::{Dir, Mode, OFlags};
 
 /// One row of `/proc/net/tcp` or `/proc/net/tcp6`, reduced to what deciding needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,14 +196,18 @@ fn parse_dec(s: &str) -> Result<u64> {
 }
 
 /// A process seen holding one of the sockets we asked about.
+///
+/// Names are shared (`Arc`) between every socket the process holds: a proxy
+/// or an app with thousands of connections would otherwise copy its names
+/// thousands of times.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
     /// Its pid, in the reader's PID namespace.
     pub pid: i32,
     /// `<pid>/comm`, without the trailing newline (at most 15 bytes: the kernel truncates).
-    pub comm: String,
+    pub comm: Arc<str>,
     /// Basename of `argv[0]` from `<pid>/cmdline`; empty for zombies and kernel threads.
-    pub argv0: String,
+    pub argv0: Arc<str>,
 }
 
 /// What a scan of `<proc>/<pid>/fd` found for the inodes asked about.
@@ -221,6 +227,10 @@ pub struct Holders {
 /// Processes that exit mid-scan (ENOENT/ESRCH) are skipped silently: during
 /// pod shutdown that is the normal case. Processes we may not look into are
 /// counted, never an error. Only the root directory itself being unreadable is.
+///
+/// One `readlinkat` per fd, relative to the open fd directory, is the whole
+/// cost per fd: procfs's `Process::fd()` would add an `fstatat` and more per
+/// entry, and a full-path `readlink` walks `/proc/<pid>/fd/` again each time.
 pub fn scan_holders(proc_root: &Path, wanted: &HashSet<u64>) -> Result<Holders> {
     let mut holders = Holders::default();
     if wanted.is_empty() {
@@ -229,45 +239,57 @@ pub fn scan_holders(proc_root: &Path, wanted: &HashSet<u64>) -> Result<Holders> 
     let processes = procfs::process::all_processes_with_root(proc_root)
         .with_context(|| format!("cannot list processes in {}", proc_root.display()))?;
     let mut found: Vec<(i32, u64)> = Vec::new();
-    let mut link = PathBuf::new();
+    let mut link = Vec::with_capacity(64);
     for process in processes {
         // A failed openat on a pid directory means the process is gone or hidden
         // (hidepid=); either way it has nothing we can attribute.
         let Ok(process) = process else { continue };
         let pid = process.pid();
         let fd_dir = proc_root.join(pid.to_string()).join("fd");
-        let entries = match std::fs::read_dir(&fd_dir) {
-            Ok(entries) => entries,
-            Err(e) if is_gone(&e) => continue,
+        let dir_fd = match rustix::fs::openat(
+            rustix::fs::CWD,
+            &fd_dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(e) if is_gone(e) => continue,
             Err(_) => {
                 holders.uninspected_processes += 1;
                 continue;
             }
         };
-        for entry in entries {
+        let Ok(mut dir) = Dir::read_from(&dir_fd) else {
+            holders.uninspected_processes += 1;
+            continue;
+        };
+        while let Some(entry) = dir.read() {
             let Ok(entry) = entry else {
-                holders.unreadable_fds += 1;
-                continue;
+                // The process exited while we listed its fds.
+                break;
             };
-            link.clear();
-            link.push(&fd_dir);
-            link.push(entry.file_name());
-            match std::fs::read_link(&link) {
+            let name = entry.file_name();
+            if name.to_bytes().starts_with(b".") {
+                continue;
+            }
+            match rustix::fs::readlinkat(&dir_fd, name, std::mem::take(&mut link)) {
                 Ok(target) => {
-                    if let Some(inode) = socket_inode(target.as_os_str().as_encoded_bytes())
+                    if let Some(inode) = socket_inode(target.as_bytes())
                         && wanted.contains(&inode)
                     {
                         found.push((pid, inode));
                     }
+                    link = target.into_bytes();
+                    link.clear();
                 }
-                Err(e) if is_gone(&e) => {}
+                Err(e) if is_gone(e) => {}
                 Err(_) => holders.unreadable_fds += 1,
             }
         }
     }
     found.sort_unstable();
     found.dedup();
-    let mut names: HashMap<i32, (String, String)> = HashMap::new();
+    let mut names: HashMap<i32, (Arc<str>, Arc<str>)> = HashMap::new();
     for (pid, inode) in found {
         let (comm, argv0) = names
             .entry(pid)
@@ -282,9 +304,9 @@ pub fn scan_holders(proc_root: &Path, wanted: &HashSet<u64>) -> Result<Holders> 
     Ok(holders)
 }
 
-fn is_gone(e: &io::Error) -> bool {
+fn is_gone(e: rustix::io::Errno) -> bool {
     // ESRCH shows up when a process is reaped between readdir and readlink.
-    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(3)
+    e == rustix::io::Errno::NOENT || e == rustix::io::Errno::SRCH
 }
 
 /// Extracts the inode from an fd link target `socket:[12345]`.
@@ -298,22 +320,18 @@ pub fn socket_inode(target: &[u8]) -> Option<u64> {
 
 /// Reads `comm` and the basename of `argv[0]`; empty strings where unreadable
 /// (the process may have exited since its fds were read).
-fn process_names(proc_root: &Path, pid: i32) -> (String, String) {
+fn process_names(proc_root: &Path, pid: i32) -> (Arc<str>, Arc<str>) {
     let dir = proc_root.join(pid.to_string());
     let comm = std::fs::read(dir.join("comm"))
-        .map(|b| {
-            String::from_utf8_lossy(&b)
-                .trim_end_matches('\n')
-                .to_owned()
-        })
-        .unwrap_or_default();
+        .map(|b| String::from_utf8_lossy(&b).trim_end_matches('\n').into())
+        .unwrap_or_else(|_| "".into());
     let argv0 = std::fs::read(dir.join("cmdline"))
         .map(|b| {
             let first = b.split(|&c| c == 0).next().unwrap_or_default();
             let base = first.rsplit(|&c| c == b'/').next().unwrap_or_default();
-            String::from_utf8_lossy(base).into_owned()
+            String::from_utf8_lossy(base).into()
         })
-        .unwrap_or_default();
+        .unwrap_or_else(|_| "".into());
     (comm, argv0)
 }
 
@@ -610,9 +628,17 @@ mod tests {
         );
         let pids: Vec<i32> = h.by_inode[&200].iter().map(|h| h.pid).collect();
         assert_eq!(pids, vec![20, 21]);
-        assert_eq!(h.by_inode[&200][0].argv0, "server");
+        assert_eq!(&*h.by_inode[&200][0].argv0, "server");
+
         assert!(!h.by_inode.contains_key(&300));
         assert_eq!((h.uninspected_processes, h.unreadable_fds), (0, 0));
+
+        // Both sockets of pid 20 share one copy of its names.
+        let h = scan_holders(root, &[200, 300].into()).unwrap();
+        assert!(Arc::ptr_eq(
+            &h.by_inode[&200][0].comm,
+            &h.by_inode[&300][0].comm
+        ));
 
         // Nothing asked: nothing scanned, even with a broken root.
         let none = scan_holders(Path::new("/nonexistent"), &HashSet::new()).unwrap();

@@ -9,10 +9,23 @@ use crate::procread::state_name;
 
 /// Formats an address as `ss` does: IPv6 in brackets, `[::ffff:1.2.3.4]:80` for mapped.
 pub fn addr(a: &SocketAddr) -> String {
-    match a {
-        SocketAddr::V4(v4) => format!("{}:{}", v4.ip(), v4.port()),
-        SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
+    Addr(a).to_string()
+}
+
+/// Displays an address as [`addr`] does, without allocating.
+struct Addr<'a>(&'a SocketAddr);
+
+impl std::fmt::Display for Addr<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            SocketAddr::V4(v4) => write!(f, "{}:{}", v4.ip(), v4.port()),
+            SocketAddr::V6(v6) => write!(f, "[{}]:{}", v6.ip(), v6.port()),
+        }
     }
+}
+
+fn write_owner(out: &mut String, entry: &Entry) {
+    out.push_str(&owner(entry));
 }
 
 /// `pid/name` of the first visible holder, `-` when none is visible.
@@ -77,27 +90,11 @@ pub fn summary(entries: &[Entry], max: usize) -> String {
 }
 
 /// Writes the human table: one socket a line, like `ss`, then a one-line summary.
+///
+/// Cells are formatted twice (once to size the columns, once to write) rather
+/// than held: at node scale a table of 18,000 rows would otherwise sit in
+/// memory as 126,000 strings.
 pub fn write_text(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Result<()> {
-    let mut rows: Vec<[String; 7]> = Vec::new();
-    let row = |e: &Entry, why: &str| {
-        [
-            state_name(&e.socket.state).to_owned(),
-            addr(&e.socket.local),
-            addr(&e.socket.remote),
-            direction_label(e).to_owned(),
-            e.socket.uid.to_string(),
-            owner(e),
-            why.to_owned(),
-        ]
-    };
-    for e in &verdict.blocking {
-        rows.push(row(e, "blocks"));
-    }
-    if all {
-        for (e, r) in &verdict.ignored {
-            rows.push(row(e, r.as_str()));
-        }
-    }
     let header = [
         "STATE",
         "LOCAL",
@@ -108,28 +105,52 @@ pub fn write_text(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Resul
         "VERDICT",
     ];
     let columns = if all { 7 } else { 6 };
-    if !rows.is_empty() {
-        let mut widths = header.map(str::len);
-        for r in &rows {
-            for (w, cell) in widths.iter_mut().zip(r) {
-                *w = (*w).max(cell.len());
+    let rows = || {
+        let blocking = verdict.blocking.iter().map(|e| (e, "blocks"));
+        let ignored = verdict.ignored.iter().map(|(e, r)| (e, r.as_str()));
+        blocking.chain(ignored.take(if all { usize::MAX } else { 0 }))
+    };
+    let cells = |e: &Entry, why: &str, cell: &mut [String; 7]| {
+        for c in cell.iter_mut() {
+            c.clear();
+        }
+        cell[0].push_str(state_name(&e.socket.state));
+        let _ = write!(cell[1], "{}", Addr(&e.socket.local));
+        let _ = write!(cell[2], "{}", Addr(&e.socket.remote));
+        cell[3].push_str(direction_label(e));
+        let _ = write!(cell[4], "{}", e.socket.uid);
+        write_owner(&mut cell[5], e);
+        cell[6].push_str(why);
+    };
+    let mut cell: [String; 7] = Default::default();
+    let mut widths = header.map(str::len);
+    let mut any = false;
+    for (e, why) in rows() {
+        any = true;
+        cells(e, why, &mut cell);
+        for (w, c) in widths.iter_mut().zip(&cell) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut line = String::new();
+    let mut emit = |w: &mut dyn Write, cell: &[&str]| -> io::Result<()> {
+        line.clear();
+        for (i, c) in cell.iter().enumerate().take(columns) {
+            if i + 1 == columns {
+                line.push_str(c);
+            } else {
+                let _ = write!(line, "{c:<width$}  ", width = widths[i]);
             }
         }
-        let line = |w: &mut dyn Write, cells: &[&str]| -> io::Result<()> {
-            let mut out = String::new();
-            for (i, cell) in cells.iter().enumerate().take(columns) {
-                if i + 1 == columns {
-                    out.push_str(cell);
-                } else {
-                    let _ = write!(out, "{cell:<width$}  ", width = widths[i]);
-                }
-            }
-            writeln!(w, "{out}")
-        };
-        line(w, &header)?;
-        for r in &rows {
-            let cells: Vec<&str> = r.iter().map(String::as_str).collect();
-            line(w, &cells)?;
+        line.push('\n');
+        w.write_all(line.as_bytes())
+    };
+    if any {
+        emit(w, &header)?;
+        for (e, why) in rows() {
+            cells(e, why, &mut cell);
+            let refs: [&str; 7] = std::array::from_fn(|i| cell[i].as_str());
+            emit(w, &refs)?;
         }
     }
     match verdict.blocking.len() {
@@ -169,31 +190,38 @@ pub fn uninspected_note(verdict: &Verdict) -> Option<String> {
 }
 
 /// Writes the `check --json` object; `ignored` only when `all`.
+///
+/// Entries go to `w` one at a time through one reused buffer, so the document
+/// is never held whole; give it a buffered writer.
 pub fn write_json(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Result<()> {
-    let mut out = String::from("{\"blocking\":[");
+    let mut out = String::with_capacity(256);
+    w.write_all(b"{\"blocking\":[")?;
     for (i, e) in verdict.blocking.iter().enumerate() {
+        out.clear();
         if i > 0 {
             out.push(',');
         }
         json_entry(&mut out, e, None);
+        w.write_all(out.as_bytes())?;
     }
-    out.push(']');
+    w.write_all(b"]")?;
     if all {
-        out.push_str(",\"ignored\":[");
+        w.write_all(b",\"ignored\":[")?;
         for (i, (e, r)) in verdict.ignored.iter().enumerate() {
+            out.clear();
             if i > 0 {
                 out.push(',');
             }
             json_entry(&mut out, e, Some(*r));
+            w.write_all(out.as_bytes())?;
         }
-        out.push(']');
+        w.write_all(b"]")?;
     }
-    let _ = write!(
-        out,
+    writeln!(
+        w,
         ",\"uninspected_processes\":{},\"unreadable_fds\":{}}}",
         verdict.uninspected_processes, verdict.unreadable_fds
-    );
-    writeln!(w, "{out}")
+    )
 }
 
 fn json_entry(out: &mut String, e: &Entry, reason: Option<Reason>) {
@@ -202,8 +230,8 @@ fn json_entry(out: &mut String, e: &Entry, reason: Option<Reason>) {
         out,
         "{{\"state\":\"{}\",\"local\":\"{}\",\"remote\":\"{}\",\"uid\":{},\"inode\":{},",
         state_name(&s.state),
-        addr(&s.local),
-        addr(&s.remote),
+        Addr(&s.local),
+        Addr(&s.remote),
         s.uid,
         s.inode
     );

@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# bench/compare.sh: the cost of `prestop-wait` against netstat, ss, the old
+# shell loop and the kernel floor (`cat` of both tables), on live sockets.
+#
+# Needs root (namespaces, raising the open-file limit), unshare, ip, python3,
+# cc (for bench/rusage.c), netstat and ss. Touches nothing outside /tmp and the
+# namespaces it creates, which go away with it.
+#
+# Usage: sudo bench/compare.sh            (about 4 minutes)
+# Knobs (environment):
+#   RUNS=30            runs per command at node scale (interleaved round-robin)
+#   POD_RUNS=30        runs per command in the small pod
+#   PAIRS=9000         loopback connection pairs at node scale (2 sockets each)
+#   SCENARIOS="proxy mixed app"  who owns the node-scale sockets:
+#                        proxy: uid 1337, every socket excused by a table rule
+#                        app:   uid 1000, every socket needs the fd scan, all block
+#                        mixed: listener side uid 1000, client side uid 1337
+#   WAIT_INTERVAL=20ms WAIT_TIMEOUT=6s   the `wait` loop measured in the pod
+#   BIN=path           prestop-wait binary (default: cargo build --release into
+#                      $CARGO_TARGET_DIR, default /tmp/target-bench)
+#
+# Each phase runs in `unshare --net --pid --fork --mount-proc`: a network
+# namespace with only lo (up), and a PID namespace with its own /proc, so the
+# fd scans of prestop-wait, netstat -p and ss -p see the benchmark's processes,
+# not whatever else this machine runs. Reading /proc/net/tcp still walks the
+# kernel's node-wide TCP hash (the namespace filter is applied per socket),
+# which is the floor every /proc reader pays.
+#
+# CPU is user + system time of the whole process tree from wait4() (see
+# bench/measure.py), not wall time: the machine may be busy with other work.
+# It prints markdown tables and one PASS/MISS line per target; it exits 0
+# either way (non-zero only if it could not measure).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+
+RUNS=${RUNS:-30}
+POD_RUNS=${POD_RUNS:-30}
+PAIRS=${PAIRS:-9000}
+SCENARIOS=${SCENARIOS:-"proxy mixed app"}
+WAIT_INTERVAL=${WAIT_INTERVAL:-20ms}
+WAIT_TIMEOUT=${WAIT_TIMEOUT:-6s}
+
+# ---------------------------------------------------------------- inside ---
+# `compare.sh --inner PHASE ARGS...` runs inside the namespaces.
+
+wait_ready() { # file
+    for _ in $(seq 1 600); do
+        [ -s "$1" ] && return 0
+        sleep 0.1
+    done
+    echo "compare.sh: socket helper did not get ready" >&2
+    return 1
+}
+
+count_sockets() {
+    local n4 n6
+    n4=$(($(wc -l </proc/net/tcp) - 1))
+    n6=$(($(wc -l </proc/net/tcp6) - 1))
+    echo "$n4 tcp + $n6 tcp6 rows"
+}
+
+inner_node() { # scenario
+    local scenario=$1 luid cuid
+    case $scenario in
+    proxy) luid=1337 cuid=1337 ;;
+    app) luid=1000 cuid=1000 ;;
+    mixed) luid=1000 cuid=1337 ;;
+    *) echo "unknown scenario $scenario" >&2; return 2 ;;
+    esac
+    ip link set lo up
+    "$PY" "$HERE/sockets.py" pairs "$PAIRS" --listen-uid "$luid" --client-uid "$cuid" \
+        --ready "$WORK/ready-$scenario" &
+    local helper=$!
+    wait_ready "$WORK/ready-$scenario"
+    echo "#### Node scale, scenario \`$scenario\` (listener uid $luid, clients uid $cuid): $(count_sockets); helper: $(cat "$WORK/ready-$scenario")"
+    echo
+    RUSAGE="$WORK/rusage" "$PY" "$HERE/measure.py" --runs "$RUNS" --baseline cat \
+        --json "$WORK/node-$scenario.json" \
+        "cat=cat /proc/net/tcp /proc/net/tcp6" \
+        "check=$BIN check --json" \
+        "seed=sh -c 'netstat -plunt | grep tcp | grep -v envoy | wc -l'" \
+        "netstat=netstat -tanp" \
+        "ss=ss -tanp"
+    echo
+    kill "$helper"
+    wait "$helper" 2>/dev/null || true
+}
+
+inner_pod() {
+    ip link set lo up
+    "$PY" "$HERE/sockets.py" pod --ready "$WORK/ready-pod" &
+    local helper=$!
+    wait_ready "$WORK/ready-pod"
+    echo "#### Small pod: $(count_sockets); helper: $(cat "$WORK/ready-pod")"
+    echo
+    # Whole commands, for reference.
+    RUSAGE="$WORK/rusage" "$PY" "$HERE/measure.py" --runs "$POD_RUNS" --baseline cat \
+        --json "$WORK/pod-cmds.json" \
+        "cat=cat /proc/net/tcp /proc/net/tcp6" \
+        "check=$BIN check --json" \
+        "seed=sh -c 'netstat -plunt | grep tcp | grep -v envoy | wc -l'"
+    echo
+    # The running wait loop: the app's sockets stay, so it polls until the
+    # deadline. Polls = sleeps + 1 = voluntary context switches + 1.
+    local out utime stime rss code nvcsw
+    : >"$WORK/wait.txt"
+    for _ in 1 2 3; do
+        out=$("$WORK/rusage" "$BIN" wait --interval "$WAIT_INTERVAL" --timeout "$WAIT_TIMEOUT")
+        read -r utime stime rss code nvcsw <<<"$out"
+        echo "$utime $stime $rss $code $nvcsw" >>"$WORK/wait.txt"
+    done
+    # The floor: one in-process read of both tables at the same cadence, minus
+    # the Python loop's own overhead (same loop over two small regular files).
+    local n interval_s
+    read -r n interval_s < <("$PY" - "$WAIT_INTERVAL" "$WAIT_TIMEOUT" <<'PYEOF'
+import re, sys
+def secs(s):
+    m = re.fullmatch(r"(\d+)(ms|s)", s)
+    if not m:
+        sys.exit("WAIT_INTERVAL/WAIT_TIMEOUT: use forms like 20ms or 6s")
+    return int(m[1]) / (1000 if m[2] == "ms" else 1)
+i, t = secs(sys.argv[1]), secs(sys.argv[2])
+print(int(t / i) + 1, i)
+PYEOF
+    )
+    head -c 1000 /dev/zero >"$WORK/small1"
+    head -c 1000 /dev/zero >"$WORK/small2"
+    : >"$WORK/read.txt"
+    for _ in 1 2 3; do
+        echo "$("$PY" "$HERE/read_tables.py" "$n" "$interval_s") $("$PY" "$HERE/read_tables.py" "$n" "$interval_s" "$WORK/small1" "$WORK/small2")" >>"$WORK/read.txt"
+    done
+    kill "$helper"
+    wait "$helper" 2>/dev/null || true
+}
+
+if [ "${1:-}" = --inner ]; then
+    shift
+    phase=$1
+    shift
+    case $phase in
+    node) inner_node "$@" ;;
+    pod) inner_pod ;;
+    esac
+    exit 0
+fi
+
+# --------------------------------------------------------------- outside ---
+
+[ "$(id -u)" = 0 ] || { echo "compare.sh: run as root (namespaces)" >&2; exit 2; }
+for tool in unshare ip netstat ss cc "$PY"; do
+    command -v "$tool" >/dev/null || { echo "compare.sh: needs $tool" >&2; exit 2; }
+done
+
+WORK=$(mktemp -d /tmp/prestop-compare.XXXXXX)
+export WORK PY RUNS POD_RUNS PAIRS WAIT_INTERVAL WAIT_TIMEOUT
+child=
+cleanup() {
+    # unshare --kill-child takes the namespace's processes down with it.
+    if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
+        kill "$child" 2>/dev/null || true
+        wait "$child" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -z "${BIN:-}" ]; then
+    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/target-bench}
+    (cd "$ROOT" && cargo build --release --quiet)
+    BIN=$CARGO_TARGET_DIR/x86_64-unknown-linux-musl/release/prestop-wait
+fi
+BIN=$(realpath "$BIN")
+export BIN
+cc -O2 -static -o "$WORK/rusage" "$HERE/rusage.c" 2>/dev/null ||
+    cc -O2 -o "$WORK/rusage" "$HERE/rusage.c"
+
+in_ns() { # phase args...
+    unshare --net --pid --fork --mount-proc --kill-child -- bash "$HERE/compare.sh" --inner "$@" &
+    child=$!
+    wait "$child"
+    child=
+}
+
+echo "### prestop-wait compare.sh, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo
+echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r);" \
+    "binary: $BIN ($(stat -c %s "$BIN") bytes); $("$BIN" --version 2>/dev/null || true)"
+echo "CPU = user+system time from wait4(), median of $RUNS runs (pod: $POD_RUNS), commands interleaved; ratio = median / median of \`cat\`."
+echo "Peak RSS = ru_maxrss (largest process in the tree; floor of the rusage helper itself: $("$WORK/rusage" "$WORK/rusage" true | awk '{print $3}') KiB)."
+echo
+
+for scenario in $SCENARIOS; do
+    in_ns node "$scenario"
+done
+in_ns pod
+
+# ------------------------------------------------------------------ report ---
+"$PY" - "$WORK" "$SCENARIOS" "$WAIT_INTERVAL" "$WAIT_TIMEOUT" <<'EOF'
+import json, statistics, sys
+work, scenarios, interval, timeout = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4]
+verdicts = []
+
+def target(ok, text):
+    verdicts.append(("PASS" if ok else "MISS") + ": " + text)
+
+for sc in scenarios:
+    rows = {r["label"]: r for r in json.load(open(f"{work}/node-{sc}.json"))}
+    cat, check, ss = rows["cat"], rows["check"], rows["ss"]
+    r = check["cpu_ms_median"] / cat["cpu_ms_median"]
+    target(r <= 1.5, f"[{sc}] check CPU {check['cpu_ms_median']:.2f} ms = {r:.2f}x cat ({cat['cpu_ms_median']:.2f} ms), target <= 1.5x")
+    target(check["cpu_ms_median"] < ss["cpu_ms_median"],
+           f"[{sc}] check CPU {check['cpu_ms_median']:.2f} ms < ss -tanp {ss['cpu_ms_median']:.2f} ms")
+    target(check["maxrss_kib"] < 4096, f"[{sc}] check peak RSS {check['maxrss_kib']} KiB < 4096 KiB")
+
+waits = [tuple(map(int, l.split())) for l in open(f"{work}/wait.txt")]
+per_poll, polls = [], []
+for utime, stime, rss, code, nvcsw in waits:
+    n = nvcsw + 1
+    polls.append(n)
+    per_poll.append((utime + stime) / n)
+poll_us = statistics.median(per_poll)
+reads = [tuple(map(float, l.split())) for l in open(f"{work}/read.txt")]
+raw_us = statistics.median(r[0] for r in reads)
+overhead_us = statistics.median(r[1] for r in reads)
+read_us = raw_us - overhead_us
+pod = {r["label"]: r for r in json.load(open(f"{work}/pod-cmds.json"))}
+seed_us = pod["seed"]["cpu_ms_median"] * 1e3
+print(f"#### Small pod: one poll of the running loop (`wait --interval {interval} --timeout {timeout}`, 3 runs)")
+print()
+print("| measure | CPU per poll/iteration (us) | x in-process read |")
+print("|---|---:|---:|")
+print(f"| `prestop-wait wait`, one poll (runs: {', '.join(f'{p:.0f}' for p in per_poll)} us over {', '.join(map(str, polls))} polls; peak RSS {max(w[2] for w in waits)} KiB) | {poll_us:.0f} | {poll_us / read_us:.2f} |")
+print(f"| in-process read of both tables (python os.read 64 KiB, same cadence; {raw_us:.0f} us minus {overhead_us:.0f} us loop overhead) | {read_us:.0f} | 1.00 |")
+print(f"| `cat /proc/net/tcp /proc/net/tcp6`, whole process | {pod['cat']['cpu_ms_median']*1e3:.0f} | {pod['cat']['cpu_ms_median']*1e3 / read_us:.2f} |")
+print(f"| `prestop-wait check --json`, whole process | {pod['check']['cpu_ms_median']*1e3:.0f} | {pod['check']['cpu_ms_median']*1e3 / read_us:.2f} |")
+print(f"| seed loop iteration `sh -c 'netstat -plunt \\| grep tcp \\| grep -v envoy \\| wc -l'` | {seed_us:.0f} | {seed_us / read_us:.2f} |")
+print()
+target(poll_us <= 1.25 * read_us, f"[pod] one poll {poll_us:.0f} us = {poll_us / read_us:.2f}x the in-process read ({read_us:.0f} us), target <= 1.25x")
+target(seed_us >= 3 * poll_us, f"[pod] seed-loop iteration {seed_us:.0f} us = {seed_us / poll_us:.1f}x one poll, target >= 3x")
+print("#### Targets")
+print()
+for v in verdicts:
+    print("- " + v)
+EOF
