@@ -171,12 +171,20 @@ pub fn decide(
     keep_ignored: bool,
     listen_ports: &HashSet<u16>,
 ) -> Verdict {
+    let sockets = sockets.into_iter();
+    // Without --all nearly every socket a poll keeps blocks: size for that.
+    let expected = if keep_ignored {
+        0
+    } else {
+        sockets.size_hint().0
+    };
     let mut verdict = Verdict {
+        blocking: Vec::with_capacity(expected),
         uninspected_processes: holders.uninspected_processes,
         unreadable_fds: holders.unreadable_fds,
         ..Verdict::default()
     };
-    for socket in sockets.into_iter().filter(is_held) {
+    for socket in sockets.filter(is_held) {
         // Each inode is one row, so its holders can be moved, not copied.
         let seen = holders.by_inode.remove(&socket.inode).unwrap_or_default();
         let reason = cheap_reason(&socket, rules).or_else(|| {

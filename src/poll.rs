@@ -65,6 +65,8 @@ impl Poller {
                 }
             })?;
         }
+        // The table's size is unknown until read; give back the doubling slack.
+        kept.shrink_to_fit();
         // The fd scan walks every process: skip it when no socket needs it.
         let holders = procread::scan_holders(&self.proc_root, &wanted)?;
         Ok(decide::decide(

@@ -238,7 +238,6 @@ pub fn scan_holders(proc_root: &Path, wanted: &HashSet<u64>) -> Result<Holders> 
     }
     let processes = procfs::process::all_processes_with_root(proc_root)
         .with_context(|| format!("cannot list processes in {}", proc_root.display()))?;
-    let mut found: Vec<(i32, u64)> = Vec::new();
     let mut link = Vec::with_capacity(64);
     for process in processes {
         // A failed openat on a pid directory means the process is gone or hidden
@@ -259,6 +258,7 @@ pub fn scan_holders(proc_root: &Path, wanted: &HashSet<u64>) -> Result<Holders> 
                 continue;
             }
         };
+        let mut names: Option<(Arc<str>, Arc<str>)> = None;
         let Ok(mut dir) = Dir::read_from(&dir_fd) else {
             holders.uninspected_processes += 1;
             continue;
@@ -277,7 +277,17 @@ pub fn scan_holders(proc_root: &Path, wanted: &HashSet<u64>) -> Result<Holders> 
                     if let Some(inode) = socket_inode(target.as_bytes())
                         && wanted.contains(&inode)
                     {
-                        found.push((pid, inode));
+                        // Names are read once per process, and only for
+                        // processes that hold a socket we asked about.
+                        let (comm, argv0) = names
+                            .get_or_insert_with(|| process_names(proc_root, pid))
+                            .clone();
+                        let list = holders.by_inode.entry(inode).or_default();
+                        // The same socket under two fds of one process (dup)
+                        // is one holder.
+                        if list.last().is_none_or(|h| h.pid != pid) {
+                            list.push(Holder { pid, comm, argv0 });
+                        }
                     }
                     link = target.into_bytes();
                     link.clear();
@@ -287,19 +297,11 @@ pub fn scan_holders(proc_root: &Path, wanted: &HashSet<u64>) -> Result<Holders> 
             }
         }
     }
-    found.sort_unstable();
-    found.dedup();
-    let mut names: HashMap<i32, (Arc<str>, Arc<str>)> = HashMap::new();
-    for (pid, inode) in found {
-        let (comm, argv0) = names
-            .entry(pid)
-            .or_insert_with(|| process_names(proc_root, pid))
-            .clone();
-        holders
-            .by_inode
-            .entry(inode)
-            .or_default()
-            .push(Holder { pid, comm, argv0 });
+    // /proc lists pids in ascending order, a fixture directory may not.
+    for list in holders.by_inode.values_mut() {
+        if list.len() > 1 {
+            list.sort_unstable_by_key(|h| h.pid);
+        }
     }
     Ok(holders)
 }
