@@ -14,7 +14,8 @@
 //! Groups:
 //! - `parse`: both tables, ours (`parse_line`, `read_table`) against procfs's
 //!   `TcpNetEntries::from_buf_read`, in memory and from the files.
-//! - `scan`: the fd scan, ours (`read_dir` + one `readlink` per fd) against the
+//! - `scan`: the fd scan, ours (one `readlinkat` per fd, relative to the fd
+//!   directory) against a full-path `readlink` per fd and against the
 //!   same scan built on procfs's `Process::fd()` (`openat(O_PATH)` +
 //!   `readlinkat` + `fstat` + `close` per fd). Also varies the process count.
 //! - `decide`: the pure rule set over the sockets a poll keeps.
@@ -378,13 +379,11 @@ fn scan_with_procfs_fd(root: &Path, wanted: &HashSet<u64>) -> usize {
     found.len() + bytes
 }
 
-/// `scan_holders`' fd loop with each link read relative to its fd directory,
-/// as `readlinkat(dirfd, name)` would: the kernel walks one path component per
-/// fd instead of the whole `<root>/<pid>/fd/<n>`. std has no `readlinkat`, so
-/// this moves the working directory (fine in a bench binary). Finds the same
-/// (pid, inode) pairs; names are read as in `scan_with_procfs_fd`.
-fn scan_relative(root: &Path, wanted: &HashSet<u64>) -> usize {
-    let cwd = std::env::current_dir().expect("cwd");
+/// The fd scan as `scan_holders` first did it: `read_dir` per process and a
+/// `readlink` of the full `<root>/<pid>/fd/<n>` path per fd, which makes the
+/// kernel walk every component again. Finds the same (pid, inode) pairs; names
+/// are read as in `scan_with_procfs_fd`.
+fn scan_full_path(root: &Path, wanted: &HashSet<u64>) -> usize {
     let mut found: Vec<(i32, u64)> = Vec::new();
     for process in procfs::process::all_processes_with_root(root).expect("list") {
         let Ok(process) = process else { continue };
@@ -393,9 +392,8 @@ fn scan_relative(root: &Path, wanted: &HashSet<u64>) -> usize {
         let Ok(entries) = std::fs::read_dir(&fd_dir) else {
             continue;
         };
-        std::env::set_current_dir(&fd_dir).expect("chdir");
         for entry in entries.flatten() {
-            if let Ok(target) = std::fs::read_link(entry.file_name())
+            if let Ok(target) = std::fs::read_link(entry.path())
                 && let Some(inode) = procread::socket_inode(target.as_os_str().as_encoded_bytes())
                 && wanted.contains(&inode)
             {
@@ -403,7 +401,6 @@ fn scan_relative(root: &Path, wanted: &HashSet<u64>) -> usize {
             }
         }
     }
-    std::env::set_current_dir(cwd).expect("chdir back");
     found.sort_unstable();
     found.dedup();
     let mut pids: Vec<i32> = found.iter().map(|(p, _)| *p).collect();
@@ -422,20 +419,20 @@ fn scan_relative(root: &Path, wanted: &HashSet<u64>) -> usize {
 mod scan {
     use super::*;
 
-    /// `scan_holders`: `read_dir` per process, one `readlink` per fd.
+    /// `scan_holders`: one `readlinkat` per fd, relative to the open fd directory.
     #[divan::bench(args = SCAN_SIZES)]
-    fn ours_readlink(b: Bencher, size: Size) {
+    fn ours_readlinkat(b: Bencher, size: Size) {
         let t = tree(size);
         b.counter(lines(size))
             .bench(|| procread::scan_holders(&t.root, &t.wanted).expect("scans"));
     }
 
-    /// Ours with each link read relative to its fd directory (see `scan_relative`).
+    /// `readlink` of each full path (see `scan_full_path`).
     #[divan::bench(args = SCAN_SIZES)]
-    fn relative_readlink(b: Bencher, size: Size) {
+    fn full_path_readlink(b: Bencher, size: Size) {
         let t = tree(size);
         b.counter(lines(size))
-            .bench_local(|| scan_relative(&t.root, &t.wanted));
+            .bench_local(|| scan_full_path(&t.root, &t.wanted));
     }
 
     /// procfs's `Process::fd()`: `openat(O_PATH)`, `readlinkat`, `fstat`, `close` per fd.

@@ -164,6 +164,11 @@ fn parse_addr(s: &str) -> Result<SocketAddr> {
         .split_once(':')
         .ok_or_else(|| anyhow!("{s:?} has no `:port`"))?;
     let port = parse_hex(port, 4)? as u16;
+    // Checked before slicing: `ip` may hold multi-byte UTF-8 (a corrupt or
+    // hostile file), and slicing it by byte offsets would panic mid-character.
+    if !ip.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{s:?}: address is not hexadecimal");
+    }
     let ip = match ip.len() {
         8 => IpAddr::V4(Ipv4Addr::from(parse_hex(ip, 8)?.to_ne_bytes())),
         32 => {
@@ -542,6 +547,24 @@ mod tests {
                 Ok(v) => panic!("{line:?} parsed as {v:?}"),
             };
             assert!(err.contains(want), "{line:?}: {err:?} lacks {want:?}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_in_a_32_digit_address_is_an_error_not_a_panic() {
+        // Found by the parse_line fuzz target (fuzz/regressions/parse_line/):
+        // byte 8 of the address falls inside 'é', where slicing panicked.
+        let line = "0: 0000000\u{e9}00000000000000000000000:0050 00000000000000000000000000000000:0000 0A 0:0 0:0 0 5 0 9";
+        let err = format!("{:#}", parse_line(line).unwrap_err());
+        assert!(err.contains("bad local_address"), "{err}");
+        let lossy = ": 0100\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}007F:0 0 9 0 \u{1} 0 0 \u{1} \u{1}";
+        assert!(parse_line(lossy).is_err());
+        for i in 0..32 {
+            let mut addr: Vec<char> = "0".repeat(31).chars().collect();
+            addr.insert(i, '\u{e9}');
+            let addr: String = addr.into_iter().collect();
+            let line = format!("0: {addr}:0050 {addr}:0000 0A 0:0 0:0 0 5 0 9");
+            assert!(parse_line(&line).is_err(), "{line}");
         }
     }
 

@@ -28,11 +28,30 @@ fn write_owner(out: &mut String, entry: &Entry) {
     out.push_str(&owner(entry));
 }
 
+/// A process name safe for a terminal or a log line: any process can set its
+/// `comm` to newlines or escape sequences, so control characters are escaped.
+fn printable(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.chars().any(char::is_control) {
+        name.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        name.into()
+    }
+}
+
 /// `pid/name` of the first visible holder, `-` when none is visible.
 fn owner(entry: &Entry) -> String {
     match entry.holders.first() {
         Some(h) => {
-            let name = if h.comm.is_empty() { &h.argv0 } else { &h.comm };
+            let name = printable(if h.comm.is_empty() { &h.argv0 } else { &h.comm });
             let more = entry.holders.len() - 1;
             if more > 0 {
                 format!("{}/{} (+{more})", h.pid, name)
@@ -128,8 +147,9 @@ pub fn write_text(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Resul
     for (e, why) in rows() {
         any = true;
         cells(e, why, &mut cell);
+        // `{:<w$}` pads by characters, so widths count characters too.
         for (w, c) in widths.iter_mut().zip(&cell) {
-            *w = (*w).max(c.len());
+            *w = (*w).max(c.chars().count());
         }
     }
     let mut line = String::new();
@@ -445,5 +465,35 @@ mod tests {
                 .starts_with("could not inspect 2 processes and 263 fds")
         );
         assert_eq!(uninspected_note(&Verdict::default()), None);
+    }
+
+    #[test]
+    fn hostile_names_cannot_break_lines_or_columns() {
+        let mut e = entry(
+            TcpState::Listen,
+            "0.0.0.0:8080",
+            "0.0.0.0:0",
+            Some((7, "x\n\u{1b}[2Jy")),
+        );
+        assert_eq!(
+            describe(&e),
+            "LISTEN 0.0.0.0:8080 -> 0.0.0.0:0 (pid 7/x\\n\\u{1b}[2Jy)"
+        );
+        e.holders[0].comm = "été".into();
+        let v = Verdict {
+            blocking: vec![e, entry(TcpState::Listen, "0.0.0.0:1", "0.0.0.0:0", None)],
+            ..Verdict::default()
+        };
+        let t = text(&v, true);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        // The VERDICT column starts at the same character offset in every row.
+        let col = |l: &str| {
+            l.chars()
+                .collect::<Vec<_>>()
+                .windows(6)
+                .position(|w| w.iter().collect::<String>() == "blocks")
+        };
+        assert_eq!(col(lines[1]), col(lines[2]), "{t}");
     }
 }

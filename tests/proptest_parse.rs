@@ -110,3 +110,41 @@ fn ipv6_row_in_the_ipv4_table_is_read_as_ipv6() {
     let s = procread::parse_line(&line).unwrap().unwrap();
     assert!(s.local.is_ipv6());
 }
+
+/// Every crash input the fuzzers ever found (fuzz/regressions/<target>/) runs
+/// here too, so a fixed bug stays fixed without a nightly toolchain.
+#[test]
+fn fuzz_regressions_stay_fixed() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let mut replayed = 0;
+    for target in ["parse_line", "read_table", "socket_inode"] {
+        let Ok(entries) = std::fs::read_dir(root.join(target)) else {
+            continue;
+        };
+        for entry in entries {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            match target {
+                "socket_inode" => {
+                    let _ = procread::socket_inode(&bytes);
+                }
+                "read_table" => {
+                    let dir = tempfile::tempdir().unwrap();
+                    std::fs::create_dir(dir.path().join("net")).unwrap();
+                    std::fs::write(dir.path().join("net/tcp"), &bytes).unwrap();
+                    let _ =
+                        procread::read_table(dir.path(), Table::Tcp, &mut String::new(), |_| {});
+                }
+                _ => {
+                    for line in String::from_utf8_lossy(&bytes).lines() {
+                        let _ = procread::parse_line(line);
+                    }
+                }
+            }
+            replayed += 1;
+        }
+    }
+    assert!(
+        replayed >= 2,
+        "fuzz/regressions went missing: {replayed} inputs"
+    );
+}

@@ -1,0 +1,160 @@
+//! `render::json_string` and `render::write_json` on arbitrary process names.
+//!
+//! Invariants: `json_string` appends (never clobbers) one JSON string literal
+//! that a strict validator accepts, with no raw control characters or DEL,
+//! that decodes back to the input, and that serde_json agrees with; the
+//! whole `write_json` document is one line of valid JSON whose `process`
+//! field is the holder's name (comm, else argv0), and `write_text` does not
+//! panic on the same verdict.
+#![no_main]
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use libfuzzer_sys::arbitrary::{Result, Unstructured};
+use libfuzzer_sys::fuzz_target;
+use prestop_wait::decide::{self, Direction, Entry, Reason, Verdict};
+use prestop_wait::procread::{Holder, Socket, TcpState};
+use prestop_wait::render::{json_string, write_json, write_text};
+
+#[path = "common.rs"]
+mod common;
+
+fn check_literal(name: &str) {
+    let mut out = String::from("prefix:");
+    json_string(&mut out, name);
+    let lit = out.strip_prefix("prefix:").expect("json_string clobbered the buffer");
+    assert!(
+        !lit.chars().any(|c| (c as u32) < 0x20 || c == '\u{7f}'),
+        "raw control character in {lit:?}"
+    );
+    match common::decode_json_string(lit) {
+        Ok(back) => assert_eq!(back, name, "{lit:?} decodes to something else"),
+        Err(e) => panic!("invalid JSON string {lit:?} for {name:?}: {e}"),
+    }
+    let serde: String = serde_json::from_str(lit).expect("serde_json rejects the literal");
+    assert_eq!(serde, name);
+}
+
+fn addr(u: &mut Unstructured<'_>, v6: bool) -> Result<SocketAddr> {
+    let ip = if v6 {
+        IpAddr::V6(Ipv6Addr::from(u.arbitrary::<[u8; 16]>()?))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(u.arbitrary::<[u8; 4]>()?))
+    };
+    Ok(SocketAddr::new(ip, u.arbitrary()?))
+}
+
+fn entry(u: &mut Unstructured<'_>) -> Result<Entry> {
+    let v6 = u.arbitrary()?;
+    let socket = Socket {
+        state: TcpState::from_u8(u.int_in_range(1..=12)?).unwrap(),
+        local: addr(u, v6)?,
+        remote: addr(u, v6)?,
+        uid: u.arbitrary()?,
+        inode: u.arbitrary()?,
+    };
+    let n = u.int_in_range(0..=2)?;
+    let mut holders = Vec::new();
+    for _ in 0..n {
+        holders.push(Holder {
+            pid: u.arbitrary()?,
+            // `.into()`: works whether the fields are String or Arc<str>.
+            comm: u.arbitrary::<String>()?.into(),
+            argv0: u.arbitrary::<String>()?.into(),
+        });
+    }
+    // Direction as the poller computes it, from a fuzzed set of listening ports.
+    let listen_ports: HashSet<u16> = if u.arbitrary()? {
+        [socket.local.port()].into()
+    } else {
+        HashSet::new()
+    };
+    let direction = decide::direction(&socket, &listen_ports);
+    Ok(Entry {
+        socket,
+        holders,
+        direction,
+    })
+}
+
+fn check_entry_json(v: &serde_json::Value, e: &Entry) {
+    match e.holders.first() {
+        Some(h) => {
+            let name = if h.comm.is_empty() { &h.argv0 } else { &h.comm };
+            assert_eq!(v["process"].as_str(), Some(&**name), "{v}");
+            assert_eq!(v["pid"].as_i64(), Some(i64::from(h.pid)), "{v}");
+        }
+        None => {
+            assert!(v["process"].is_null() && v["pid"].is_null(), "{v}");
+        }
+    }
+    assert_eq!(v["uid"].as_u64(), Some(u64::from(e.socket.uid)));
+    assert_eq!(v["inode"].as_u64(), Some(e.socket.inode));
+    assert_eq!(v["direction"].as_str(), Some(e.direction.as_str()), "{v}");
+    let to_proxy = e.direction == Direction::Outbound && decide::to_proxy(&e.socket);
+    assert_eq!(v["to_proxy"].as_bool(), Some(to_proxy), "{v}");
+}
+
+fn verdict_round(data: &[u8]) -> Result<()> {
+    let mut u = Unstructured::new(data);
+    let all: bool = u.arbitrary()?;
+    let nb = u.int_in_range(0..=2)?;
+    let ni = u.int_in_range(0..=2)?;
+    let mut v = Verdict {
+        uninspected_processes: u.arbitrary()?,
+        unreadable_fds: u.arbitrary()?,
+        ..Verdict::default()
+    };
+    for _ in 0..nb {
+        v.blocking.push(entry(&mut u)?);
+    }
+    let reasons = [
+        Reason::ProxyUid,
+        Reason::ProxyProcess,
+        Reason::IgnoredPort,
+        Reason::NotListening,
+    ];
+    for _ in 0..ni {
+        let e = entry(&mut u)?;
+        v.ignored.push((e, *u.choose(&reasons)?));
+    }
+
+    let mut out = Vec::new();
+    write_json(&mut out, &v, all).unwrap();
+    let text = String::from_utf8(out).expect("write_json wrote invalid UTF-8");
+    let body = text.strip_suffix('\n').expect("no trailing newline");
+    assert!(!body.contains('\n'), "raw newline inside the JSON line: {body:?}");
+    let doc: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("invalid JSON {body:?}: {e}"));
+    let blocking = doc["blocking"].as_array().expect("blocking array");
+    assert_eq!(blocking.len(), v.blocking.len());
+    for (j, e) in blocking.iter().zip(&v.blocking) {
+        check_entry_json(j, e);
+    }
+    if all {
+        let ignored = doc["ignored"].as_array().expect("ignored array");
+        assert_eq!(ignored.len(), v.ignored.len());
+        for (j, (e, r)) in ignored.iter().zip(&v.ignored) {
+            check_entry_json(j, e);
+            assert_eq!(j["reason"].as_str(), Some(r.as_str()));
+        }
+    } else {
+        assert!(doc.get("ignored").is_none());
+    }
+    assert_eq!(doc["uninspected_processes"].as_u64(), Some(v.uninspected_processes as u64));
+    assert_eq!(doc["unreadable_fds"].as_u64(), Some(v.unreadable_fds as u64));
+
+    let mut out = Vec::new();
+    write_text(&mut out, &v, all).unwrap();
+    Ok(())
+}
+
+fuzz_target!(|data: &[u8]| {
+    // Bytes as a lossy name (what `comm` reading does), and as exact UTF-8.
+    check_literal(&String::from_utf8_lossy(data));
+    if let Ok(s) = std::str::from_utf8(data) {
+        check_literal(s);
+    }
+    let _ = verdict_round(data);
+});
