@@ -365,18 +365,7 @@ fn scan_with_procfs_fd(root: &Path, wanted: &HashSet<u64>) -> usize {
             }
         }
     }
-    found.sort_unstable();
-    found.dedup();
-    // Names of the holders, as scan_holders reads them.
-    let mut pids: Vec<i32> = found.iter().map(|(p, _)| *p).collect();
-    pids.dedup();
-    let mut bytes = 0;
-    for pid in pids {
-        let dir = root.join(pid.to_string());
-        bytes += std::fs::read(dir.join("comm")).map_or(0, |b| b.len());
-        bytes += std::fs::read(dir.join("cmdline")).map_or(0, |b| b.len());
-    }
-    found.len() + bytes
+    read_names(root, found)
 }
 
 /// The fd scan as `scan_holders` first did it: `read_dir` per process and a
@@ -401,6 +390,12 @@ fn scan_full_path(root: &Path, wanted: &HashSet<u64>) -> usize {
             }
         }
     }
+    read_names(root, found)
+}
+
+/// Reads the names of the processes in `found`, once each, as `scan_holders`
+/// does; returns a count so the work cannot be optimised away.
+fn read_names(root: &Path, mut found: Vec<(i32, u64)>) -> usize {
     found.sort_unstable();
     found.dedup();
     let mut pids: Vec<i32> = found.iter().map(|(p, _)| *p).collect();
