@@ -70,23 +70,25 @@ pub fn run(
         } => {
             let clock = SystemClock;
             let start = clock.now();
-            let mut log = Tee {
-                stderr: (!quiet).then_some(stderr as &mut dyn Write),
-                file: None,
-            };
+            let mut file = None;
             if let Some(path) = &log_file {
                 match open_log_file(path) {
-                    Ok(f) => log.file = Some(LineWriter::new(f)),
-                    // The hook must not fail over its own logging.
+                    Ok(f) => file = Some(LineWriter::new(f)),
+                    // The hook must not fail over its own logging; said even
+                    // with --quiet, since otherwise nothing would be said at all.
                     Err(e) => {
                         let _ = writeln!(
-                            log,
-                            "prestop-wait: warning: cannot open --log-file {}: {e}; logging to stderr only",
+                            stderr,
+                            "prestop-wait: warning: cannot open --log-file {}: {e}",
                             path.display()
                         );
                     }
                 }
             }
+            let mut log = Tee {
+                stderr: (!quiet).then_some(stderr as &mut dyn Write),
+                file,
+            };
             let _ = writeln!(
                 log,
                 "{}",

@@ -169,6 +169,15 @@ fn log_file_gets_every_line_and_a_bad_path_is_one_warning() {
         &Fixture::new(),
         &["wait", "--log-file", "/nonexistent/dir/hook.log"],
     );
+    let quiet = run(
+        &Fixture::new(),
+        &["wait", "-q", "--log-file", "/nonexistent/dir/hook.log"],
+    );
+    assert_eq!(quiet.status.code(), Some(0));
+    assert_eq!(
+        text(&quiet.stderr),
+        "prestop-wait: warning: cannot open --log-file /nonexistent/dir/hook.log: No such file or directory (os error 2)\n"
+    );
     assert_eq!(o.status.code(), Some(0));
     let err = text(&o.stderr);
     assert_eq!(
