@@ -8,15 +8,15 @@
 #   istio-proxy  istio/proxyv2:${ISTIO_VERSION} plus /usr/local/bin/prestop-wait.
 #                The default (last) target; use it as the sidecar image.
 #
-#   docker build --target istio-proxy --build-arg ISTIO_VERSION=1.30.5 \
-#     -t registry.example.com/istio/proxyv2-prestop-wait:1.30.5 .
+#   docker build --target istio-proxy --build-arg ISTIO_VERSION=1.30.4 \
+#     -t registry.example.com/istio/proxyv2-prestop-wait:1.30.4 .
 #
 # Multi-arch: docker buildx build --platform linux/amd64,linux/arm64 ...
 # (the builder stage runs for each target platform and builds that
 # platform's static musl binary).
 
 ARG RUST_VERSION=1.95.0
-ARG ISTIO_VERSION=1.30.5
+ARG ISTIO_VERSION=1.30.4
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS builder
 ARG TARGETARCH
