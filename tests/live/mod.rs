@@ -11,6 +11,7 @@
 //! and mount namespaces, as uid 1337, which is how the kubelet runs an exec
 //! hook (in the container's namespaces, as the container's user).
 
+use rustix::process::{Pid, Signal};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io::{BufRead, BufReader, Write};
@@ -30,46 +31,30 @@ pub const PYTHON: &str = "/usr/bin/python3";
 const ACTORS: &str = include_str!("actors.py");
 const READY: Duration = Duration::from_secs(10);
 
-/// The few libc calls std does not wrap. Declared by hand to keep the crate
-/// free of a libc dev-dependency; libc itself is linked into every Rust
-/// binary on Linux.
-mod sys {
-    #[repr(C)]
-    pub struct Timespec {
-        pub tv_sec: i64,
-        pub tv_nsec: i64,
-    }
-    unsafe extern "C" {
-        pub fn geteuid() -> u32;
-        pub fn kill(pid: i32, sig: i32) -> i32;
-        pub fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-    }
-    pub const CLOCK_MONOTONIC: i32 = 1;
-    pub const SIGKILL: i32 = 9;
-}
-
 /// Seconds on CLOCK_MONOTONIC: the clock of Python's `time.monotonic()` and of
 /// Rust's `Instant`, one clock for the whole machine whatever the PID
 /// namespace, so the actors' stamps and ours can be subtracted.
 pub fn monotonic() -> f64 {
-    let mut ts = sys::Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid, writable timespec (64-bit layout on the Linux
-    // targets this suite runs on).
-    let rc = unsafe { sys::clock_gettime(sys::CLOCK_MONOTONIC, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime failed");
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
-fn kill(pid: i32, sig: i32) -> bool {
-    // SAFETY: plain syscall, no memory involved.
-    unsafe { sys::kill(pid, sig) == 0 }
+/// SIGKILL to one process; false if it is already gone.
+fn kill_pid(pid: i32) -> bool {
+    Pid::from_raw(pid).is_some_and(|p| rustix::process::kill_process(p, Signal::KILL).is_ok())
+}
+
+/// SIGKILL to a whole process group; false if it is already empty.
+fn kill_group(pgid: i32) -> bool {
+    Pid::from_raw(pgid)
+        .is_some_and(|p| rustix::process::kill_process_group(p, Signal::KILL).is_ok())
 }
 
 fn group_alive(pgid: u32) -> bool {
-    kill(-(pgid as i32), 0)
+    i32::try_from(pgid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .is_some_and(|p| rustix::process::test_kill_process_group(p).is_ok())
 }
 
 /// What a live test needs from the machine; `None` means "skip".
@@ -95,7 +80,7 @@ pub fn live_env(test: &'static str) -> Option<LiveEnv> {
 
 fn probe() -> Result<(), String> {
     // SAFETY: plain syscall.
-    if unsafe { sys::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         return Err("not root (namespaces, setpriv and netstat -p need it)".into());
     }
     for tool in [
@@ -289,7 +274,7 @@ impl Actor {
         // of a PID namespace makes the kernel kill the whole namespace.
         self.stdin.take();
         for pid in children_of(self.child.id()) {
-            kill(pid as i32, sys::SIGKILL);
+            kill_pid(pid as i32);
         }
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
@@ -300,7 +285,7 @@ impl Actor {
         }
         // Only while the launcher is unreaped is its pid, and so the group
         // id, certainly still ours.
-        kill(-(self.child.id() as i32), sys::SIGKILL);
+        kill_group(self.child.id() as i32);
         let _ = self.child.wait();
     }
 }
@@ -380,7 +365,7 @@ impl Running {
         let deadline = Instant::now() + timeout;
         while !self.is_finished() {
             if Instant::now() >= deadline {
-                kill(-(self.pgid as i32), sys::SIGKILL);
+                kill_group(self.pgid as i32);
                 let out = self.done.take().unwrap().join().unwrap().ok();
                 panic!(
                     "{} did not finish within {timeout:?}; killed. output: {out:?}",
@@ -410,7 +395,7 @@ impl Drop for Running {
     fn drop(&mut self) {
         if let Some(h) = self.done.take() {
             if !h.is_finished() {
-                kill(-(self.pgid as i32), sys::SIGKILL);
+                kill_group(self.pgid as i32);
             }
             let _ = h.join();
         }
