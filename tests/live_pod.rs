@@ -118,6 +118,69 @@ fn drain_returns_after_last_app_socket() {
     pod.close();
 }
 
+/// Issue 5, `--quiet-period`: an app that closes everything, pauses, and
+/// makes one more call. A plain `wait` takes the pause for the end and lets
+/// the proxy go before that call; with a quiet period longer than the pause
+/// the hook holds on, and exits one quiet period after the real last close.
+#[test]
+fn quiet_period_bridges_a_pause_between_calls() {
+    let Some(env) = live_env("quiet_period_bridges_a_pause_between_calls") else {
+        return;
+    };
+    let mut pod = Pod::new(&env, AppPidNs::Own);
+    let iv = format!("{}ms", (INTERVAL * 1000.0) as u64);
+    let plain = Running::spawn(
+        "wait",
+        pod.hook(&["wait", "--interval", &iv, "--timeout", "20s"]),
+    );
+    let quiet = Running::spawn(
+        "wait --quiet-period 1500ms",
+        pod.hook(&[
+            "wait",
+            "--interval",
+            &iv,
+            "--quiet-period",
+            "1500ms",
+            "--timeout",
+            "20s",
+        ]),
+    );
+    pod.app_mut().send("gap 0.8");
+    let app = pod.app_mut();
+    let ev = |l: String| -> f64 { l.split_whitespace().nth(2).unwrap().parse().unwrap() };
+    let gap_start = ev(app.expect("event gap-start", RUN));
+    let gap_end = ev(app.expect("event gap-end", RUN));
+    let last_close = ev(app.expect("event last-close", RUN));
+    let plain = plain.finish(RUN);
+    let quiet = quiet.finish(RUN);
+    eprintln!(
+        "quiet period (interval {iv}): pause {:.3}s; plain wait exit {} at pause +{:.3}s; \
+         --quiet-period 1500ms exit {} at last close +{:.3}s",
+        gap_end - gap_start,
+        plain.code(),
+        plain.exited_at - gap_start,
+        quiet.code(),
+        quiet.exited_at - last_close,
+    );
+    assert_eq!(plain.code(), 0, "{plain}");
+    assert!(
+        plain.exited_at > gap_start && plain.exited_at < gap_end,
+        "plain wait should have ended inside the pause: {plain}"
+    );
+    assert_eq!(quiet.code(), 0, "{quiet}");
+    assert!(
+        quiet.exited_at >= last_close + 1.5,
+        "--quiet-period exited {:.3}s after the last close: {quiet}",
+        quiet.exited_at - last_close
+    );
+    assert!(
+        quiet.exited_at < last_close + 1.5 + INTERVAL + MARGIN,
+        "--quiet-period took {:.3}s after the last close: {quiet}",
+        quiet.exited_at - last_close
+    );
+    pod.close();
+}
+
 /// Scenario 2: the app never stops. The hook must give up at its deadline
 /// (before the kubelet's grace period would SIGKILL everything anyway) and
 /// say what was still open, so the operator can tell which port kept it.

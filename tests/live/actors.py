@@ -23,7 +23,8 @@ Roles (argv[1]):
                    the source address Istio uses for inbound passthrough.
     app            listens on 0.0.0.0:8080 and [::]:9090 (dual stack), holds
                    one outbound connection to 127.0.0.1:15001, accepts and
-                   holds inbound connections.
+                   holds inbound connections. Commands: close-listeners,
+                   "drain SECS", call, "gap SECS", exit.
     flatten-json   reads prestop-wait's `check --json` on stdin and prints one
                    tab-separated line per socket; exits 3 if the shape is not
                    the contract's.
@@ -221,6 +222,23 @@ def app():
                     local = fmt(c.getsockname())
                     c.close()
                     say("done call", local)
+                elif words and words[0] == "gap":
+                    # A shutdown with a pause between two calls: for that
+                    # moment the app holds no socket at all, then it calls
+                    # out once more, holds the call 0.5 s and exits.
+                    close_listeners()
+                    for s in accepted + [out]:
+                        s.close()
+                    say("event gap-start", repr(time.monotonic()))
+                    time.sleep(float(words[1]))
+                    c = socket.create_connection(("127.0.0.1", 15001))
+                    say("event gap-end", repr(time.monotonic()))
+                    c.sendall(b"ping")
+                    c.recv(4)
+                    time.sleep(0.5)
+                    c.close()
+                    say("event last-close", repr(time.monotonic()))
+                    sys.exit(0)
                 elif cmd == "exit":
                     close_all_and_exit()
 
