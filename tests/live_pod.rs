@@ -181,6 +181,54 @@ fn quiet_period_bridges_a_pause_between_calls() {
     pod.close();
 }
 
+/// Issue 5, `--drain`: run as the real hook is (uid 1337, the proxy
+/// container's namespaces), the call reaches Envoy's admin port on the pod's
+/// loopback once, at the start, and the wait goes on; the hook's own
+/// connection to the admin port never counts as the app's.
+#[test]
+fn drain_call_reaches_the_admin_port_and_the_wait_goes_on() {
+    let Some(env) = live_env("drain_call_reaches_the_admin_port_and_the_wait_goes_on") else {
+        return;
+    };
+    let mut pod = Pod::new(&env, AppPidNs::Own);
+    let hook = Running::spawn(
+        "wait --drain",
+        pod.hook(&[
+            "wait",
+            "--drain",
+            "--interval",
+            "100ms",
+            "--timeout",
+            "1500ms",
+        ]),
+    );
+    let line = pod.proxy_mut().expect("event admin", RUN);
+    let request = line
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .to_owned();
+    let done = hook.finish(RUN);
+    assert_eq!(
+        request, "POST_/drain_listeners?inboundonly&graceful_HTTP/1.1",
+        "{line}"
+    );
+    // The app never stops here: the deadline passes, after the drain call.
+    assert_eq!(done.code(), 1, "{done}");
+    assert!(
+        done.stderr.contains(
+            "drain: POST http://127.0.0.1:15000/drain_listeners?inboundonly&graceful -> HTTP/1.1 200 OK"
+        ),
+        "{done}"
+    );
+    let report = deadline_report(&done.stderr);
+    assert!(
+        !report.contains(":15000"),
+        "the drain call blocked: {report}"
+    );
+    pod.close();
+}
+
 /// Scenario 2: the app never stops. The hook must give up at its deadline
 /// (before the kubelet's grace period would SIGKILL everything anyway) and
 /// say what was still open, so the operator can tell which port kept it.

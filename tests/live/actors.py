@@ -8,6 +8,8 @@ is in place.  Lines the test reads:
     ready ROLE pid=PID key=value...   all sockets of ROLE are set up
     sock LOCAL REMOTE                 (app) a connected socket the app holds
     event NAME MONOTONIC              (app) something happened, at time.monotonic()
+    event admin REQUEST MONOTONIC     (envoy) an HTTP request on the admin port,
+                                      its request line with spaces as _
     done COMMAND                      a command has taken effect
 
 time.monotonic() is CLOCK_MONOTONIC, the clock behind Rust's Instant on Linux,
@@ -131,6 +133,9 @@ def pilot_agent():
 def envoy():
     listeners = {listen(h, p): p for h, p in ENVOY_LISTENERS}
     conns = []
+    # Connections accepted on the admin port (15000) speak HTTP, like Envoy's
+    # admin API: enough to answer the hook's drain call and report it.
+    admin = set()
     say("ready envoy", f"pid={os.getpid()}")
     stdin = Lines(0)
     while not stdin.eof:
@@ -148,14 +153,24 @@ def envoy():
             elif r in listeners:
                 conn, _ = r.accept()
                 conns.append(conn)
+                if listeners[r] == 15000:
+                    admin.add(conn)
             else:
                 data = r.recv(4096)
-                if data:
+                if data and r in admin:
+                    request = data.split(b"\r\n", 1)[0].decode(errors="replace")
+                    say("event admin", request.replace(" ", "_"), repr(time.monotonic()))
+                    r.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nOK\n")
+                    conns.remove(r)
+                    admin.discard(r)
+                    r.close()
+                elif data:
                     r.sendall(data)
                 else:
                     # The peer closed: close our side too, as Envoy does, so
                     # the proxy leaves no CLOSE_WAIT behind.
                     conns.remove(r)
+                    admin.discard(r)
                     r.close()
 
 
