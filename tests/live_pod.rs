@@ -229,6 +229,49 @@ fn drain_call_reaches_the_admin_port_and_the_wait_goes_on() {
     pod.close();
 }
 
+/// Issue 5, `--log-file`: the hook, as uid 1337, appends its story to a
+/// stream of the proxy container's PID 1, which is what puts it into
+/// `kubectl logs`. The README names `/proc/1/fd/2`; here fd 1 is used
+/// because the harness reads PID 1's stdout line by line (both are pipes to
+/// the same reader in a real container runtime).
+#[test]
+fn log_file_reaches_the_proxy_containers_pid_1() {
+    let Some(env) = live_env("log_file_reaches_the_proxy_containers_pid_1") else {
+        return;
+    };
+    let mut pod = Pod::new(&env, AppPidNs::Own);
+    // runc hands a container's PID 1 its stdio pipes chowned to the
+    // container's user (libcontainer's fixStdioPermissions); the harness made
+    // them as root, so do the same here, or uid 1337 may not open them.
+    let mut chown = pod.in_proxy();
+    chown.args(["chown", "1337:1337", "/proc/1/fd/1", "/proc/1/fd/2"]);
+    let out = chown.output().expect("run chown");
+    assert!(out.status.success(), "chown: {out:?}");
+    let hook = Running::spawn(
+        "wait --log-file /proc/1/fd/1",
+        pod.hook(&[
+            "wait",
+            "--quiet",
+            "--log-file",
+            "/proc/1/fd/1",
+            "--interval",
+            "100ms",
+            "--timeout",
+            "10s",
+        ]),
+    );
+    pod.app_mut().send("drain 0.3");
+    let done = hook.finish(RUN);
+    assert_eq!(done.code(), 0, "{done}");
+    let proxy = pod.proxy_mut();
+    let start = proxy.expect("prestop-wait: waiting up to 10s", RUN);
+    let end = proxy.expect("prestop-wait: drained after", RUN);
+    assert!(done.stderr.is_empty(), "--quiet printed: {done}");
+    assert!(start.contains("(every 100ms)"), "{start}");
+    assert!(end.starts_with("prestop-wait: drained after"), "{end}");
+    pod.close();
+}
+
 /// Scenario 2: the app never stops. The hook must give up at its deadline
 /// (before the kubelet's grace period would SIGKILL everything anyway) and
 /// say what was still open, so the operator can tell which port kept it.
