@@ -21,11 +21,15 @@
 //! - `decide`: the pure rule set over the sockets a poll keeps.
 //! - `poll`: `Poller::poll`, everything together.
 
+// The fixture helpers of the integration tests: one kernel address encoder.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
 use std::io::BufReader;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -87,19 +91,6 @@ fn rules() -> Rules {
         ignore_ports: vec![],
         listen_only: false,
     }
-}
-
-/// The kernel's encoding: each 32-bit word loaded native-endian, `%08X`; port `%04X`.
-fn encode(a: SocketAddr) -> String {
-    let ip = match a.ip() {
-        IpAddr::V4(v4) => format!("{:08X}", u32::from_ne_bytes(v4.octets())),
-        IpAddr::V6(v6) => v6
-            .octets()
-            .chunks_exact(4)
-            .map(|w| format!("{:08X}", u32::from_ne_bytes([w[0], w[1], w[2], w[3]])))
-            .collect(),
-    };
-    format!("{ip}:{:04X}", a.port())
 }
 
 /// A generated procfs tree and what a poll of it computes along the way.
@@ -193,8 +184,8 @@ fn build(size: Size) -> Tree {
         };
         text.push_str(&format!(
             "{sl:4}: {} {} {state:02X} 00000000:00000000 00:00000000 00000000 {uid:5}        0 {inode} 1 0000000000000000 100 0 0 10 0\n",
-            encode(local),
-            encode(remote),
+            common::encode_addr(local),
+            common::encode_addr(remote),
         ));
         *sl += 1;
         if held {

@@ -46,7 +46,11 @@ pub struct Fixture {
 /// Encodes an address the way the kernel prints it: each 32-bit word of the
 /// address loaded native-endian and printed `%08X`, port `%04X`.
 pub fn encode(addr: &str) -> String {
-    let a: SocketAddr = addr.parse().expect("fixture address");
+    encode_addr(addr.parse().expect("fixture address"))
+}
+
+/// [`encode`] for an address already parsed (benches generate them).
+pub fn encode_addr(a: SocketAddr) -> String {
     let ip = match a.ip() {
         IpAddr::V4(v4) => format!("{:08X}", u32::from_ne_bytes(v4.octets())),
         IpAddr::V6(v6) => v6
