@@ -28,11 +28,6 @@ impl Poller {
         }
     }
 
-    /// The rules this poller decides by.
-    pub fn rules(&self) -> &Rules {
-        &self.rules
-    }
-
     /// One poll. Errors only when a table cannot be read or parsed, or the
     /// process list itself cannot be opened; vanished or foreign processes are not errors.
     pub fn poll(&mut self) -> Result<Verdict> {
@@ -48,20 +43,12 @@ impl Poller {
                 if !decide::is_held(&s) {
                     return;
                 }
-                // Sockets a cheap rule excuses are dropped here unless --all
-                // wants them, so a busy table is never held whole.
-                // With --all the excused sockets are scanned too, so their
-                // owners can be shown.
-                match decide::cheap_reason(&s, rules) {
-                    None => {
-                        wanted.insert(s.inode);
-                        kept.push(s);
-                    }
-                    Some(_) if keep_ignored => {
-                        wanted.insert(s.inode);
-                        kept.push(s);
-                    }
-                    Some(_) => {}
+                // Sockets a cheap rule excuses are dropped here, so a busy
+                // table is never held whole; --all keeps (and scans) them too,
+                // so their owners can be shown.
+                if keep_ignored || decide::cheap_reason(&s, rules).is_none() {
+                    wanted.insert(s.inode);
+                    kept.push(s);
                 }
             })?;
         }
