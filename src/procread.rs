@@ -215,6 +215,17 @@ pub struct Holder {
     pub argv0: Arc<str>,
 }
 
+impl Holder {
+    /// The name to show: `comm`, or `argv[0]` when `comm` could not be read.
+    pub fn name(&self) -> &str {
+        if self.comm.is_empty() {
+            &self.argv0
+        } else {
+            &self.comm
+        }
+    }
+}
+
 /// What a scan of `<proc>/<pid>/fd` found for the inodes asked about.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Holders {

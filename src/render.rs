@@ -24,10 +24,6 @@ impl std::fmt::Display for Addr<'_> {
     }
 }
 
-fn write_owner(out: &mut String, entry: &Entry) {
-    out.push_str(&owner(entry));
-}
-
 /// A process name safe for a terminal or a log line: any process can set its
 /// `comm` to newlines or escape sequences, so control characters are escaped.
 fn printable(name: &str) -> std::borrow::Cow<'_, str> {
@@ -51,7 +47,7 @@ fn printable(name: &str) -> std::borrow::Cow<'_, str> {
 fn owner(entry: &Entry) -> String {
     match entry.holders.first() {
         Some(h) => {
-            let name = printable(if h.comm.is_empty() { &h.argv0 } else { &h.comm });
+            let name = printable(h.name());
             let more = entry.holders.len() - 1;
             if more > 0 {
                 format!("{}/{} (+{more})", h.pid, name)
@@ -63,12 +59,18 @@ fn owner(entry: &Entry) -> String {
     }
 }
 
+/// An outbound connection whose peer is the proxy's own capture port.
+fn outbound_to_proxy(entry: &Entry) -> bool {
+    entry.direction == Direction::Outbound && decide::to_proxy(&entry.socket)
+}
+
 /// `listen`, `inbound`, `outbound`, or `outbound>proxy` when the peer is the
 /// proxy's own capture port.
 pub fn direction_label(entry: &Entry) -> &'static str {
-    match entry.direction {
-        Direction::Outbound if decide::to_proxy(&entry.socket) => "outbound>proxy",
-        d => d.as_str(),
+    if outbound_to_proxy(entry) {
+        "outbound>proxy"
+    } else {
+        entry.direction.as_str()
     }
 }
 
@@ -138,7 +140,7 @@ pub fn write_text(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Resul
         let _ = write!(cell[2], "{}", Addr(&e.socket.remote));
         cell[3].push_str(direction_label(e));
         let _ = write!(cell[4], "{}", e.socket.uid);
-        write_owner(&mut cell[5], e);
+        cell[5].push_str(&owner(e));
         cell[6].push_str(why);
     };
     let mut cell: [String; 7] = Default::default();
@@ -257,7 +259,7 @@ fn json_entry(out: &mut String, e: &Entry, reason: Option<Reason>) {
     );
     match e.holders.first() {
         Some(h) => {
-            let name = if h.comm.is_empty() { &h.argv0 } else { &h.comm };
+            let name = h.name();
             let _ = write!(out, "\"pid\":{},\"process\":", h.pid);
             json_string(out, name);
         }
@@ -267,7 +269,7 @@ fn json_entry(out: &mut String, e: &Entry, reason: Option<Reason>) {
         out,
         ",\"direction\":\"{}\",\"to_proxy\":{}",
         e.direction.as_str(),
-        e.direction == Direction::Outbound && decide::to_proxy(s)
+        outbound_to_proxy(e)
     );
     if let Some(r) = reason {
         let _ = write!(out, ",\"reason\":\"{}\"", r.as_str());
