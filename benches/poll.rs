@@ -221,7 +221,7 @@ fn build(size: Size) -> Tree {
     let r = rules();
     let mut kept = Vec::new();
     let mut listen_ports = HashSet::new();
-    let mut buf = String::new();
+    let mut buf = Vec::new();
     for table in [Table::Tcp, Table::Tcp6] {
         procread::read_table(&root, table, &mut buf, |s| {
             if s.state == TcpState::Listen {
@@ -310,7 +310,7 @@ mod parse {
     #[divan::bench(args = SIZES)]
     fn ours_read_table(b: Bencher, size: Size) {
         let t = tree(size);
-        let mut buf = String::with_capacity(256);
+        let mut buf = Vec::new();
         b.counter(lines(size)).bench_local(|| {
             let mut n = 0usize;
             for table in [Table::Tcp, Table::Tcp6] {

@@ -14,7 +14,7 @@ pub struct Poller {
     proc_root: PathBuf,
     rules: Rules,
     keep_ignored: bool,
-    buf: String,
+    buf: Vec<u8>,
 }
 
 impl Poller {
@@ -24,7 +24,7 @@ impl Poller {
             proc_root,
             rules,
             keep_ignored,
-            buf: String::with_capacity(256),
+            buf: Vec::new(),
         }
     }
 

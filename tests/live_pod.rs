@@ -693,3 +693,50 @@ fn differential_against_netstat_and_ss() {
     assert_eq!(ours, ss, "check --json vs ss -tanp");
     pod.close();
 }
+
+/// The table reader stops at a short read on procfs instead of reading on to
+/// the 0-byte end (see `procread::seq_file_ended`): every row must still be
+/// seen, whatever the number of rows in the last page-sized read. The pod
+/// grows one connection at a time, v4 and v6 in turn, until `tcp` has rows
+/// across more than two pages; each step compares `check --all` with every
+/// held row of a plain read to the end.
+#[test]
+fn check_sees_every_row_whatever_the_last_read_holds() {
+    let Some(env) = live_env("check_sees_every_row_whatever_the_last_read_holds") else {
+        return;
+    };
+    let mut pod = Pod::new(&env, AppPidNs::Own);
+    let held_rows = |pod: &Pod| -> BTreeSet<u64> {
+        let mut cat = pod.in_proxy();
+        cat.args(["cat", "/proc/net/tcp", "/proc/net/tcp6"]);
+        let done = pod.run("cat tables", cat, Duration::from_secs(10));
+        assert_eq!(done.code(), 0, "{done}");
+        done.stdout
+            .lines()
+            .filter(|l| !l.contains("local_address"))
+            .map(|l| l.split_whitespace().nth(9).unwrap().parse().unwrap())
+            .filter(|&inode: &u64| inode != 0)
+            .collect()
+    };
+    let mut widths = BTreeSet::new();
+    for _ in 0..70 {
+        pod.app_mut().send("open 1");
+        pod.app_mut().expect("done open", RUN);
+        pod.settle();
+        let want = held_rows(&pod);
+        let (done, r) = pod.check_json(&["--json", "--all"]);
+        let got: BTreeSet<u64> = r
+            .blocking
+            .iter()
+            .chain(&r.ignored)
+            .map(|s| s.inode)
+            .collect();
+        assert_eq!(got, want, "check --all against cat: {done}");
+        assert_eq!(r.blocking.len() + r.ignored.len(), want.len(), "{done}");
+        widths.insert(want.len());
+    }
+    // tcp rows are 150 bytes, 27 to a page: 70 steps must have ended the
+    // last read both well short of a page and within one row of it.
+    assert!(widths.len() >= 60, "pod did not grow: {widths:?}");
+    pod.close();
+}

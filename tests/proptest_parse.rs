@@ -89,7 +89,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("net")).unwrap();
         std::fs::write(dir.path().join("net/tcp"), &bytes).unwrap();
-        let mut buf = String::new();
+        let mut buf = Vec::new();
         let mut n = 0usize;
         match procread::read_table(dir.path(), Table::Tcp, &mut buf, |_| n += 1) {
             Ok(()) => prop_assert!(n <= bytes.iter().filter(|&&b| b == b'\n').count() + 1),
@@ -131,8 +131,7 @@ fn fuzz_regressions_stay_fixed() {
                     let dir = tempfile::tempdir().unwrap();
                     std::fs::create_dir(dir.path().join("net")).unwrap();
                     std::fs::write(dir.path().join("net/tcp"), &bytes).unwrap();
-                    let _ =
-                        procread::read_table(dir.path(), Table::Tcp, &mut String::new(), |_| {});
+                    let _ = procread::read_table(dir.path(), Table::Tcp, &mut Vec::new(), |_| {});
                 }
                 _ => {
                     for line in String::from_utf8_lossy(&bytes).lines() {

@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let mut buf = String::new();
+    let mut buf = Vec::new();
     let mut got = Vec::new();
     let res = read_table(root, Table::Tcp, &mut buf, |s| got.push(s));
     assert_eq!(got, want, "visited sockets differ from the line-by-line model");

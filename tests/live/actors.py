@@ -26,7 +26,8 @@ Roles (argv[1]):
     app            listens on 0.0.0.0:8080 and [::]:9090 (dual stack), holds
                    one outbound connection to 127.0.0.1:15001, accepts and
                    holds inbound connections. Commands: close-listeners,
-                   "drain SECS", call, "gap SECS", exit.
+                   "drain SECS", call, "gap SECS", "open N" (N more held
+                   connections to its own listeners), exit.
     flatten-json   reads prestop-wait's `check --json` on stdin and prints one
                    tab-separated line per socket; exits 3 if the shape is not
                    the contract's.
@@ -254,6 +255,15 @@ def app():
                     c.close()
                     say("event last-close", repr(time.monotonic()))
                     sys.exit(0)
+                elif words and words[0] == "open":
+                    # N more connections to our own listeners, v4 and v6 in
+                    # turn: table rows, two per connection, without traffic.
+                    for i in range(int(words[1])):
+                        lst = listeners[i % len(listeners)]
+                        c = socket.create_connection(lst.getsockname()[:2])
+                        conn, _ = lst.accept()
+                        accepted += [c, conn]
+                    say("done open", str(len(accepted)))
                 elif cmd == "exit":
                     close_all_and_exit()
 
