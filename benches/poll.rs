@@ -36,9 +36,9 @@ use std::sync::OnceLock;
 
 use divan::counter::ItemsCount;
 use divan::{Bencher, black_box};
-use prestop_wait::decide::{self, Rules};
+use prestop_wait::decide::{self, Entry, Rules};
 use prestop_wait::poll::Poller;
-use prestop_wait::procread::{self, Holders, Socket, Table, TcpState};
+use prestop_wait::procread::{self, Holders, Table, TcpState};
 use procfs::FromBufReadSI;
 use procfs::process::FDTarget;
 
@@ -99,9 +99,9 @@ struct Tree {
     /// `net/tcp` and `net/tcp6` as written.
     text: [String; 2],
     /// Inodes of held sockets no cheap rule excuses: what the poll scans for.
-    wanted: HashSet<u64>,
+    wanted: Vec<u64>,
     /// The sockets the poll keeps for `decide`.
-    kept: Vec<Socket>,
+    kept: Vec<Entry>,
     /// The scan's result for `wanted`.
     holders: Holders,
     /// Local ports of every LISTEN socket, as the poll collects them.
@@ -228,18 +228,15 @@ fn build(size: Size) -> Tree {
                 listen_ports.insert(s.local.port());
             }
             if decide::is_held(&s) && decide::cheap_reason(&s, &r).is_none() {
-                kept.push(s);
+                kept.push(Entry::from(s));
             }
         })
         .expect("read fixture");
     }
-    let wanted: HashSet<u64> = kept.iter().map(|s| s.inode).collect();
+    let mut wanted: Vec<u64> = kept.iter().map(|e| e.socket.inode).collect();
+    wanted.sort_unstable();
     let holders = procread::scan_holders(&root, &wanted).expect("scan fixture");
-    assert_eq!(
-        holders.by_inode.len(),
-        wanted.len(),
-        "every app socket found"
-    );
+    assert_eq!(holders.len(), wanted.len(), "every app socket found");
     let blocking = decide::decide(kept.clone(), holders.clone(), &r, false, &listen_ports)
         .blocking
         .len();
@@ -343,14 +340,14 @@ mod parse {
 }
 
 /// The same scan as `scan_holders`, built on procfs's `Process::fd()` iterator.
-fn scan_with_procfs_fd(root: &Path, wanted: &HashSet<u64>) -> usize {
+fn scan_with_procfs_fd(root: &Path, wanted: &[u64]) -> usize {
     let mut found: Vec<(i32, u64)> = Vec::new();
     for process in procfs::process::all_processes_with_root(root).expect("list") {
         let Ok(process) = process else { continue };
         let Ok(fds) = process.fd() else { continue };
         for fd in fds.flatten() {
             if let FDTarget::Socket(inode) = fd.target
-                && wanted.contains(&inode)
+                && wanted.binary_search(&inode).is_ok()
             {
                 found.push((process.pid(), inode));
             }
@@ -363,7 +360,7 @@ fn scan_with_procfs_fd(root: &Path, wanted: &HashSet<u64>) -> usize {
 /// `readlink` of the full `<root>/<pid>/fd/<n>` path per fd, which makes the
 /// kernel walk every component again. Finds the same (pid, inode) pairs; names
 /// are read as in `scan_with_procfs_fd`.
-fn scan_full_path(root: &Path, wanted: &HashSet<u64>) -> usize {
+fn scan_full_path(root: &Path, wanted: &[u64]) -> usize {
     let mut found: Vec<(i32, u64)> = Vec::new();
     for process in procfs::process::all_processes_with_root(root).expect("list") {
         let Ok(process) = process else { continue };
@@ -375,7 +372,7 @@ fn scan_full_path(root: &Path, wanted: &HashSet<u64>) -> usize {
         for entry in entries.flatten() {
             if let Ok(target) = std::fs::read_link(entry.path())
                 && let Some(inode) = procread::socket_inode(target.as_os_str().as_encoded_bytes())
-                && wanted.contains(&inode)
+                && wanted.binary_search(&inode).is_ok()
             {
                 found.push((pid, inode));
             }

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::procread::{Holder, Holders, Socket, TcpState};
+use crate::procread::{Holder, HolderList, Holders, Socket, TcpState};
 
 /// Istio's inbound passthrough source: the proxy connects to the app from
 /// 127.0.0.6 so that the app's own outbound rules do not loop the traffic back.
@@ -108,9 +108,20 @@ pub struct Entry {
     /// The table row.
     pub socket: Socket,
     /// Visible holders, by ascending pid; empty when none could be seen.
-    pub holders: Vec<Holder>,
+    pub holders: HolderList,
     /// Which way it faces (see [`direction`]).
     pub direction: Direction,
+}
+
+impl From<Socket> for Entry {
+    /// A row as read: no holders yet, and a direction [`decide`] replaces.
+    fn from(socket: Socket) -> Self {
+        Entry {
+            socket,
+            holders: HolderList::None,
+            direction: Direction::Outbound,
+        }
+    }
 }
 
 /// The outcome of one look at the tables.
@@ -151,58 +162,67 @@ pub fn is_proxy_process(holder: &Holder, rules: &Rules) -> bool {
     rules
         .proxy_names
         .iter()
-        .any(|n| **n == *holder.comm || **n == *holder.argv0)
+        .any(|n| n == holder.comm() || n == holder.argv0())
 }
 
 /// Decides every socket: the pure core of both `check` and `wait`.
 ///
-/// `sockets` are the held sockets of both tables; `holders` is the fd scan for
-/// (at least) those that no cheap rule excused. A socket with no visible holder
-/// blocks: in a pod without a shared PID namespace the app's processes are
-/// invisible, and that is exactly the case this tool exists for. Ignored
-/// sockets are kept in the verdict only when `keep_ignored` is set.
+/// `entries` are the held sockets of both tables (see [`Entry::from`]);
+/// `holders` is the fd scan for (at least) those that no cheap rule excused. A
+/// socket with no visible holder blocks: in a pod without a shared PID
+/// namespace the app's processes are invisible, and that is exactly the case
+/// this tool exists for. Ignored sockets are kept in the verdict only when
+/// `keep_ignored` is set.
+///
+/// The verdict's rows are `entries` itself, filled in and filtered in place:
+/// a busy table's kept rows are held once, not once as read and again as
+/// decided.
 ///
 /// `listen_ports` are the local ports of every LISTEN socket in both tables,
 /// whoever owns them; they tell accepted connections from outbound ones.
 pub fn decide(
-    sockets: impl IntoIterator<Item = Socket>,
-    mut holders: Holders,
+    mut entries: Vec<Entry>,
+    holders: Holders,
     rules: &Rules,
     keep_ignored: bool,
     listen_ports: &HashSet<u16>,
 ) -> Verdict {
-    let sockets = sockets.into_iter();
-    // Without --all nearly every socket a poll keeps blocks: size for that.
-    let expected = if keep_ignored {
-        0
+    entries.retain(|e| is_held(&e.socket));
+    for entry in &mut entries {
+        entry.holders = holders.of(entry.socket.inode).cloned().collect();
+        entry.direction = direction(&entry.socket, listen_ports);
+    }
+    let mut ignored = Vec::new();
+    if keep_ignored {
+        let mut reasons = Vec::new();
+        let excused: Vec<Entry> = entries
+            .extract_if(.., |e| match reason(e, rules) {
+                Some(r) => {
+                    reasons.push(r);
+                    true
+                }
+                None => false,
+            })
+            .collect();
+        ignored = excused.into_iter().zip(reasons).collect();
     } else {
-        sockets.size_hint().0
-    };
-    let mut verdict = Verdict {
-        blocking: Vec::with_capacity(expected),
+        entries.retain(|e| reason(e, rules).is_none());
+    }
+    Verdict {
+        blocking: entries,
+        ignored,
         uninspected_processes: holders.uninspected_processes,
         unreadable_fds: holders.unreadable_fds,
-        ..Verdict::default()
-    };
-    for socket in sockets.filter(is_held) {
-        // Each inode is one row, so its holders can be moved, not copied.
-        let seen = holders.by_inode.remove(&socket.inode).unwrap_or_default();
-        let reason = cheap_reason(&socket, rules).or_else(|| {
-            (!seen.is_empty() && seen.iter().all(|h| is_proxy_process(h, rules)))
-                .then_some(Reason::ProxyProcess)
-        });
-        let entry = Entry {
-            direction: direction(&socket, listen_ports),
-            socket,
-            holders: seen,
-        };
-        match reason {
-            None => verdict.blocking.push(entry),
-            Some(r) if keep_ignored => verdict.ignored.push((entry, r)),
-            Some(_) => {}
-        }
     }
-    verdict
+}
+
+/// Why an entry, its holders filled in, does not block; `None` when it does.
+fn reason(entry: &Entry, rules: &Rules) -> Option<Reason> {
+    cheap_reason(&entry.socket, rules).or_else(|| {
+        let seen = &entry.holders;
+        (!seen.is_empty() && seen.iter().all(|h| is_proxy_process(h, rules)))
+            .then_some(Reason::ProxyProcess)
+    })
 }
 
 #[cfg(test)]
@@ -230,23 +250,19 @@ mod tests {
     }
 
     fn holder(pid: i32, comm: &str, argv0: &str) -> Holder {
-        Holder {
-            pid,
-            comm: comm.into(),
-            argv0: argv0.into(),
-        }
+        Holder::new(pid, comm, argv0)
     }
 
     fn holders(pairs: &[(u64, Holder)]) -> Holders {
-        let mut h = Holders::default();
-        for (inode, holder) in pairs {
-            h.by_inode.entry(*inode).or_default().push(holder.clone());
-        }
-        h
+        Holders::from_pairs(pairs.to_vec())
+    }
+
+    fn rows(socks: Vec<Socket>) -> Vec<Entry> {
+        socks.into_iter().map(Entry::from).collect()
     }
 
     fn one(socket: Socket, h: &Holders, r: &Rules) -> Option<Reason> {
-        let v = decide([socket], h.clone(), r, true, &HashSet::new());
+        let v = decide(vec![socket.into()], h.clone(), r, true, &HashSet::new());
         match (v.blocking.len(), v.ignored.as_slice()) {
             (1, []) => None,
             (0, [(_, reason)]) => Some(*reason),
@@ -263,13 +279,25 @@ mod tests {
     #[test]
     fn inode_zero_is_dropped_entirely() {
         let s = sock(TcpState::TimeWait, "127.0.0.1:8080", 0, 0);
-        let v = decide([s], Holders::default(), &rules(), true, &HashSet::new());
+        let v = decide(
+            vec![s.into()],
+            Holders::default(),
+            &rules(),
+            true,
+            &HashSet::new(),
+        );
         assert!(v.blocking.is_empty() && v.ignored.is_empty());
         let s = sock(TcpState::FinWait2, "127.0.0.1:8080", 1000, 0);
         assert!(
-            decide([s], Holders::default(), &rules(), true, &HashSet::new())
-                .blocking
-                .is_empty()
+            decide(
+                vec![s.into()],
+                Holders::default(),
+                &rules(),
+                true,
+                &HashSet::new()
+            )
+            .blocking
+            .is_empty()
         );
     }
 
@@ -313,7 +341,7 @@ mod tests {
             (7, holder(5, "envoy", "envoy")),
             (7, holder(9, "app", "app")),
         ]);
-        let v = decide([s], hs, &rules(), false, &HashSet::new());
+        let v = decide(vec![s.into()], hs, &rules(), false, &HashSet::new());
         assert_eq!(v.blocking.len(), 1);
         assert_eq!(v.blocking[0].holders.len(), 2);
     }
@@ -378,17 +406,20 @@ mod tests {
             sock(TcpState::Listen, "0.0.0.0:15001", 1337, 2),
             sock(TcpState::Listen, "[::]:8081", 1000, 3),
         ];
-        let hs = Holders {
-            uninspected_processes: 3,
-            unreadable_fds: 1,
-            ..Holders::default()
-        };
-        let v = decide(socks.clone(), hs.clone(), &rules(), false, &HashSet::new());
+        let mut hs = Holders::default();
+        (hs.uninspected_processes, hs.unreadable_fds) = (3, 1);
+        let v = decide(
+            rows(socks.clone()),
+            hs.clone(),
+            &rules(),
+            false,
+            &HashSet::new(),
+        );
         let ports: Vec<u16> = v.blocking.iter().map(|e| e.socket.local.port()).collect();
         assert_eq!(ports, vec![8080, 8081]);
         assert!(v.ignored.is_empty());
         assert_eq!((v.uninspected_processes, v.unreadable_fds), (3, 1));
-        let v = decide(socks, hs, &rules(), true, &HashSet::new());
+        let v = decide(rows(socks), hs, &rules(), true, &HashSet::new());
         assert_eq!(v.ignored.len(), 1);
         assert_eq!(v.ignored[0].1.as_str(), "proxy-uid");
     }
@@ -437,7 +468,13 @@ mod tests {
         let mut out = sock(TcpState::SynSent, "10.1.2.3:45000", 1000, 2);
         out.remote = "10.9.8.7:443".parse().unwrap();
         let socks = vec![sock(TcpState::Listen, "0.0.0.0:8080", 1000, 1), out];
-        let v = decide(socks, Holders::default(), &rules(), false, &[8080].into());
+        let v = decide(
+            rows(socks),
+            Holders::default(),
+            &rules(),
+            false,
+            &[8080].into(),
+        );
         let dirs: Vec<Direction> = v.blocking.iter().map(|e| e.direction).collect();
         assert_eq!(dirs, vec![Direction::Listen, Direction::Outbound]);
     }

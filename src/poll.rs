@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::decide::{self, Rules, Verdict};
-use crate::procread::{self, Socket, Table, TcpState};
+use crate::decide::{self, Entry, Rules, Verdict};
+use crate::procread::{self, Table, TcpState};
 
 /// Reads and decides, reusing its line buffer across polls.
 #[derive(Debug)]
@@ -31,8 +31,7 @@ impl Poller {
     /// One poll. Errors only when a table cannot be read or parsed, or the
     /// process list itself cannot be opened; vanished or foreign processes are not errors.
     pub fn poll(&mut self) -> Result<Verdict> {
-        let mut kept: Vec<Socket> = Vec::new();
-        let mut wanted: HashSet<u64> = HashSet::new();
+        let mut kept: Vec<Entry> = Vec::new();
         let mut listen_ports: HashSet<u16> = HashSet::new();
         let (rules, keep_ignored) = (&self.rules, self.keep_ignored);
         for table in [Table::Tcp, Table::Tcp6] {
@@ -47,15 +46,18 @@ impl Poller {
                 // table is never held whole; --all keeps (and scans) them too,
                 // so their owners can be shown.
                 if keep_ignored || decide::cheap_reason(&s, rules).is_none() {
-                    wanted.insert(s.inode);
-                    kept.push(s);
+                    kept.push(s.into());
                 }
             })?;
         }
         // The table's size is unknown until read; give back the doubling slack.
         kept.shrink_to_fit();
-        // The fd scan walks every process: skip it when no socket needs it.
+        let mut wanted: Vec<u64> = kept.iter().map(|e| e.socket.inode).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        // The fd scan walks every process: it returns at once when no socket needs it.
         let holders = procread::scan_holders(&self.proc_root, &wanted)?;
+        drop(wanted);
         Ok(decide::decide(
             kept,
             holders,

@@ -318,11 +318,7 @@ mod tests {
             },
             holders: holder
                 .into_iter()
-                .map(|(pid, comm)| Holder {
-                    pid,
-                    comm: comm.into(),
-                    argv0: comm.into(),
-                })
+                .map(|(pid, comm)| Holder::new(pid, comm, comm))
                 .collect(),
         }
     }
@@ -481,7 +477,7 @@ mod tests {
             describe(&e),
             "LISTEN 0.0.0.0:8080 -> 0.0.0.0:0 (pid 7/x\\n\\u{1b}[2Jy)"
         );
-        e.holders[0].comm = "été".into();
+        e.holders[0] = Holder::new(7, "été", "été");
         let v = Verdict {
             blocking: vec![e, entry(TcpState::Listen, "0.0.0.0:1", "0.0.0.0:0", None)],
             ..Verdict::default()

@@ -261,7 +261,7 @@ mod tests {
                     uid: 1000,
                     inode: port as u64,
                 },
-                holders: vec![],
+                holders: Default::default(),
                 direction: crate::decide::Direction::Listen,
             }],
             ..Verdict::default()

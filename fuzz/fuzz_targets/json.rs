@@ -57,12 +57,11 @@ fn entry(u: &mut Unstructured<'_>) -> Result<Entry> {
     let n = u.int_in_range(0..=2)?;
     let mut holders = Vec::new();
     for _ in 0..n {
-        holders.push(Holder {
-            pid: u.arbitrary()?,
-            // `.into()`: works whether the fields are String or Arc<str>.
-            comm: u.arbitrary::<String>()?.into(),
-            argv0: u.arbitrary::<String>()?.into(),
-        });
+        holders.push(Holder::new(
+            u.arbitrary()?,
+            &u.arbitrary::<String>()?,
+            &u.arbitrary::<String>()?,
+        ));
     }
     // Direction as the poller computes it, from a fuzzed set of listening ports.
     let listen_ports: HashSet<u16> = if u.arbitrary()? {
@@ -73,7 +72,7 @@ fn entry(u: &mut Unstructured<'_>) -> Result<Entry> {
     let direction = decide::direction(&socket, &listen_ports);
     Ok(Entry {
         socket,
-        holders,
+        holders: holders.into(),
         direction,
     })
 }
@@ -81,8 +80,8 @@ fn entry(u: &mut Unstructured<'_>) -> Result<Entry> {
 fn check_entry_json(v: &serde_json::Value, e: &Entry) {
     match e.holders.first() {
         Some(h) => {
-            let name = if h.comm.is_empty() { &h.argv0 } else { &h.comm };
-            assert_eq!(v["process"].as_str(), Some(&**name), "{v}");
+            let name = if h.comm().is_empty() { h.argv0() } else { h.comm() };
+            assert_eq!(v["process"].as_str(), Some(name), "{v}");
             assert_eq!(v["pid"].as_i64(), Some(i64::from(h.pid)), "{v}");
         }
         None => {
