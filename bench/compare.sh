@@ -79,10 +79,10 @@ inner_node() { # scenario
     esac
     ip link set lo up
     "$PY" "$HERE/sockets.py" pairs "$PAIRS" --listen-uid "$luid" --client-uid "$cuid" \
-        --ready "$WORK/ready-$scenario" &
+        --ready "$WORK/ready-node-$scenario" &
     local helper=$!
-    wait_ready "$WORK/ready-$scenario"
-    echo "#### Node scale, scenario \`$scenario\` (listener uid $luid, clients uid $cuid${nest:+; commands in a PID namespace without the helper}): $(count_sockets); helper: $(cat "$WORK/ready-$scenario")"
+    wait_ready "$WORK/ready-node-$scenario"
+    echo "#### Node scale, scenario \`$scenario\` (listener uid $luid, clients uid $cuid${nest:+; commands in a PID namespace without the helper}): $(count_sockets); helper: $(cat "$WORK/ready-node-$scenario")"
     echo
     "${nest[@]}" env RUSAGE="$WORK/rusage" "$PY" "$HERE/measure.py" --runs "$RUNS" --baseline cat \
         --json "$WORK/node-$scenario.json" \

@@ -55,8 +55,22 @@ impl Poller {
         let mut wanted: Vec<u64> = kept.iter().map(|e| e.socket.inode).collect();
         wanted.sort_unstable();
         wanted.dedup();
+        // The proxy's own processes are not scanned while no socket left to
+        // decide has their uid, which is the whole wait in an Istio pod
+        // (`--all` keeps those sockets, and so scans them). Every socket such
+        // a process makes is excused by its uid already; what the scan could
+        // find there is only a socket made under another uid and handed over,
+        // and that then blocks: a longer wait, never a shorter one. What it
+        // saves is a readlink per fd of a busy Envoy on every poll, tens of
+        // milliseconds at 20,000 connections.
+        let skip_uids: Vec<u32> = rules
+            .proxy_uids
+            .iter()
+            .copied()
+            .filter(|&uid| !kept.iter().any(|e| e.socket.uid == uid))
+            .collect();
         // The fd scan walks every process: it returns at once when no socket needs it.
-        let holders = procread::scan_holders(&self.proc_root, &wanted)?;
+        let holders = procread::scan_holders(&self.proc_root, &wanted, &skip_uids)?;
         drop(wanted);
         Ok(decide::decide(
             kept,

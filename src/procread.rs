@@ -420,10 +420,14 @@ impl Holders {
 /// pod shutdown that is the normal case. Processes we may not look into are
 /// counted, never an error. Only the root directory itself being unreadable is.
 ///
+/// Processes whose effective uid (the owner of `<proc>/<pid>`) is in
+/// `skip_uids` are not scanned at all; see [`crate::poll::Poller::poll`] for
+/// why that is safe.
+///
 /// One `readlinkat` per fd, relative to the open fd directory, is the whole
 /// cost per fd: procfs's `Process::fd()` would add an `fstatat` and more per
 /// entry, and a full-path `readlink` walks `/proc/<pid>/fd/` again each time.
-pub fn scan_holders(proc_root: &Path, wanted: &[u64]) -> Result<Holders> {
+pub fn scan_holders(proc_root: &Path, wanted: &[u64], skip_uids: &[u32]) -> Result<Holders> {
     let mut found = Vec::new();
     let (mut uninspected_processes, mut unreadable_fds) = (0, 0);
     if wanted.is_empty() {
@@ -436,6 +440,11 @@ pub fn scan_holders(proc_root: &Path, wanted: &[u64]) -> Result<Holders> {
         // A failed openat on a pid directory means the process is gone or hidden
         // (hidepid=); either way it has nothing we can attribute.
         let Ok(process) = process else { continue };
+        // One fstat of the pid directory we already hold open, instead of a
+        // readlink per fd: a busy Envoy holds tens of thousands.
+        if !skip_uids.is_empty() && process.uid().is_ok_and(|uid| skip_uids.contains(&uid)) {
+            continue;
+        }
         let pid = process.pid();
         let fd_dir = proc_root.join(pid.to_string()).join("fd");
         let dir_fd = match rustix::fs::openat(
@@ -892,7 +901,7 @@ mod tests {
         // Not a pid directory: ignored by the process iterator.
         std::fs::create_dir_all(root.join("net")).unwrap();
         let wanted = [100, 200];
-        let h = scan_holders(root, &wanted).unwrap();
+        let h = scan_holders(root, &wanted, &[]).unwrap();
         assert_eq!(h.len(), 3);
         assert_eq!(
             h.of(100).collect::<Vec<_>>(),
@@ -906,14 +915,14 @@ mod tests {
         assert_eq!((h.uninspected_processes, h.unreadable_fds), (0, 0));
 
         // Both sockets of pid 20 share one copy of its names.
-        let h = scan_holders(root, &[200, 300]).unwrap();
+        let h = scan_holders(root, &[200, 300], &[]).unwrap();
         assert!(Arc::ptr_eq(
             &h.of(200).next().unwrap().names,
             &h.of(300).next().unwrap().names
         ));
 
         // Nothing asked: nothing scanned, even with a broken root.
-        let none = scan_holders(Path::new("/nonexistent"), &[]).unwrap();
+        let none = scan_holders(Path::new("/nonexistent"), &[], &[]).unwrap();
         assert!(none.is_empty());
     }
 
@@ -965,11 +974,41 @@ mod tests {
     }
 
     #[test]
+    fn processes_running_as_a_skipped_uid_are_not_scanned() {
+        use std::os::unix::fs::{chown, symlink};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (pid, comm) in [(10, "envoy\n"), (20, "app\n")] {
+            let p = root.join(pid.to_string());
+            write(&p.join("comm"), comm);
+            std::fs::create_dir_all(p.join("fd")).unwrap();
+            symlink(format!("socket:[{pid}0]"), p.join("fd/3")).unwrap();
+        }
+        // The owner of /proc/<pid> is the process's effective uid.
+        if let Err(e) = chown(root.join("10"), Some(1337), None) {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs as root and must chown: {e}"
+            );
+            eprintln!("skipped: chown needs root ({e})");
+            return;
+        }
+        let wanted = [100, 200];
+        let all = scan_holders(root, &wanted, &[]).unwrap();
+        assert_eq!((all.of(100).count(), all.of(200).count()), (1, 1));
+        let some = scan_holders(root, &wanted, &[1337]).unwrap();
+        assert_eq!((some.of(100).count(), some.of(200).count()), (0, 1));
+        assert_eq!(some.uninspected_processes, 0, "skipped is not uninspected");
+        let other = scan_holders(root, &wanted, &[4242]).unwrap();
+        assert_eq!(other, all);
+    }
+
+    #[test]
     fn process_without_fd_dir_counts_as_gone_not_error() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("42");
         write(&p.join("comm"), "ghost\n");
-        let h = scan_holders(dir.path(), &[1]).unwrap();
+        let h = scan_holders(dir.path(), &[1], &[]).unwrap();
         assert_eq!(h, Holders::default());
     }
 }
