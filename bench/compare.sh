@@ -3,8 +3,8 @@
 # shell loop and the kernel floor (`cat` of both tables), on live sockets.
 #
 # Needs root (namespaces, raising the open-file limit), unshare, ip, python3,
-# cc (for bench/rusage.c), netstat and ss. Touches nothing outside /tmp and the
-# namespaces it creates, which go away with it.
+# cc (for bench/rusage.c and bench/fdwalk.c), netstat and ss. Touches nothing
+# outside /tmp and the namespaces it creates, which go away with it.
 #
 # Usage: sudo bench/compare.sh            (about 4 minutes)
 # Knobs (environment):
@@ -87,6 +87,7 @@ inner_node() { # scenario
     "${nest[@]}" env RUSAGE="$WORK/rusage" "$PY" "$HERE/measure.py" --runs "$RUNS" --baseline cat \
         --json "$WORK/node-$scenario.json" \
         "cat=cat /proc/net/tcp /proc/net/tcp6" \
+        "fdwalk=$WORK/fdwalk" \
         "check=$BIN check --json" \
         "seed=sh -c 'netstat -plunt | grep tcp | grep -v envoy | wc -l'" \
         "netstat=netstat -tanp" \
@@ -183,8 +184,10 @@ if [ -z "${BIN:-}" ]; then
 fi
 BIN=$(realpath "$BIN")
 export BIN
-cc -O2 -static -o "$WORK/rusage" "$HERE/rusage.c" 2>/dev/null ||
-    cc -O2 -o "$WORK/rusage" "$HERE/rusage.c"
+for tool in rusage fdwalk; do
+    cc -O2 -static -o "$WORK/$tool" "$HERE/$tool.c" 2>/dev/null ||
+        cc -O2 -o "$WORK/$tool" "$HERE/$tool.c"
+done
 
 in_ns() { # phase args...
     unshare --net --pid --fork --mount-proc --kill-child -- bash "$HERE/compare.sh" --inner "$@" &
@@ -211,6 +214,7 @@ in_ns pod
 import json, statistics, sys
 work, scenarios, interval, timeout = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4]
 verdicts = []
+notes = []
 
 def target(ok, text):
     verdicts.append(("PASS" if ok else "MISS") + ": " + text)
@@ -223,6 +227,8 @@ for sc in scenarios:
     target(check["cpu_ms_median"] < ss["cpu_ms_median"],
            f"[{sc}] check CPU {check['cpu_ms_median']:.2f} ms < ss -tanp {ss['cpu_ms_median']:.2f} ms")
     target(check["maxrss_kib"] < 4096, f"[{sc}] check peak RSS {check['maxrss_kib']} KiB < 4096 KiB")
+    floor = cat["cpu_ms_median"] + rows["fdwalk"]["cpu_ms_median"]
+    notes.append(f"[{sc}] floor for naming holders = cat + bench/fdwalk.c = {floor:.2f} ms = {floor / cat['cpu_ms_median']:.2f}x cat; check = {check['cpu_ms_median'] / floor:.2f}x that floor")
 
 waits = [tuple(map(int, l.split())) for l in open(f"{work}/wait.txt")]
 per_poll, polls = [], []
@@ -258,4 +264,9 @@ print("#### Targets")
 print()
 for v in verdicts:
     print("- " + v)
+print()
+print("#### Floors")
+print()
+for n in notes:
+    print("- " + n)
 EOF

@@ -247,7 +247,17 @@ fn parse_hex(s: &str, max_digits: usize) -> Result<u32> {
     if s.is_empty() || s.len() > max_digits || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("{s:?} is not a hexadecimal number of at most {max_digits} digits");
     }
-    u32::from_str_radix(s, 16).map_err(|e| anyhow!("{s:?}: {e}"))
+    // At most 8 checked digits: no overflow, and no `from_str_radix` per field.
+    Ok(s.bytes().fold(0, |acc, b| (acc << 4) | hex_digit(b)))
+}
+
+/// The value of one ASCII hex digit, already checked to be one.
+fn hex_digit(b: u8) -> u32 {
+    u32::from(match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        _ => b - b'A' + 10,
+    })
 }
 
 /// Parses a plain decimal number (no sign), as the kernel prints uid and inode.
@@ -255,7 +265,11 @@ fn parse_dec(s: &str) -> Result<u64> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         bail!("{s:?} is not a decimal number");
     }
-    s.parse::<u64>().map_err(|e| anyhow!("{s:?}: {e}"))
+    s.bytes()
+        .try_fold(0u64, |acc, b| {
+            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        })
+        .ok_or_else(|| anyhow!("{s:?}: number too large to fit in target type"))
 }
 
 /// The names of one process, shared by every socket it holds.
@@ -798,6 +812,29 @@ mod tests {
         let empty = tempfile::tempdir().unwrap();
         let err = read_table(empty.path(), Table::Tcp, &mut buf, |_| {}).unwrap_err();
         assert!(format!("{err:#}").contains("cannot read"), "{err:#}");
+    }
+
+    #[test]
+    fn numbers_at_their_limits_and_hex_in_either_case() {
+        let row = |addr: &str, uid: &str, inode: &str| {
+            parse_line(&format!(
+                "0: {addr}:1F90 00000000:0000 0A 0:0 0:0 0 {uid} 0 {inode}"
+            ))
+        };
+        let s = row("0100007f", "4294967295", "18446744073709551615")
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.local, v4([127, 0, 0, 1], 8080));
+        assert_eq!((s.uid, s.inode), (u32::MAX, u64::MAX));
+        assert_eq!(parse_hex("aBcDeF09", 8).unwrap(), 0xABCD_EF09);
+        let err = format!(
+            "{:#}",
+            row("0100007F", "0", "18446744073709551616").unwrap_err()
+        );
+        assert!(
+            err.contains("bad inode") && err.contains("too large"),
+            "{err}"
+        );
     }
 
     #[test]

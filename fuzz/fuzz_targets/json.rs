@@ -21,8 +21,9 @@ use prestop_wait::render::{json_string, write_json, write_text};
 mod common;
 
 fn check_literal(name: &str) {
-    let mut out = String::from("prefix:");
+    let mut out = b"prefix:".to_vec();
     json_string(&mut out, name);
+    let out = String::from_utf8(out).expect("json_string wrote invalid UTF-8");
     let lit = out.strip_prefix("prefix:").expect("json_string clobbered the buffer");
     assert!(
         !lit.chars().any(|c| (c as u32) < 0x20 || c == '\u{7f}'),
