@@ -257,13 +257,13 @@ fn json_entry(out: &mut Vec<u8>, e: &Entry, reason: Option<Reason>) {
     out.extend_from_slice(b"\",\"remote\":\"");
     push_addr(out, &s.remote);
     out.extend_from_slice(b"\",\"uid\":");
-    push_int(out, s.uid.into());
+    push_int(out, s.uid);
     out.extend_from_slice(b",\"inode\":");
-    push_int(out, s.inode.into());
+    push_u64(out, s.inode);
     match e.holders.first() {
         Some(h) => {
             out.extend_from_slice(b",\"pid\":");
-            push_int(out, h.pid.into());
+            push_int(out, h.pid);
             out.extend_from_slice(b",\"process\":");
             json_string(out, h.name());
         }
@@ -284,13 +284,19 @@ fn json_entry(out: &mut Vec<u8>, e: &Entry, reason: Option<Reason>) {
     out.push(b'}');
 }
 
-/// Appends an integer in decimal, as `Display` would.
-fn push_int(out: &mut Vec<u8>, n: i128) {
+/// Appends an integer in decimal, as `Display` would (u64 arithmetic: a
+/// wider type made this a 128-bit division per digit).
+fn push_int(out: &mut Vec<u8>, n: impl Into<i64>) {
+    let n: i64 = n.into();
     if n < 0 {
         out.push(b'-');
     }
-    let mut n = n.unsigned_abs();
-    let mut digits = [0u8; 39];
+    push_u64(out, n.unsigned_abs());
+}
+
+/// Appends an unsigned integer in decimal.
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
         i -= 1;
@@ -312,7 +318,7 @@ fn push_addr(out: &mut Vec<u8>, a: &SocketAddr) {
                 if i > 0 {
                     out.push(b'.');
                 }
-                push_int(out, octet.into());
+                push_int(out, octet);
             }
         }
         SocketAddr::V6(v6) => {
@@ -320,7 +326,7 @@ fn push_addr(out: &mut Vec<u8>, a: &SocketAddr) {
         }
     }
     out.push(b':');
-    push_int(out, a.port().into());
+    push_int(out, a.port());
 }
 
 /// Appends `s` as a JSON string literal. Process names come from `comm`, which
@@ -453,16 +459,18 @@ mod tests {
 
     #[test]
     fn hand_formatting_matches_display() {
-        let int = |n: i128| {
+        let int = |n: i64| {
             let mut v = Vec::new();
             push_int(&mut v, n);
             String::from_utf8(v).unwrap()
         };
-        for n in [0, 1, 9, 10, 99, 100, 65535, -1, -10] {
+        for n in [0, 1, 9, 10, 99, 100, 65535, -1, -10, i64::MIN, i64::MAX] {
             assert_eq!(int(n), n.to_string());
         }
-        for n in [u32::MAX.into(), u64::MAX.into(), i32::MIN.into(), i128::MIN] {
-            assert_eq!(int(n), n.to_string());
+        for n in [0, 7, u64::MAX] {
+            let mut v = Vec::new();
+            push_u64(&mut v, n);
+            assert_eq!(String::from_utf8(v).unwrap(), n.to_string());
         }
         let fmt = |a: &SocketAddr| {
             let mut v = Vec::new();
