@@ -6,7 +6,7 @@
 # cc (for bench/rusage.c and bench/fdwalk.c), netstat and ss. Touches nothing
 # outside /tmp and the namespaces it creates, which go away with it.
 #
-# Usage: sudo bench/compare.sh            (about 4 minutes)
+# Usage: sudo bench/compare.sh            (about 6 minutes)
 # Knobs (environment):
 #   RUNS=30            runs per command at node scale (interleaved round-robin)
 #   POD_RUNS=30        runs per command in the small pod
