@@ -11,7 +11,7 @@
 #   RUNS=30            runs per command at node scale (interleaved round-robin)
 #   POD_RUNS=30        runs per command in the small pod
 #   PAIRS=9000         loopback connection pairs at node scale (2 sockets each)
-#   SCENARIOS="proxy pod mixed app"  who owns the node-scale sockets:
+#   SCENARIOS="proxy pod busy mixed app"  who owns the node-scale sockets:
 #                        proxy: uid 1337, every socket excused by a table rule
 #                        pod:   uid 1000, all block, and the process holding
 #                               them is in another PID namespace than the
@@ -20,6 +20,10 @@
 #                               socket needs the fd scan (shareProcessNamespace,
 #                               or `check` from the node's PID namespace)
 #                        mixed: listener side uid 1000, client side uid 1337
+#                        busy:  a busy proxy during the wait: a process running
+#                               as uid 1337 (visible, as Envoy is to the hook)
+#                               holds the 18,001 sockets; the app, in another
+#                               PID namespace, holds one connection that blocks
 #   WAIT_INTERVAL=20ms WAIT_TIMEOUT=6s   the `wait` loop measured in the pod
 #   BIN=path           prestop-wait binary (default: cargo build --release into
 #                      $CARGO_TARGET_DIR, default /tmp/target-bench)
@@ -45,7 +49,7 @@ PY=/usr/bin/python3
 RUNS=${RUNS:-30}
 POD_RUNS=${POD_RUNS:-30}
 PAIRS=${PAIRS:-9000}
-SCENARIOS=${SCENARIOS:-"proxy pod mixed app"}
+SCENARIOS=${SCENARIOS:-"proxy pod busy mixed app"}
 WAIT_INTERVAL=${WAIT_INTERVAL:-20ms}
 WAIT_TIMEOUT=${WAIT_TIMEOUT:-6s}
 
@@ -68,8 +72,40 @@ count_sockets() {
     echo "$n4 tcp + $n6 tcp6 rows"
 }
 
+# The `busy` scenario's measuring side, in a PID namespace of its own: the
+# proxy-like helper runs here (visible), the app's connection outside (not).
+inner_busy_proxy() {
+    "$PY" "$HERE/sockets.py" pairs "$PAIRS" --as-uid 1337 >"$WORK/ready-node-busy" &
+    local helper=$!
+    wait_ready "$WORK/ready-node-busy"
+    echo "#### Node scale, scenario \`busy\` (a process running as uid 1337 holds $(cat "$WORK/ready-node-busy" | cut -d' ' -f2) sockets; the app, in another PID namespace, one connection of uid 1000): $(count_sockets)"
+    echo
+    RUSAGE="$WORK/rusage" "$PY" "$HERE/measure.py" --runs "$RUNS" --baseline cat \
+        --json "$WORK/node-busy.json" \
+        "cat=cat /proc/net/tcp /proc/net/tcp6" \
+        "fdwalk=$WORK/fdwalk" \
+        "check=$BIN check --json" \
+        "seed=sh -c 'netstat -plunt | grep tcp | grep -v envoy | wc -l'" \
+        "netstat=netstat -tanp" \
+        "ss=ss -tanp"
+    echo
+    kill "$helper"
+    wait "$helper" 2>/dev/null || true
+}
+
 inner_node() { # scenario
     local scenario=$1 luid cuid nest=()
+    if [ "$scenario" = busy ]; then
+        ip link set lo up
+        "$PY" "$HERE/sockets.py" pairs 1 --port 7001 --listen-uid 1000 --client-uid 1000 \
+            --ready "$WORK/ready-node-busy-app" &
+        local app=$!
+        wait_ready "$WORK/ready-node-busy-app"
+        unshare --pid --fork --mount-proc --kill-child -- bash "$HERE/compare.sh" --inner busy-proxy
+        kill "$app"
+        wait "$app" 2>/dev/null || true
+        return
+    fi
     case $scenario in
     proxy) luid=1337 cuid=1337 ;;
     pod) luid=1000 cuid=1000 nest=(unshare --pid --fork --mount-proc --kill-child --) ;;
@@ -151,6 +187,7 @@ if [ "${1:-}" = --inner ]; then
     shift
     case $phase in
     node) inner_node "$@" ;;
+    busy-proxy) inner_busy_proxy ;;
     pod) inner_pod ;;
     esac
     exit 0

@@ -4,11 +4,14 @@
 Run it inside a network namespace of its own (compare.sh does): it binds
 fixed ports.
 
-  sockets.py pairs N [--listen-uid U] [--client-uid U]
-      One listener on 127.0.0.1:7000 and N connection pairs to it: 2N
-      ESTABLISHED sockets + 1 LISTEN. The listener and the accepted sockets
-      get --listen-uid, the client sockets --client-uid. The open-file limit is raised
-      (soft and hard: run as root) to fit.
+  sockets.py pairs N [--listen-uid U] [--client-uid U] [--port P] [--as-uid U]
+      One listener on 127.0.0.1:P (default 7000) and N connection pairs to
+      it: 2N ESTABLISHED sockets + 1 LISTEN. The listener and the accepted
+      sockets get --listen-uid, the client sockets --client-uid. The
+      open-file limit is raised (soft and hard: run as root) to fit. With
+      --as-uid the process then drops to that uid for good, before making any
+      socket: a process running as the proxy's uid, as Envoy does (write the
+      ready line to stdout then: the process may not create files).
   sockets.py pod
       A small Istio-like pod, 12 sockets: the proxy's (uid 1337) listeners on
       15001, 15006, 15021, 15090, 127.0.0.1:15000, [::]:15020, 127.0.0.1:15004;
@@ -57,12 +60,15 @@ def connect(addr, uid, family=socket.AF_INET):
     return c
 
 
-def pairs(n, listen_uid, client_uid):
+def pairs(n, listen_uid, client_uid, port=7000, as_uid_for_good=None):
     want = 2 * n + 64
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
-    addr = ("127.0.0.1", 7000)
+    if as_uid_for_good is not None:
+        os.setresgid(as_uid_for_good, as_uid_for_good, as_uid_for_good)
+        os.setresuid(as_uid_for_good, as_uid_for_good, as_uid_for_good)
+    addr = ("127.0.0.1", port)
     lst = listener(addr, listen_uid)
     held = [lst]
     # Connect in batches no larger than the backlog, then accept the batch.
@@ -108,11 +114,16 @@ def main():
     ap.add_argument("n", nargs="?", type=int, default=9000)
     ap.add_argument("--listen-uid", type=int, default=None)
     ap.add_argument("--client-uid", type=int, default=None)
+    ap.add_argument("--port", type=int, default=7000)
+    ap.add_argument("--as-uid", type=int, default=None)
     ap.add_argument("--ready", default=None)
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     t0 = time.monotonic()
-    held = pairs(a.n, a.listen_uid, a.client_uid) if a.mode == "pairs" else pod()
+    if a.mode == "pairs":
+        held = pairs(a.n, a.listen_uid, a.client_uid, a.port, a.as_uid)
+    else:
+        held = pod()
     msg = "ready %d %.2fs\n" % (len(held), time.monotonic() - t0)
     if a.ready:
         with open(a.ready + ".tmp", "w") as f:
