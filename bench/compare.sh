@@ -72,6 +72,18 @@ count_sockets() {
     echo "$n4 tcp + $n6 tcp6 rows"
 }
 
+# The node-scale commands, measured into $WORK/node-SCENARIO.json.
+measure_node() { # scenario
+    RUSAGE="$WORK/rusage" "$PY" "$HERE/measure.py" --runs "$RUNS" --baseline cat \
+        --json "$WORK/node-$1.json" \
+        "cat=cat /proc/net/tcp /proc/net/tcp6" \
+        "fdwalk=$WORK/fdwalk" \
+        "check=$BIN check --json" \
+        "seed=sh -c 'netstat -plunt | grep tcp | grep -v envoy | wc -l'" \
+        "netstat=netstat -tanp" \
+        "ss=ss -tanp"
+}
+
 # The `busy` scenario's measuring side, in a PID namespace of its own: the
 # proxy-like helper runs here (visible), the app's connection outside (not).
 inner_busy_proxy() {
@@ -80,14 +92,7 @@ inner_busy_proxy() {
     wait_ready "$WORK/ready-node-busy"
     echo "#### Node scale, scenario \`busy\` (a process running as uid 1337 holds $(cat "$WORK/ready-node-busy" | cut -d' ' -f2) sockets; the app, in another PID namespace, one connection of uid 1000): $(count_sockets)"
     echo
-    RUSAGE="$WORK/rusage" "$PY" "$HERE/measure.py" --runs "$RUNS" --baseline cat \
-        --json "$WORK/node-busy.json" \
-        "cat=cat /proc/net/tcp /proc/net/tcp6" \
-        "fdwalk=$WORK/fdwalk" \
-        "check=$BIN check --json" \
-        "seed=sh -c 'netstat -plunt | grep tcp | grep -v envoy | wc -l'" \
-        "netstat=netstat -tanp" \
-        "ss=ss -tanp"
+    measure_node busy
     echo
     kill "$helper"
     wait "$helper" 2>/dev/null || true
@@ -120,14 +125,7 @@ inner_node() { # scenario
     wait_ready "$WORK/ready-node-$scenario"
     echo "#### Node scale, scenario \`$scenario\` (listener uid $luid, clients uid $cuid${nest:+; commands in a PID namespace without the helper}): $(count_sockets); helper: $(cat "$WORK/ready-node-$scenario")"
     echo
-    "${nest[@]}" env RUSAGE="$WORK/rusage" "$PY" "$HERE/measure.py" --runs "$RUNS" --baseline cat \
-        --json "$WORK/node-$scenario.json" \
-        "cat=cat /proc/net/tcp /proc/net/tcp6" \
-        "fdwalk=$WORK/fdwalk" \
-        "check=$BIN check --json" \
-        "seed=sh -c 'netstat -plunt | grep tcp | grep -v envoy | wc -l'" \
-        "netstat=netstat -tanp" \
-        "ss=ss -tanp"
+    "${nest[@]}" bash "$HERE/compare.sh" --inner measure "$scenario"
     echo
     kill "$helper"
     wait "$helper" 2>/dev/null || true
@@ -187,6 +185,7 @@ if [ "${1:-}" = --inner ]; then
     shift
     case $phase in
     node) inner_node "$@" ;;
+    measure) measure_node "$@" ;;
     busy-proxy) inner_busy_proxy ;;
     pod) inner_pod ;;
     esac
