@@ -21,8 +21,8 @@ ARG ISTIO_VERSION=1.30.4
 FROM rust:${RUST_VERSION}-slim-bookworm AS builder
 ARG TARGETARCH
 WORKDIR /src
-# The static musl target for this platform (.cargo/config.toml names the
-# x86_64 one; the explicit --target below covers arm64 as well).
+# The static musl target for this platform: the same build as
+# `cargo build --release --target x86_64-unknown-linux-musl` on amd64.
 RUN case "${TARGETARCH:-amd64}" in \
       amd64) triple=x86_64-unknown-linux-musl ;; \
       arm64) triple=aarch64-unknown-linux-musl ;; \

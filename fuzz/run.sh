@@ -10,8 +10,7 @@
 #
 # Needs the nightly toolchain (`rustup toolchain install nightly`); installs
 # cargo-fuzz from crates.io when it is missing. Builds for the host glibc
-# target in fuzz/target (fuzz/.cargo/config.toml overrides the repository's
-# musl default). New corpus entries go to fuzz/corpus/<target>, crashes to
+# target in fuzz/target. New corpus entries go to fuzz/corpus/<target>, crashes to
 # fuzz/artifacts/<target>; seeds in fuzz/seeds/<target> are read, not written.
 # Exits non-zero when any target found a crash.
 set -uo pipefail
