@@ -25,7 +25,6 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
 use std::io::BufReader;
@@ -36,9 +35,9 @@ use std::sync::OnceLock;
 
 use divan::counter::ItemsCount;
 use divan::{Bencher, black_box};
-use prestop_wait::decide::{self, Entry, Rules};
+use prestop_wait::decide::{self, PodFacts, Rules};
 use prestop_wait::poll::Poller;
-use prestop_wait::procread::{self, Holders, Table, TcpState};
+use prestop_wait::procread::{self, Holders, Socket, Table};
 use procfs::FromBufReadSI;
 use procfs::process::FDTarget;
 
@@ -98,14 +97,14 @@ struct Tree {
     root: PathBuf,
     /// `net/tcp` and `net/tcp6` as written.
     text: [String; 2],
-    /// Inodes of held sockets no cheap rule excuses: what the poll scans for.
+    /// Inodes of held sockets no row rule excuses: what the poll scans for.
     wanted: Vec<u64>,
     /// The sockets the poll keeps for `decide`.
-    kept: Vec<Entry>,
+    kept: Vec<Socket>,
     /// The scan's result for `wanted`.
     holders: Holders,
-    /// Local ports of every LISTEN socket, as the poll collects them.
-    listen_ports: HashSet<u16>,
+    /// What the poll learns from every row (listening ports).
+    facts: PodFacts,
     /// How many sockets the verdict says block (app sockets the envoy
     /// process holds are excused by name).
     blocking: usize,
@@ -220,33 +219,29 @@ fn build(size: Size) -> Tree {
     // What the poll computes before scanning and deciding, done the poll's way.
     let r = rules();
     let mut kept = Vec::new();
-    let mut listen_ports = HashSet::new();
+    let mut facts = PodFacts::default();
     let mut buf = Vec::new();
     for table in [Table::Tcp, Table::Tcp6] {
         procread::read_table(&root, table, &mut buf, |s| {
-            if s.state == TcpState::Listen {
-                listen_ports.insert(s.local.port());
-            }
-            if decide::is_held(&s) && decide::cheap_reason(&s, &r).is_none() {
-                kept.push(Entry::from(s));
+            facts.note(&s);
+            if decide::keep_row(&s, &r, false) {
+                kept.push(s);
             }
         })
         .expect("read fixture");
     }
-    let mut wanted: Vec<u64> = kept.iter().map(|e| e.socket.inode).collect();
+    let mut wanted: Vec<u64> = kept.iter().map(|s| s.inode).collect();
     wanted.sort_unstable();
     let holders = procread::scan_holders(&root, &wanted, &[]).expect("scan fixture");
     assert_eq!(holders.len(), wanted.len(), "every app socket found");
-    let blocking = decide::decide(kept.clone(), holders.clone(), &r, false, &listen_ports)
-        .blocking
-        .len();
+    let blocking = decide::decide(kept.clone(), &holders, &r, &facts, false).blocking_count();
     Tree {
         root,
         text: [tcp, tcp6],
         wanted,
         kept,
         holders,
-        listen_ports,
+        facts,
         blocking,
         fds,
     }
@@ -433,10 +428,8 @@ fn decide(b: Bencher, size: Size) {
     let t = tree(size);
     let r = rules();
     b.counter(lines(size))
-        .with_inputs(|| (t.kept.clone(), t.holders.clone()))
-        .bench_local_values(|(kept, holders)| {
-            decide::decide(kept, holders, &r, false, &t.listen_ports)
-        });
+        .with_inputs(|| t.kept.clone())
+        .bench_local_values(|kept| decide::decide(kept, &t.holders, &r, &t.facts, false));
 }
 
 /// One whole poll: both tables, cheap rules, the fd scan, `decide`.
@@ -446,7 +439,7 @@ fn poll(b: Bencher, size: Size) {
     let mut poller = Poller::new(t.root.clone(), rules(), false);
     b.counter(lines(size)).bench_local(|| {
         let v = poller.poll().expect("polls");
-        assert_eq!(v.blocking.len(), t.blocking);
+        assert_eq!(v.blocking_count(), t.blocking);
         v
     });
 }

@@ -171,11 +171,11 @@ struct CheckArgs {
     common: CommonArgs,
 
     /// Print one JSON object: {"blocking": [...], "ignored": [...]}.
-    #[arg(long)]
+    #[arg(long, env = "PRESTOP_WAIT_JSON")]
     json: bool,
 
     /// Also list the sockets that do not block, with the reason.
-    #[arg(long)]
+    #[arg(long, env = "PRESTOP_WAIT_ALL")]
     all: bool,
 }
 
@@ -184,88 +184,97 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| e.to_string())
 }
 
-/// What to do, fully resolved from the command line and environment.
+/// What to do, fully resolved from the command line and environment: one
+/// config per command, each holding only what that command uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// procfs root.
-    pub proc_root: PathBuf,
-    /// What counts as the proxy.
-    pub rules: Rules,
-    /// The command.
-    pub mode: Mode,
-}
-
-/// The command and its own options.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
-    /// Poll until drained or the deadline.
-    Wait {
-        /// Timing.
-        options: WaitOptions,
-        /// `--quiet`.
-        quiet: bool,
-        /// `--drain`: where to POST at start.
-        drain: Option<DrainTarget>,
-        /// `--log-file`.
-        log_file: Option<PathBuf>,
-    },
+pub enum Config {
+    /// `wait` (also the bare form).
+    Wait(WaitConfig),
+    /// `check`.
+    Check(CheckConfig),
     /// `sleep DURATION`.
     Sleep(Duration),
-    /// Look once.
-    Check {
-        /// `--json`.
-        json: bool,
-        /// `--all`.
-        all: bool,
-    },
 }
 
-/// Above this, polling is a busy loop that costs the node CPU for nothing.
+/// Where the pod's `/proc` is, and what in it is the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pod {
+    /// procfs root.
+    pub proc_root: PathBuf,
+    /// What counts as the proxy, and what is ignored.
+    pub rules: Rules,
+}
+
+/// `wait`: poll until drained or the deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitConfig {
+    /// What to look at.
+    pub pod: Pod,
+    /// Deadline, interval, minimum wait and quiet period.
+    pub timing: WaitOptions,
+    /// Nothing on stderr but errors.
+    pub quiet: bool,
+    /// Where to POST at start, if anywhere.
+    pub drain: Option<DrainTarget>,
+    /// Where else to append the log lines.
+    pub log_file: Option<PathBuf>,
+}
+
+/// `check`: look once and print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckConfig {
+    /// What to look at.
+    pub pod: Pod,
+    /// Table or JSON.
+    pub format: Format,
+    /// Also list the sockets that do not block.
+    pub all: bool,
+}
+
+/// How `check` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The aligned table, like `ss`.
+    Text,
+    /// One JSON object.
+    Json,
+}
+
+/// Below this, polling is a busy loop that costs the node CPU for nothing.
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 impl Config {
     /// Validates the arguments that clap cannot check on its own.
     pub fn from_cli(cli: Cli) -> Result<Config> {
-        let (common, mode) = match cli.command {
-            None => wait_mode(cli.wait)?,
-            Some(Command::Wait(w)) => wait_mode(w)?,
-            Some(Command::Check(c)) => (
-                c.common,
-                Mode::Check {
-                    json: c.json,
-                    all: c.all,
-                },
-            ),
-            Some(Command::Sleep { duration }) => {
-                return Ok(Config {
-                    proc_root: PathBuf::from("/proc"),
-                    rules: Rules {
-                        proxy_uids: Vec::new(),
-                        proxy_names: Vec::new(),
-                        ignore_ports: Vec::new(),
-                        listen_only: false,
-                    },
-                    mode: Mode::Sleep(duration),
-                });
-            }
-        };
-        if let Some(bad) = common.proxy_name.iter().find(|n| n.is_empty()) {
-            bail!("--proxy-name: empty name {bad:?} is not allowed");
-        }
-        Ok(Config {
-            proc_root: common.proc_root,
-            rules: Rules {
-                proxy_uids: common.proxy_uid,
-                proxy_names: common.proxy_name,
-                ignore_ports: common.ignore_port,
-                listen_only: common.listen_only,
-            },
-            mode,
+        Ok(match cli.command {
+            None => Config::Wait(wait_config(cli.wait)?),
+            Some(Command::Wait(w)) => Config::Wait(wait_config(w)?),
+            Some(Command::Check(c)) => Config::Check(CheckConfig {
+                pod: pod(c.common)?,
+                format: if c.json { Format::Json } else { Format::Text },
+                all: c.all,
+            }),
+            Some(Command::Sleep { duration }) => Config::Sleep(duration),
         })
     }
 }
 
-fn wait_mode(w: WaitArgs) -> Result<(CommonArgs, Mode)> {
+fn pod(common: CommonArgs) -> Result<Pod> {
+    if let Some(bad) = common.proxy_name.iter().find(|n| n.is_empty()) {
+        bail!("--proxy-name: empty name {bad:?} is not allowed");
+    }
+    Ok(Pod {
+        proc_root: common.proc_root,
+        rules: Rules {
+            proxy_uids: common.proxy_uid,
+            proxy_names: common.proxy_name,
+            ignore_ports: common.ignore_port,
+            listen_only: common.listen_only,
+        },
+    })
+}
+
+fn wait_config(w: WaitArgs) -> Result<WaitConfig> {
     if w.interval < MIN_INTERVAL {
         bail!(
             "--interval must be at least {}, got {}",
@@ -281,20 +290,18 @@ fn wait_mode(w: WaitArgs) -> Result<(CommonArgs, Mode)> {
         );
     }
     let drain = w.drain.as_deref().map(drain::parse_url).transpose()?;
-    Ok((
-        w.common,
-        Mode::Wait {
-            options: WaitOptions {
-                timeout: w.timeout,
-                interval: w.interval,
-                min_wait: w.min_wait,
-                quiet_period: w.quiet_period,
-            },
-            quiet: w.quiet,
-            drain,
-            log_file: w.log_file,
+    Ok(WaitConfig {
+        pod: pod(w.common)?,
+        timing: WaitOptions {
+            timeout: w.timeout,
+            interval: w.interval,
+            min_wait: w.min_wait,
+            quiet_period: w.quiet_period,
         },
-    ))
+        quiet: w.quiet,
+        drain,
+        log_file: w.log_file,
+    })
 }
 
 #[cfg(test)]
@@ -327,15 +334,19 @@ mod tests {
         let bare = config(&[]).unwrap();
         let wait = config(&["wait"]).unwrap();
         assert_eq!(bare, wait);
-        assert_eq!(bare.proc_root, PathBuf::from("/proc"));
-        assert_eq!(bare.rules.proxy_uids, vec![1337]);
-        assert_eq!(bare.rules.proxy_names, vec!["envoy", "pilot-agent"]);
-        assert!(bare.rules.ignore_ports.is_empty());
-        assert!(!bare.rules.listen_only);
+        let pod = Pod {
+            proc_root: PathBuf::from("/proc"),
+            rules: Rules {
+                proxy_uids: vec![1337],
+                proxy_names: vec!["envoy".into(), "pilot-agent".into()],
+                ..Rules::default()
+            },
+        };
         assert_eq!(
-            bare.mode,
-            Mode::Wait {
-                options: WaitOptions {
+            bare,
+            Config::Wait(WaitConfig {
+                pod: pod.clone(),
+                timing: WaitOptions {
                     timeout: Duration::from_secs(25),
                     interval: Duration::from_millis(250),
                     min_wait: Duration::ZERO,
@@ -344,15 +355,15 @@ mod tests {
                 quiet: false,
                 drain: None,
                 log_file: None,
-            }
+            })
         );
-        let check = config(&["check"]).unwrap();
         assert_eq!(
-            check.mode,
-            Mode::Check {
-                json: false,
+            config(&["check"]).unwrap(),
+            Config::Check(CheckConfig {
+                pod,
+                format: Format::Text,
                 all: false
-            }
+            })
         );
     }
 
@@ -374,17 +385,17 @@ mod tests {
             "--all",
         ])
         .unwrap();
-        assert_eq!(c.rules.proxy_uids, vec![1337, 2102, 0]);
-        assert_eq!(c.rules.proxy_names, vec!["linkerd2-proxy"]);
-        assert_eq!(c.rules.ignore_ports, vec![9090, 15020, 1]);
-        assert!(c.rules.listen_only);
+        let Config::Check(c) = c else { panic!("{c:?}") };
         assert_eq!(
-            c.mode,
-            Mode::Check {
-                json: true,
-                all: true
+            c.pod.rules,
+            Rules {
+                proxy_uids: vec![1337, 2102, 0],
+                proxy_names: vec!["linkerd2-proxy".into()],
+                ignore_ports: vec![9090, 15020, 1],
+                listen_only: true,
             }
         );
+        assert_eq!((c.format, c.all), (Format::Json, true));
     }
 
     #[test]
@@ -402,20 +413,19 @@ mod tests {
             "/proc/1/fd/2",
         ])
         .unwrap();
+        let Config::Wait(w) = c else { panic!("{c:?}") };
         assert_eq!(
-            c.mode,
-            Mode::Wait {
-                options: WaitOptions {
-                    timeout: Duration::from_secs(90),
-                    interval: Duration::from_millis(500),
-                    min_wait: Duration::from_secs(5),
-                    quiet_period: Duration::from_secs(2),
-                },
-                quiet: true,
-                drain: Some(drain::parse_url(drain::DEFAULT_URL).unwrap()),
-                log_file: Some(PathBuf::from("/proc/1/fd/2")),
+            w.timing,
+            WaitOptions {
+                timeout: Duration::from_secs(90),
+                interval: Duration::from_millis(500),
+                min_wait: Duration::from_secs(5),
+                quiet_period: Duration::from_secs(2),
             }
         );
+        assert!(w.quiet);
+        assert_eq!(w.drain, Some(drain::parse_url(drain::DEFAULT_URL).unwrap()));
+        assert_eq!(w.log_file, Some(PathBuf::from("/proc/1/fd/2")));
     }
 
     #[test]
@@ -454,7 +464,7 @@ mod tests {
     #[test]
     fn drain_takes_an_optional_url_only_with_equals() {
         let c = config(&["wait", "--drain=http://localhost:9901/drain_listeners"]).unwrap();
-        let Mode::Wait { drain: Some(d), .. } = c.mode else {
+        let Config::Wait(WaitConfig { drain: Some(d), .. }) = c else {
             panic!("{c:?}")
         };
         assert_eq!(d.addr, "127.0.0.1:9901".parse().unwrap());
@@ -465,6 +475,6 @@ mod tests {
     #[test]
     fn sleep_takes_a_duration() {
         let c = config(&["sleep", "1m30s"]).unwrap();
-        assert_eq!(c.mode, Mode::Sleep(Duration::from_secs(90)));
+        assert_eq!(c, Config::Sleep(Duration::from_secs(90)));
     }
 }

@@ -1,7 +1,8 @@
 //! Deciding: which sockets hold the proxy back, and why the others do not.
 //!
 //! Pure functions over [`Socket`] and [`Holders`]: no I/O, so every rule is
-//! tested on plain values.
+//! tested on plain values. [`decide`] is the one place a verdict is made;
+//! the [`Verdict`] it returns carries everything output needs.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -15,57 +16,8 @@ pub const INBOUND_PASSTHROUGH_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 6);
 /// Envoy's outbound (15001) and inbound (15006) capture ports in Istio.
 pub const PROXY_CAPTURE_PORTS: [u16; 2] = [15001, 15006];
 
-/// Which way a blocking socket faces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// A listening socket.
-    Listen,
-    /// A connection accepted on a listening port, or from Istio's 127.0.0.6.
-    Inbound,
-    /// A connection the app made; it needs the proxy until it closes.
-    Outbound,
-}
-
-impl Direction {
-    /// The name used in JSON and text output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Listen => "listen",
-            Direction::Inbound => "inbound",
-            Direction::Outbound => "outbound",
-        }
-    }
-}
-
-/// Classifies a socket given the ports that something in the pod listens on.
-///
-/// Accepted sockets share the listener's local port, which is what tells them
-/// from the app's own calls; the 127.0.0.6 rule catches inbound connections
-/// whose listener is already closed.
-pub fn direction(socket: &Socket, listen_ports: &HashSet<u16>) -> Direction {
-    if socket.state == TcpState::Listen {
-        return Direction::Listen;
-    }
-    let from_passthrough = match socket.remote.ip() {
-        IpAddr::V4(v4) => v4 == INBOUND_PASSTHROUGH_SOURCE,
-        IpAddr::V6(v6) => v6.to_ipv4_mapped() == Some(INBOUND_PASSTHROUGH_SOURCE),
-    };
-    if from_passthrough || listen_ports.contains(&socket.local.port()) {
-        Direction::Inbound
-    } else {
-        Direction::Outbound
-    }
-}
-
-/// Whether an outbound connection's peer is the proxy's own capture port, as
-/// when the app talks to the proxy explicitly (e.g. `localhost:15001`).
-pub fn to_proxy(socket: &Socket) -> bool {
-    socket.remote.ip().to_canonical().is_loopback()
-        && PROXY_CAPTURE_PORTS.contains(&socket.remote.port())
-}
-
 /// What counts as the proxy, and what the user chose to ignore.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Rules {
     /// Sockets created under these uids are the proxy's (Istio: 1337).
     pub proxy_uids: Vec<u32>,
@@ -102,39 +54,45 @@ impl Reason {
     }
 }
 
-/// A socket with the visible processes holding it (possibly none).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// The table row.
-    pub socket: Socket,
-    /// Visible holders, by ascending pid; empty when none could be seen.
-    pub holders: HolderList,
-    /// Which way it faces (see [`direction`]).
-    pub direction: Direction,
+/// Which way a socket faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// A listening socket.
+    Listen,
+    /// A connection accepted on a listening port, or from Istio's 127.0.0.6.
+    Inbound,
+    /// A connection the app made; it needs the proxy until it closes.
+    Outbound,
 }
 
-impl From<Socket> for Entry {
-    /// A row as read: no holders yet, and a direction [`decide`] replaces.
-    fn from(socket: Socket) -> Self {
-        Entry {
-            socket,
-            holders: HolderList::None,
-            direction: Direction::Outbound,
+impl Direction {
+    /// The name used in JSON and text output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Listen => "listen",
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
         }
     }
 }
 
-/// The outcome of one look at the tables.
+/// What the whole pod's tables say about any one connection in them.
+///
+/// Filled from every row read, the excused ones included: the proxy's own
+/// listeners tell accepted connections from outbound ones as much as the app's.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    /// Sockets that hold the proxy back, in table order (tcp, then tcp6).
-    pub blocking: Vec<Entry>,
-    /// Sockets that do not, with the reason; filled only when asked for.
-    pub ignored: Vec<(Entry, Reason)>,
-    /// Processes whose fds could not be listed (see [`Holders::uninspected_processes`]).
-    pub uninspected_processes: usize,
-    /// Fd links that could not be read (see [`Holders::unreadable_fds`]).
-    pub unreadable_fds: usize,
+pub struct PodFacts {
+    /// Local ports of every LISTEN socket, whoever owns it.
+    pub listen_ports: HashSet<u16>,
+}
+
+impl PodFacts {
+    /// Takes in one row of either table.
+    pub fn note(&mut self, socket: &Socket) {
+        if socket.state == TcpState::Listen {
+            self.listen_ports.insert(socket.local.port());
+        }
+    }
 }
 
 /// Whether a socket takes part at all: inode 0 means no process holds it any
@@ -143,9 +101,8 @@ pub fn is_held(socket: &Socket) -> bool {
     socket.inode != 0
 }
 
-/// The rules that need only the table row: checked first, so the costly fd
-/// scan runs only for sockets these leave.
-pub fn cheap_reason(socket: &Socket, rules: &Rules) -> Option<Reason> {
+/// The rules that need only the table row, in their documented order.
+pub fn row_reason(socket: &Socket, rules: &Rules) -> Option<Reason> {
     if rules.proxy_uids.contains(&socket.uid) {
         Some(Reason::ProxyUid)
     } else if rules.ignore_ports.contains(&socket.local.port()) {
@@ -157,6 +114,14 @@ pub fn cheap_reason(socket: &Socket, rules: &Rules) -> Option<Reason> {
     }
 }
 
+/// The first stage of [`decide`], run on each row as it is read: whether the
+/// row goes on to the fd scan and the verdict. Rows the table alone settles
+/// are dropped here, so a busy table is never held whole; `keep_ignored`
+/// (`check --all`) keeps them too, so their owners can be shown.
+pub fn keep_row(socket: &Socket, rules: &Rules, keep_ignored: bool) -> bool {
+    is_held(socket) && (keep_ignored || row_reason(socket, rules).is_none())
+}
+
 /// Whether a process is one of the proxy's, by `comm` or `argv[0]` basename.
 pub fn is_proxy_process(holder: &Holder, rules: &Rules) -> bool {
     rules
@@ -165,64 +130,153 @@ pub fn is_proxy_process(holder: &Holder, rules: &Rules) -> bool {
         .any(|n| n == holder.comm() || n == holder.argv0())
 }
 
-/// Decides every socket: the pure core of both `check` and `wait`.
+/// Classifies a socket.
 ///
-/// `entries` are the held sockets of both tables (see [`Entry::from`]);
-/// `holders` is the fd scan for (at least) those that no cheap rule excused. A
-/// socket with no visible holder blocks: in a pod without a shared PID
-/// namespace the app's processes are invisible, and that is exactly the case
-/// this tool exists for. Ignored sockets are kept in the verdict only when
-/// `keep_ignored` is set.
-///
-/// The verdict's rows are `entries` itself, filled in and filtered in place:
-/// a busy table's kept rows are held once, not once as read and again as
-/// decided.
-///
-/// `listen_ports` are the local ports of every LISTEN socket in both tables,
-/// whoever owns them; they tell accepted connections from outbound ones.
-pub fn decide(
-    mut entries: Vec<Entry>,
-    holders: Holders,
-    rules: &Rules,
-    keep_ignored: bool,
-    listen_ports: &HashSet<u16>,
-) -> Verdict {
-    entries.retain(|e| is_held(&e.socket));
-    for entry in &mut entries {
-        entry.holders = holders.of(entry.socket.inode).cloned().collect();
-        entry.direction = direction(&entry.socket, listen_ports);
+/// Accepted sockets share the listener's local port, which is what tells them
+/// from the app's own calls; the 127.0.0.6 rule catches inbound connections
+/// whose listener is already closed.
+pub fn direction(socket: &Socket, facts: &PodFacts) -> Direction {
+    if socket.state == TcpState::Listen {
+        return Direction::Listen;
     }
-    let mut ignored = Vec::new();
-    if keep_ignored {
-        let mut reasons = Vec::new();
-        let excused: Vec<Entry> = entries
-            .extract_if(.., |e| match reason(e, rules) {
-                Some(r) => {
-                    reasons.push(r);
-                    true
-                }
-                None => false,
-            })
-            .collect();
-        ignored = excused.into_iter().zip(reasons).collect();
+    let from_passthrough = match socket.remote.ip() {
+        IpAddr::V4(v4) => v4 == INBOUND_PASSTHROUGH_SOURCE,
+        IpAddr::V6(v6) => v6.to_ipv4_mapped() == Some(INBOUND_PASSTHROUGH_SOURCE),
+    };
+    if from_passthrough || facts.listen_ports.contains(&socket.local.port()) {
+        Direction::Inbound
     } else {
-        entries.retain(|e| reason(e, rules).is_none());
-    }
-    Verdict {
-        blocking: entries,
-        ignored,
-        uninspected_processes: holders.uninspected_processes,
-        unreadable_fds: holders.unreadable_fds,
+        Direction::Outbound
     }
 }
 
-/// Why an entry, its holders filled in, does not block; `None` when it does.
-fn reason(entry: &Entry, rules: &Rules) -> Option<Reason> {
-    cheap_reason(&entry.socket, rules).or_else(|| {
-        let seen = &entry.holders;
-        (!seen.is_empty() && seen.iter().all(|h| is_proxy_process(h, rules)))
-            .then_some(Reason::ProxyProcess)
-    })
+/// Whether an outbound connection's peer is the proxy's own capture port, as
+/// when the app talks to the proxy explicitly (e.g. `localhost:15001`).
+pub fn to_proxy(socket: &Socket, direction: Direction) -> bool {
+    direction == Direction::Outbound
+        && socket.remote.ip().to_canonical().is_loopback()
+        && PROXY_CAPTURE_PORTS.contains(&socket.remote.port())
+}
+
+/// What was decided about one socket, beside its row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Decision {
+    holders: HolderList,
+    direction: Direction,
+    to_proxy: bool,
+    reason: Option<Reason>,
+}
+
+/// One decided socket, as output sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry<'a> {
+    /// The table row.
+    pub socket: &'a Socket,
+    /// Visible holders, by ascending pid; empty when none could be seen.
+    pub holders: &'a [Holder],
+    /// Which way it faces.
+    pub direction: Direction,
+    /// An outbound connection to the proxy's own capture port.
+    pub to_proxy: bool,
+    /// Why it does not block; `None` when it blocks.
+    pub reason: Option<Reason>,
+}
+
+/// The outcome of one look at the tables.
+///
+/// Rows and what was decided about them sit in two vectors side by side,
+/// rather than one of merged entries, so that [`decide`] fills in the rows a
+/// poll kept where they are: a busy table's rows are held once.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    sockets: Vec<Socket>,
+    decisions: Vec<Decision>,
+    blocking: usize,
+    /// Processes whose fds could not be listed (see [`Holders::uninspected_processes`]).
+    pub uninspected_processes: usize,
+    /// Fd links that could not be read (see [`Holders::unreadable_fds`]).
+    pub unreadable_fds: usize,
+}
+
+impl Verdict {
+    fn entries(&self) -> impl Iterator<Item = Entry<'_>> {
+        self.sockets
+            .iter()
+            .zip(&self.decisions)
+            .map(|(socket, d)| Entry {
+                socket,
+                holders: &d.holders,
+                direction: d.direction,
+                to_proxy: d.to_proxy,
+                reason: d.reason,
+            })
+    }
+
+    /// The sockets that hold the proxy back, in table order (tcp, then tcp6).
+    pub fn blocking(&self) -> impl Iterator<Item = Entry<'_>> {
+        self.entries().filter(|e| e.reason.is_none())
+    }
+
+    /// The sockets that do not, in table order; only when [`decide`] was asked to keep them.
+    pub fn ignored(&self) -> impl Iterator<Item = Entry<'_>> {
+        self.entries().filter(|e| e.reason.is_some())
+    }
+
+    /// How many sockets block.
+    pub fn blocking_count(&self) -> usize {
+        self.blocking
+    }
+}
+
+/// Decides every socket: the pure core of both `check` and `wait`.
+///
+/// `rows` are the sockets [`keep_row`] kept, in table order; `holders` is the
+/// fd scan for (at least) those no row rule excused; `facts` come from every
+/// row of both tables. A socket with no visible holder blocks: in a pod
+/// without a shared PID namespace the app's processes are invisible, and that
+/// is exactly the case this tool exists for. Excused sockets stay in the
+/// verdict only when `keep_ignored` is set.
+pub fn decide(
+    mut rows: Vec<Socket>,
+    holders: &Holders,
+    rules: &Rules,
+    facts: &PodFacts,
+    keep_ignored: bool,
+) -> Verdict {
+    let mut decisions = Vec::with_capacity(rows.len());
+    let mut blocking = 0;
+    rows.retain(|socket| {
+        if !is_held(socket) {
+            return false;
+        }
+        let held_by: HolderList = holders.of(socket.inode).cloned().collect();
+        let reason = row_reason(socket, rules).or_else(|| {
+            (!held_by.is_empty() && held_by.iter().all(|h| is_proxy_process(h, rules)))
+                .then_some(Reason::ProxyProcess)
+        });
+        if reason.is_some() && !keep_ignored {
+            return false;
+        }
+        blocking += usize::from(reason.is_none());
+        let direction = direction(socket, facts);
+        decisions.push(Decision {
+            holders: held_by,
+            direction,
+            to_proxy: to_proxy(socket, direction),
+            reason,
+        });
+        true
+    });
+    // Rows a holder rule excused may have left.
+    rows.shrink_to_fit();
+    decisions.shrink_to_fit();
+    Verdict {
+        sockets: rows,
+        decisions,
+        blocking,
+        uninspected_processes: holders.uninspected_processes,
+        unreadable_fds: holders.unreadable_fds,
+    }
 }
 
 #[cfg(test)]
@@ -234,8 +288,7 @@ mod tests {
         Rules {
             proxy_uids: vec![1337],
             proxy_names: vec!["envoy".into(), "pilot-agent".into()],
-            ignore_ports: vec![],
-            listen_only: false,
+            ..Rules::default()
         }
     }
 
@@ -257,17 +310,18 @@ mod tests {
         Holders::from_pairs(pairs.to_vec())
     }
 
-    fn rows(socks: Vec<Socket>) -> Vec<Entry> {
-        socks.into_iter().map(Entry::from).collect()
+    fn facts(ports: &[u16]) -> PodFacts {
+        PodFacts {
+            listen_ports: ports.iter().copied().collect(),
+        }
     }
 
     fn one(socket: Socket, h: &Holders, r: &Rules) -> Option<Reason> {
-        let v = decide(vec![socket.into()], h.clone(), r, true, &HashSet::new());
-        match (v.blocking.len(), v.ignored.as_slice()) {
-            (1, []) => None,
-            (0, [(_, reason)]) => Some(*reason),
-            other => panic!("unexpected verdict shape {other:?}"),
-        }
+        let v = decide(vec![socket], h, r, &PodFacts::default(), true);
+        let all: Vec<Entry> = v.entries().collect();
+        assert_eq!(all.len(), 1, "{v:?}");
+        assert_eq!(v.blocking_count(), usize::from(all[0].reason.is_none()));
+        all[0].reason
     }
 
     #[test]
@@ -278,27 +332,30 @@ mod tests {
 
     #[test]
     fn inode_zero_is_dropped_entirely() {
-        let s = sock(TcpState::TimeWait, "127.0.0.1:8080", 0, 0);
-        let v = decide(
-            vec![s.into()],
-            Holders::default(),
-            &rules(),
-            true,
-            &HashSet::new(),
-        );
-        assert!(v.blocking.is_empty() && v.ignored.is_empty());
-        let s = sock(TcpState::FinWait2, "127.0.0.1:8080", 1000, 0);
-        assert!(
-            decide(
-                vec![s.into()],
-                Holders::default(),
+        for s in [
+            sock(TcpState::TimeWait, "127.0.0.1:8080", 0, 0),
+            sock(TcpState::FinWait2, "127.0.0.1:8080", 1000, 0),
+        ] {
+            assert!(!keep_row(&s, &rules(), true));
+            let v = decide(
+                vec![s],
+                &Holders::default(),
                 &rules(),
+                &PodFacts::default(),
                 true,
-                &HashSet::new()
-            )
-            .blocking
-            .is_empty()
-        );
+            );
+            assert_eq!(v.entries().count(), 0);
+            assert_eq!(v.blocking_count(), 0);
+        }
+    }
+
+    #[test]
+    fn keep_row_drops_what_the_row_settles_unless_all() {
+        let proxy = sock(TcpState::Listen, "0.0.0.0:15001", 1337, 7);
+        let app = sock(TcpState::Listen, "0.0.0.0:8080", 1000, 8);
+        assert!(!keep_row(&proxy, &rules(), false));
+        assert!(keep_row(&proxy, &rules(), true));
+        assert!(keep_row(&app, &rules(), false));
     }
 
     #[test]
@@ -341,9 +398,10 @@ mod tests {
             (7, holder(5, "envoy", "envoy")),
             (7, holder(9, "app", "app")),
         ]);
-        let v = decide(vec![s.into()], hs, &rules(), false, &HashSet::new());
-        assert_eq!(v.blocking.len(), 1);
-        assert_eq!(v.blocking[0].holders.len(), 2);
+        let v = decide(vec![s], &hs, &rules(), &PodFacts::default(), false);
+        let blocking: Vec<Entry> = v.blocking().collect();
+        assert_eq!(blocking.len(), 1);
+        assert_eq!(blocking[0].holders.len(), 2);
     }
 
     #[test]
@@ -383,18 +441,18 @@ mod tests {
     }
 
     #[test]
-    fn cheap_rules_take_precedence_in_documented_order() {
+    fn row_rules_take_precedence_in_documented_order() {
         let mut r = rules();
         r.ignore_ports = vec![15001];
         r.listen_only = true;
         let s = sock(TcpState::Established, "0.0.0.0:15001", 1337, 7);
-        assert_eq!(cheap_reason(&s, &r), Some(Reason::ProxyUid));
+        assert_eq!(row_reason(&s, &r), Some(Reason::ProxyUid));
         let s = sock(TcpState::Established, "0.0.0.0:15001", 1000, 7);
-        assert_eq!(cheap_reason(&s, &r), Some(Reason::IgnoredPort));
+        assert_eq!(row_reason(&s, &r), Some(Reason::IgnoredPort));
         let s = sock(TcpState::Established, "0.0.0.0:80", 1000, 7);
-        assert_eq!(cheap_reason(&s, &r), Some(Reason::NotListening));
-        // A proxy process holding a socket the cheap rules already excuse
-        // reports the cheap reason, which needed no scan.
+        assert_eq!(row_reason(&s, &r), Some(Reason::NotListening));
+        // A proxy process holding a socket a row rule already excuses
+        // reports the row's reason, which needed no scan.
         let hs = holders(&[(7, holder(5, "envoy", "envoy"))]);
         assert_eq!(one(s, &hs, &r), Some(Reason::NotListening));
     }
@@ -408,20 +466,18 @@ mod tests {
         ];
         let mut hs = Holders::default();
         (hs.uninspected_processes, hs.unreadable_fds) = (3, 1);
-        let v = decide(
-            rows(socks.clone()),
-            hs.clone(),
-            &rules(),
-            false,
-            &HashSet::new(),
-        );
-        let ports: Vec<u16> = v.blocking.iter().map(|e| e.socket.local.port()).collect();
+        let none = PodFacts::default();
+        let v = decide(socks.clone(), &hs, &rules(), &none, false);
+        let ports: Vec<u16> = v.blocking().map(|e| e.socket.local.port()).collect();
         assert_eq!(ports, vec![8080, 8081]);
-        assert!(v.ignored.is_empty());
+        assert_eq!(v.blocking_count(), 2);
+        assert_eq!(v.ignored().count(), 0);
         assert_eq!((v.uninspected_processes, v.unreadable_fds), (3, 1));
-        let v = decide(rows(socks), hs, &rules(), true, &HashSet::new());
-        assert_eq!(v.ignored.len(), 1);
-        assert_eq!(v.ignored[0].1.as_str(), "proxy-uid");
+        let v = decide(socks, &hs, &rules(), &none, true);
+        let ignored: Vec<Entry> = v.ignored().collect();
+        assert_eq!(ignored.len(), 1);
+        assert_eq!(ignored[0].reason, Some(Reason::ProxyUid));
+        assert_eq!(v.blocking().count(), 2);
     }
 
     #[test]
@@ -437,45 +493,65 @@ mod tests {
 
     #[test]
     fn direction_of_listeners_accepted_and_outbound() {
-        let ports: HashSet<u16> = [8080, 9090].into();
+        let ports = facts(&[8080, 9090]);
         let mut s = sock(TcpState::Listen, "0.0.0.0:8080", 1000, 1);
         assert_eq!(direction(&s, &ports), Direction::Listen);
         s.state = TcpState::Established;
         s.remote = "10.0.0.9:50000".parse().unwrap();
         assert_eq!(direction(&s, &ports), Direction::Inbound);
         // The listener is gone, but 127.0.0.6 still marks Istio's inbound path.
+        let none = PodFacts::default();
         s.local = "10.1.2.3:7070".parse().unwrap();
         s.remote = "127.0.0.6:41000".parse().unwrap();
-        assert_eq!(direction(&s, &HashSet::new()), Direction::Inbound);
+        assert_eq!(direction(&s, &none), Direction::Inbound);
         s.local = "[::ffff:10.1.2.3]:7070".parse().unwrap();
         s.remote = "[::ffff:127.0.0.6]:41000".parse().unwrap();
-        assert_eq!(direction(&s, &HashSet::new()), Direction::Inbound);
+        assert_eq!(direction(&s, &none), Direction::Inbound);
         s.local = "10.1.2.3:45000".parse().unwrap();
         s.remote = "10.9.8.7:443".parse().unwrap();
         assert_eq!(direction(&s, &ports), Direction::Outbound);
-        assert!(!to_proxy(&s));
+        assert!(!to_proxy(&s, Direction::Outbound));
         s.remote = "127.0.0.1:15001".parse().unwrap();
         assert_eq!(direction(&s, &ports), Direction::Outbound);
-        assert!(to_proxy(&s));
+        assert!(to_proxy(&s, Direction::Outbound));
+        assert!(
+            !to_proxy(&s, Direction::Inbound),
+            "only outbound goes to the proxy"
+        );
         s.remote = "[::1]:15006".parse().unwrap();
-        assert!(to_proxy(&s));
+        assert!(to_proxy(&s, Direction::Outbound));
         s.remote = "10.0.0.1:15001".parse().unwrap();
-        assert!(!to_proxy(&s), "a remote host's 15001 is not our proxy");
+        assert!(
+            !to_proxy(&s, Direction::Outbound),
+            "a remote host's 15001 is not our proxy"
+        );
     }
 
     #[test]
-    fn decide_fills_direction() {
+    fn decide_fills_direction_and_to_proxy() {
         let mut out = sock(TcpState::SynSent, "10.1.2.3:45000", 1000, 2);
         out.remote = "10.9.8.7:443".parse().unwrap();
-        let socks = vec![sock(TcpState::Listen, "0.0.0.0:8080", 1000, 1), out];
-        let v = decide(
-            rows(socks),
-            Holders::default(),
-            &rules(),
-            false,
-            &[8080].into(),
+        let mut via = sock(TcpState::Established, "127.0.0.1:45001", 1000, 3);
+        via.remote = "127.0.0.1:15001".parse().unwrap();
+        let socks = vec![sock(TcpState::Listen, "0.0.0.0:8080", 1000, 1), out, via];
+        let v = decide(socks, &Holders::default(), &rules(), &facts(&[8080]), false);
+        let got: Vec<(Direction, bool)> = v.blocking().map(|e| (e.direction, e.to_proxy)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Direction::Listen, false),
+                (Direction::Outbound, false),
+                (Direction::Outbound, true)
+            ]
         );
-        let dirs: Vec<Direction> = v.blocking.iter().map(|e| e.direction).collect();
-        assert_eq!(dirs, vec![Direction::Listen, Direction::Outbound]);
+    }
+
+    #[test]
+    fn pod_facts_take_listeners_of_any_owner() {
+        let mut f = PodFacts::default();
+        f.note(&sock(TcpState::Listen, "0.0.0.0:15001", 1337, 1));
+        f.note(&sock(TcpState::Established, "10.0.0.1:8080", 1000, 2));
+        f.note(&sock(TcpState::Listen, "[::]:9090", 1000, 0));
+        assert_eq!(f, facts(&[15001, 9090]));
     }
 }

@@ -1,5 +1,3 @@
-#![forbid(unsafe_code)]
-
 use std::io::{BufWriter, Write};
 
 use prestop_wait::exit_codes::ExitCode;

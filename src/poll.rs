@@ -1,14 +1,13 @@
 //! One look at the pod: read both tables, scan fds only if needed, decide.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::decide::{self, Entry, Rules, Verdict};
-use crate::procread::{self, Table, TcpState};
+use crate::decide::{self, PodFacts, Rules, Verdict};
+use crate::procread::{self, Socket, Table};
 
-/// Reads and decides, reusing its line buffer across polls.
+/// Reads and decides, reusing its read buffer across polls.
 #[derive(Debug)]
 pub struct Poller {
     proc_root: PathBuf,
@@ -31,28 +30,20 @@ impl Poller {
     /// One poll. Errors only when a table cannot be read or parsed, or the
     /// process list itself cannot be opened; vanished or foreign processes are not errors.
     pub fn poll(&mut self) -> Result<Verdict> {
-        let mut kept: Vec<Entry> = Vec::new();
-        let mut listen_ports: HashSet<u16> = HashSet::new();
+        let mut rows: Vec<Socket> = Vec::new();
+        let mut facts = PodFacts::default();
         let (rules, keep_ignored) = (&self.rules, self.keep_ignored);
         for table in [Table::Tcp, Table::Tcp6] {
             procread::read_table(&self.proc_root, table, &mut self.buf, |s| {
-                if s.state == TcpState::Listen {
-                    listen_ports.insert(s.local.port());
-                }
-                if !decide::is_held(&s) {
-                    return;
-                }
-                // Sockets a cheap rule excuses are dropped here, so a busy
-                // table is never held whole; --all keeps (and scans) them too,
-                // so their owners can be shown.
-                if keep_ignored || decide::cheap_reason(&s, rules).is_none() {
-                    kept.push(s.into());
+                facts.note(&s);
+                if decide::keep_row(&s, rules, keep_ignored) {
+                    rows.push(s);
                 }
             })?;
         }
         // The table's size is unknown until read; give back the doubling slack.
-        kept.shrink_to_fit();
-        let mut wanted: Vec<u64> = kept.iter().map(|e| e.socket.inode).collect();
+        rows.shrink_to_fit();
+        let mut wanted: Vec<u64> = rows.iter().map(|s| s.inode).collect();
         wanted.sort_unstable();
         wanted.dedup();
         // The proxy's own processes are not scanned while no socket left to
@@ -67,17 +58,17 @@ impl Poller {
             .proxy_uids
             .iter()
             .copied()
-            .filter(|&uid| !kept.iter().any(|e| e.socket.uid == uid))
+            .filter(|&uid| !rows.iter().any(|s| s.uid == uid))
             .collect();
         // The fd scan walks every process: it returns at once when no socket needs it.
         let holders = procread::scan_holders(&self.proc_root, &wanted, &skip_uids)?;
         drop(wanted);
         Ok(decide::decide(
-            kept,
-            holders,
+            rows,
+            &holders,
             &self.rules,
+            &facts,
             self.keep_ignored,
-            &listen_ports,
         ))
     }
 }

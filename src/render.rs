@@ -1,11 +1,31 @@
-//! Rendering a [`Verdict`] as a table, JSON or log fragments, into any writer.
+//! Rendering a [`Verdict`]: the `check` table, `check --json`, and the
+//! fragments `wait` logs, into any writer. Only formatting happens here:
+//! every fact comes decided in the verdict.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 
-use crate::decide::{self, Direction, Entry, Reason, Verdict};
-use crate::procread::state_name;
+use crate::decide::{Direction, Entry, Verdict};
+use crate::procread::TcpState;
+
+/// The kernel's own name for a TCP state, as `ss` and `netstat` print them.
+pub fn state_name(state: &TcpState) -> &'static str {
+    match state {
+        TcpState::Established => "ESTABLISHED",
+        TcpState::SynSent => "SYN_SENT",
+        TcpState::SynRecv => "SYN_RECV",
+        TcpState::FinWait1 => "FIN_WAIT1",
+        TcpState::FinWait2 => "FIN_WAIT2",
+        TcpState::TimeWait => "TIME_WAIT",
+        TcpState::Close => "CLOSE",
+        TcpState::CloseWait => "CLOSE_WAIT",
+        TcpState::LastAck => "LAST_ACK",
+        TcpState::Listen => "LISTEN",
+        TcpState::Closing => "CLOSING",
+        TcpState::NewSynRecv => "NEW_SYN_RECV",
+    }
+}
 
 /// Formats an address as `ss` does: IPv6 in brackets, `[::ffff:1.2.3.4]:80` for mapped.
 pub fn addr(a: &SocketAddr) -> String {
@@ -59,15 +79,10 @@ fn owner(entry: &Entry) -> String {
     }
 }
 
-/// An outbound connection whose peer is the proxy's own capture port.
-fn outbound_to_proxy(entry: &Entry) -> bool {
-    entry.direction == Direction::Outbound && decide::to_proxy(&entry.socket)
-}
-
 /// `listen`, `inbound`, `outbound`, or `outbound>proxy` when the peer is the
 /// proxy's own capture port.
 pub fn direction_label(entry: &Entry) -> &'static str {
-    if outbound_to_proxy(entry) {
+    if entry.to_proxy {
         "outbound>proxy"
     } else {
         entry.direction.as_str()
@@ -78,7 +93,7 @@ pub fn direction_label(entry: &Entry) -> &'static str {
 /// direction for connections:
 /// `ESTABLISHED 127.0.0.1:40000 -> 127.0.0.1:15001 outbound>proxy (uid 1000)`.
 pub fn describe(entry: &Entry) -> String {
-    let s = &entry.socket;
+    let s = entry.socket;
     let who = match entry.holders.first() {
         Some(_) => format!("pid {}", owner(entry)),
         None => format!("uid {}", s.uid),
@@ -91,23 +106,77 @@ pub fn describe(entry: &Entry) -> String {
     format!(
         "{} {} -> {}{direction} ({who})",
         state_name(&s.state),
-        addr(&s.local),
-        addr(&s.remote),
+        Addr(&s.local),
+        Addr(&s.remote),
     )
 }
 
-/// The first `max` blocking sockets joined for a log line, with `and N more`.
-pub fn summary(entries: &[Entry], max: usize) -> String {
+/// The first `max` of `count` entries joined for a log line, with `and N more`.
+pub fn summary<'a>(entries: impl Iterator<Item = Entry<'a>>, count: usize, max: usize) -> String {
     let mut out = entries
-        .iter()
         .take(max)
-        .map(describe)
+        .map(|e| describe(&e))
         .collect::<Vec<_>>()
         .join(", ");
-    if entries.len() > max {
-        let _ = write!(out, ", and {} more", entries.len() - max);
+    if count > max {
+        let _ = write!(out, ", and {} more", count - max);
     }
     out
+}
+
+/// The column titles of the `check` table; VERDICT only with `--all`.
+const HEADER: [&str; 7] = [
+    "STATE",
+    "LOCAL",
+    "REMOTE",
+    "DIRECTION",
+    "UID",
+    "PROCESS",
+    "VERDICT",
+];
+
+/// The rows the table shows, each with its VERDICT cell.
+fn table_rows(verdict: &Verdict, all: bool) -> impl Iterator<Item = (Entry<'_>, &'static str)> {
+    let blocking = verdict.blocking().map(|e| (e, "blocks"));
+    let ignored = verdict
+        .ignored()
+        .filter(move |_| all)
+        .map(|e| (e, e.reason.map_or("", |r| r.as_str())));
+    blocking.chain(ignored)
+}
+
+/// Fills one row's cells, reusing their buffers.
+fn fill_cells(cells: &mut [String; 7], e: &Entry, verdict_cell: &str) {
+    for c in cells.iter_mut() {
+        c.clear();
+    }
+    cells[0].push_str(state_name(&e.socket.state));
+    let _ = write!(cells[1], "{}", Addr(&e.socket.local));
+    let _ = write!(cells[2], "{}", Addr(&e.socket.remote));
+    cells[3].push_str(direction_label(e));
+    let _ = write!(cells[4], "{}", e.socket.uid);
+    cells[5].push_str(&owner(e));
+    cells[6].push_str(verdict_cell);
+}
+
+/// One table line: every cell but the last padded to its column's width.
+/// `{:<w$}` pads by characters, so widths count characters too.
+fn write_line(
+    w: &mut impl Write,
+    line: &mut String,
+    cells: &[&str],
+    widths: &[usize; 7],
+) -> io::Result<()> {
+    line.clear();
+    for (i, c) in cells.iter().enumerate() {
+        if i + 1 == cells.len() {
+            line.push_str(c);
+        } else {
+            let _ = write!(line, "{c:<width$}  ", width = widths[i]);
+        }
+    }
+    line.push('\n');
+    w.write_all(line.as_bytes())
 }
 
 /// Writes the human table: one socket a line, like `ss`, then a one-line summary.
@@ -116,66 +185,27 @@ pub fn summary(entries: &[Entry], max: usize) -> String {
 /// than held: at node scale a table of 18,000 rows would otherwise sit in
 /// memory as 126,000 strings.
 pub fn write_text(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Result<()> {
-    let header = [
-        "STATE",
-        "LOCAL",
-        "REMOTE",
-        "DIRECTION",
-        "UID",
-        "PROCESS",
-        "VERDICT",
-    ];
     let columns = if all { 7 } else { 6 };
-    let rows = || {
-        let blocking = verdict.blocking.iter().map(|e| (e, "blocks"));
-        let ignored = verdict.ignored.iter().map(|(e, r)| (e, r.as_str()));
-        blocking.chain(ignored.take(if all { usize::MAX } else { 0 }))
-    };
-    let cells = |e: &Entry, why: &str, cell: &mut [String; 7]| {
-        for c in cell.iter_mut() {
-            c.clear();
-        }
-        cell[0].push_str(state_name(&e.socket.state));
-        let _ = write!(cell[1], "{}", Addr(&e.socket.local));
-        let _ = write!(cell[2], "{}", Addr(&e.socket.remote));
-        cell[3].push_str(direction_label(e));
-        let _ = write!(cell[4], "{}", e.socket.uid);
-        cell[5].push_str(&owner(e));
-        cell[6].push_str(why);
-    };
-    let mut cell: [String; 7] = Default::default();
-    let mut widths = header.map(str::len);
+    let mut cells: [String; 7] = Default::default();
+    let mut widths = HEADER.map(str::len);
     let mut any = false;
-    for (e, why) in rows() {
+    for (e, why) in table_rows(verdict, all) {
         any = true;
-        cells(e, why, &mut cell);
-        // `{:<w$}` pads by characters, so widths count characters too.
-        for (w, c) in widths.iter_mut().zip(&cell) {
+        fill_cells(&mut cells, &e, why);
+        for (w, c) in widths.iter_mut().zip(&cells) {
             *w = (*w).max(c.chars().count());
         }
     }
     let mut line = String::new();
-    let mut emit = |w: &mut dyn Write, cell: &[&str]| -> io::Result<()> {
-        line.clear();
-        for (i, c) in cell.iter().enumerate().take(columns) {
-            if i + 1 == columns {
-                line.push_str(c);
-            } else {
-                let _ = write!(line, "{c:<width$}  ", width = widths[i]);
-            }
-        }
-        line.push('\n');
-        w.write_all(line.as_bytes())
-    };
     if any {
-        emit(w, &header)?;
-        for (e, why) in rows() {
-            cells(e, why, &mut cell);
-            let refs: [&str; 7] = std::array::from_fn(|i| cell[i].as_str());
-            emit(w, &refs)?;
+        write_line(w, &mut line, &HEADER[..columns], &widths)?;
+        for (e, why) in table_rows(verdict, all) {
+            fill_cells(&mut cells, &e, why);
+            let refs: [&str; 7] = std::array::from_fn(|i| cells[i].as_str());
+            write_line(w, &mut line, &refs[..columns], &widths)?;
         }
     }
-    match verdict.blocking.len() {
+    match verdict.blocking_count() {
         0 => writeln!(w, "nothing blocks")?,
         1 => writeln!(w, "1 socket blocks")?,
         n => writeln!(w, "{n} sockets block")?,
@@ -219,27 +249,11 @@ pub fn uninspected_note(verdict: &Verdict) -> Option<String> {
 /// `check`'s own CPU time.
 pub fn write_json(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Result<()> {
     let mut out = Vec::with_capacity(256);
-    w.write_all(b"{\"blocking\":[")?;
-    for (i, e) in verdict.blocking.iter().enumerate() {
-        out.clear();
-        if i > 0 {
-            out.push(b',');
-        }
-        json_entry(&mut out, e, None);
-        w.write_all(&out)?;
-    }
-    w.write_all(b"]")?;
+    w.write_all(b"{\"blocking\":")?;
+    write_json_array(w, &mut out, verdict.blocking())?;
     if all {
-        w.write_all(b",\"ignored\":[")?;
-        for (i, (e, r)) in verdict.ignored.iter().enumerate() {
-            out.clear();
-            if i > 0 {
-                out.push(b',');
-            }
-            json_entry(&mut out, e, Some(*r));
-            w.write_all(&out)?;
-        }
-        w.write_all(b"]")?;
+        w.write_all(b",\"ignored\":")?;
+        write_json_array(w, &mut out, verdict.ignored())?;
     }
     writeln!(
         w,
@@ -248,8 +262,26 @@ pub fn write_json(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Resul
     )
 }
 
-fn json_entry(out: &mut Vec<u8>, e: &Entry, reason: Option<Reason>) {
-    let s = &e.socket;
+fn write_json_array<'a>(
+    w: &mut impl Write,
+    out: &mut Vec<u8>,
+    entries: impl Iterator<Item = Entry<'a>>,
+) -> io::Result<()> {
+    w.write_all(b"[")?;
+    for (i, e) in entries.enumerate() {
+        out.clear();
+        if i > 0 {
+            out.push(b',');
+        }
+        json_entry(out, &e);
+        w.write_all(out)?;
+    }
+    w.write_all(b"]")
+}
+
+/// One entry; `reason` only for the ignored ones.
+fn json_entry(out: &mut Vec<u8>, e: &Entry) {
+    let s = e.socket;
     out.extend_from_slice(b"{\"state\":\"");
     out.extend_from_slice(state_name(&s.state).as_bytes());
     out.extend_from_slice(b"\",\"local\":\"");
@@ -271,12 +303,12 @@ fn json_entry(out: &mut Vec<u8>, e: &Entry, reason: Option<Reason>) {
     }
     out.extend_from_slice(b",\"direction\":\"");
     out.extend_from_slice(e.direction.as_str().as_bytes());
-    out.extend_from_slice(if outbound_to_proxy(e) {
+    out.extend_from_slice(if e.to_proxy {
         b"\",\"to_proxy\":true"
     } else {
         b"\",\"to_proxy\":false"
     });
-    if let Some(r) = reason {
+    if let Some(r) = e.reason {
         out.extend_from_slice(b",\"reason\":\"");
         out.extend_from_slice(r.as_str().as_bytes());
         out.push(b'"');
@@ -352,27 +384,53 @@ pub fn json_string(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::procread::{Holder, Socket, TcpState};
+    use crate::decide::{self, PodFacts, Rules};
+    use crate::procread::{Holder, Holders, Socket, TcpState};
 
-    fn entry(state: TcpState, local: &str, remote: &str, holder: Option<(i32, &str)>) -> Entry {
-        Entry {
-            socket: Socket {
-                state,
-                local: local.parse().unwrap(),
-                remote: remote.parse().unwrap(),
-                uid: 1000,
-                inode: 42,
-            },
-            direction: if local.ends_with(":0") || remote.ends_with(":0") {
-                Direction::Listen
-            } else {
-                Direction::Outbound
-            },
-            holders: holder
-                .into_iter()
-                .map(|(pid, comm)| Holder::new(pid, comm, comm))
-                .collect(),
+    /// A row of uid 1000 (blocks) or 1337 (the proxy's), inode from its place.
+    fn sock(state: TcpState, local: &str, remote: &str, uid: u32) -> Socket {
+        Socket {
+            state,
+            local: local.parse().unwrap(),
+            remote: remote.parse().unwrap(),
+            uid,
+            inode: 0,
         }
+    }
+
+    /// Decides `rows` as a poll would, with `--all`: proxy uid 1337, proxy
+    /// process `envoy`, each row's holder (pid, comm) if any.
+    fn verdict(rows: Vec<(Socket, Option<(i32, &str)>)>) -> Verdict {
+        let mut facts = PodFacts::default();
+        let mut pairs = Vec::new();
+        let mut sockets = Vec::new();
+        for (i, (mut s, holder)) in rows.into_iter().enumerate() {
+            s.inode = 42 + i as u64;
+            facts.note(&s);
+            if let Some((pid, comm)) = holder {
+                pairs.push((s.inode, Holder::new(pid, comm, comm)));
+            }
+            sockets.push(s);
+        }
+        let rules = Rules {
+            proxy_uids: vec![1337],
+            proxy_names: vec!["envoy".into()],
+            ..Rules::default()
+        };
+        decide::decide(sockets, &Holders::from_pairs(pairs), &rules, &facts, true)
+    }
+
+    fn listen(local: &str) -> Socket {
+        let any = if local.starts_with('[') {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        };
+        sock(TcpState::Listen, local, any, 1000)
+    }
+
+    fn first(v: &Verdict) -> String {
+        describe(&v.blocking().next().expect("a blocking entry"))
     }
 
     fn text(v: &Verdict, all: bool) -> String {
@@ -398,47 +456,67 @@ mod tests {
     }
 
     #[test]
+    fn every_state_has_its_kernel_name() {
+        let names = [
+            "ESTABLISHED",
+            "SYN_SENT",
+            "SYN_RECV",
+            "FIN_WAIT1",
+            "FIN_WAIT2",
+            "TIME_WAIT",
+            "CLOSE",
+            "CLOSE_WAIT",
+            "LAST_ACK",
+            "LISTEN",
+            "CLOSING",
+            "NEW_SYN_RECV",
+        ];
+        for (i, name) in names.iter().enumerate() {
+            let state = TcpState::from_u8(i as u8 + 1).unwrap();
+            assert_eq!(state_name(&state), *name);
+        }
+    }
+
+    #[test]
     fn describe_listen_without_remote_and_connections_with_owner() {
-        let e = entry(TcpState::Listen, "0.0.0.0:8080", "0.0.0.0:0", None);
-        assert_eq!(describe(&e), "LISTEN 0.0.0.0:8080 -> 0.0.0.0:0 (uid 1000)");
-        let e = entry(
+        let v = verdict(vec![(listen("0.0.0.0:8080"), None)]);
+        assert_eq!(first(&v), "LISTEN 0.0.0.0:8080 -> 0.0.0.0:0 (uid 1000)");
+        let call = sock(
             TcpState::Established,
             "127.0.0.1:40000",
             "127.0.0.1:15001",
-            Some((7, "app")),
+            1000,
         );
+        let v = verdict(vec![(call, Some((7, "app")))]);
         assert_eq!(
-            describe(&e),
+            first(&v),
             "ESTABLISHED 127.0.0.1:40000 -> 127.0.0.1:15001 outbound>proxy (pid 7/app)"
         );
     }
 
     #[test]
     fn summary_cuts_after_max() {
-        let e = entry(TcpState::Listen, "0.0.0.0:1", "0.0.0.0:0", None);
-        let es = vec![e.clone(), e.clone(), e];
-        let s = summary(&es, 2);
+        let v = verdict(
+            (1..=3)
+                .map(|p| (listen(&format!("0.0.0.0:{p}")), None))
+                .collect(),
+        );
+        let s = summary(v.blocking(), v.blocking_count(), 2);
         assert!(s.ends_with(", and 1 more"), "{s}");
         assert_eq!(s.matches("LISTEN").count(), 2);
-        assert_eq!(summary(&[], 3), "");
+        assert_eq!(summary(Verdict::default().blocking(), 0, 3), "");
     }
 
     #[test]
     fn json_shape_with_and_without_all() {
-        let v = Verdict {
-            blocking: vec![entry(TcpState::Listen, "[::]:9090", "[::]:0", None)],
-            ignored: vec![(
-                entry(
-                    TcpState::Listen,
-                    "127.0.0.1:15000",
-                    "0.0.0.0:0",
-                    Some((3, "envoy")),
-                ),
-                Reason::ProxyProcess,
-            )],
-            uninspected_processes: 2,
-            unreadable_fds: 0,
-        };
+        let mut v = verdict(vec![
+            (listen("[::]:9090"), None),
+            (
+                sock(TcpState::Listen, "127.0.0.1:15000", "0.0.0.0:0", 0),
+                Some((3, "envoy")),
+            ),
+        ]);
+        v.uninspected_processes = 2;
         assert_eq!(
             json(&v, false),
             "{\"blocking\":[{\"state\":\"LISTEN\",\"local\":\"[::]:9090\",\"remote\":\"[::]:0\",\"uid\":1000,\"inode\":42,\"pid\":null,\"process\":null,\"direction\":\"listen\",\"to_proxy\":false}],\"uninspected_processes\":2,\"unreadable_fds\":0}\n"
@@ -500,18 +578,18 @@ mod tests {
 
     #[test]
     fn text_table_aligns_and_summarises() {
-        let v = Verdict {
-            blocking: vec![
-                entry(TcpState::Listen, "0.0.0.0:8080", "0.0.0.0:0", None),
-                entry(
+        let v = verdict(vec![
+            (listen("0.0.0.0:8080"), None),
+            (
+                sock(
                     TcpState::Established,
                     "[::ffff:127.0.0.1]:8080",
                     "[::ffff:127.0.0.6]:41000",
-                    Some((12, "app")),
+                    1000,
                 ),
-            ],
-            ..Verdict::default()
-        };
+                Some((12, "app")),
+            ),
+        ]);
         let t = text(&v, false);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 4, "{t}");
@@ -527,15 +605,11 @@ mod tests {
 
     #[test]
     fn text_with_all_shows_reasons_and_notes_uninspected() {
-        let v = Verdict {
-            blocking: vec![],
-            ignored: vec![(
-                entry(TcpState::Listen, "0.0.0.0:15001", "0.0.0.0:0", None),
-                Reason::ProxyUid,
-            )],
-            uninspected_processes: 1,
-            unreadable_fds: 0,
-        };
+        let mut v = verdict(vec![(
+            sock(TcpState::Listen, "0.0.0.0:15001", "0.0.0.0:0", 1337),
+            None,
+        )]);
+        v.uninspected_processes = 1;
         let t = text(&v, true);
         assert!(t.lines().next().unwrap().ends_with("VERDICT"));
         assert!(t.contains("proxy-uid"));
@@ -545,11 +619,8 @@ mod tests {
             text(&v, false),
             "nothing blocks\nnote: could not inspect 1 process (no permission); sockets held only there show no process and block\n"
         );
-        let v = Verdict {
-            uninspected_processes: 2,
-            unreadable_fds: 263,
-            ..Verdict::default()
-        };
+        let mut v = Verdict::default();
+        (v.uninspected_processes, v.unreadable_fds) = (2, 263);
         assert!(
             uninspected_note(&v)
                 .unwrap()
@@ -560,21 +631,15 @@ mod tests {
 
     #[test]
     fn hostile_names_cannot_break_lines_or_columns() {
-        let mut e = entry(
-            TcpState::Listen,
-            "0.0.0.0:8080",
-            "0.0.0.0:0",
-            Some((7, "x\n\u{1b}[2Jy")),
-        );
+        let v = verdict(vec![(listen("0.0.0.0:8080"), Some((7, "x\n\u{1b}[2Jy")))]);
         assert_eq!(
-            describe(&e),
+            first(&v),
             "LISTEN 0.0.0.0:8080 -> 0.0.0.0:0 (pid 7/x\\n\\u{1b}[2Jy)"
         );
-        e.holders[0] = Holder::new(7, "été", "été");
-        let v = Verdict {
-            blocking: vec![e, entry(TcpState::Listen, "0.0.0.0:1", "0.0.0.0:0", None)],
-            ..Verdict::default()
-        };
+        let v = verdict(vec![
+            (listen("0.0.0.0:8080"), Some((7, "été"))),
+            (listen("0.0.0.0:1"), None),
+        ]);
         let t = text(&v, true);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 4, "{t}");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::decide::{Entry, Verdict};
+use crate::decide::Verdict;
 use crate::render;
 
 /// How long to wait and how often to look.
@@ -25,12 +25,12 @@ pub struct WaitOptions {
 }
 
 /// How the wait ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Nothing blocked any more, after this long.
     Drained(Duration),
-    /// The deadline passed; these sockets still blocked at the last poll.
-    DeadlineExceeded(Vec<Entry>),
+    /// The deadline passed; this many sockets still blocked at the last poll.
+    DeadlineExceeded(usize),
 }
 
 /// Source of time for the loop.
@@ -73,91 +73,144 @@ pub fn wait_loop(
     mut poll: impl FnMut() -> Result<Verdict>,
     log: &mut impl Write,
 ) -> Result<Outcome> {
-    let deadline = start + opts.timeout;
-    let earliest = start + opts.min_wait;
-    let mut blocking: Option<Vec<Entry>> = None;
-    // When the current stretch of "nothing blocks" began, for --quiet-period.
-    let mut clear_since: Option<Instant> = None;
-    let mut warned_error = false;
-    let mut warned_hold = false;
+    let mut wait = Progress::new(start, opts);
     loop {
         let polled_at = clock.now();
-        match poll() {
-            Ok(v) => {
-                let changed = blocking
-                    .as_ref()
-                    .is_none_or(|old| !same_sockets(old, &v.blocking));
-                if changed {
-                    log_change(log, &v, polled_at - start);
-                }
-                if v.blocking.is_empty() {
-                    clear_since.get_or_insert(polled_at);
-                } else {
-                    clear_since = None;
-                }
-                blocking = Some(v.blocking);
-            }
-            Err(e) if blocking.is_none() => return Err(e),
+        wait.observe(poll(), polled_at, log)?;
+        let now = clock.now();
+        if let Some(outcome) = wait.outcome(now, log) {
+            return Ok(outcome);
+        }
+        clock.sleep(wait.next_wake(now).saturating_duration_since(now));
+    }
+}
+
+/// What the loop knows between polls.
+struct Progress<'a> {
+    opts: &'a WaitOptions,
+    start: Instant,
+    deadline: Instant,
+    /// The earliest moment to report drained (`--min-wait`).
+    earliest: Instant,
+    /// The last poll that succeeded, and its blocking set's fingerprint.
+    last: Option<(Verdict, u64)>,
+    /// When the current stretch of "nothing blocks" began, for `--quiet-period`.
+    clear_since: Option<Instant>,
+    warned_error: bool,
+    warned_hold: bool,
+}
+
+impl<'a> Progress<'a> {
+    fn new(start: Instant, opts: &'a WaitOptions) -> Self {
+        Progress {
+            opts,
+            start,
+            deadline: start + opts.timeout,
+            earliest: start + opts.min_wait,
+            last: None,
+            clear_since: None,
+            warned_error: false,
+            warned_hold: false,
+        }
+    }
+
+    /// Takes in one poll: logs a change of the blocking set, or the first
+    /// failure after a success; returns a failure of the very first poll.
+    fn observe(
+        &mut self,
+        polled: Result<Verdict>,
+        at: Instant,
+        log: &mut impl Write,
+    ) -> Result<()> {
+        let v = match polled {
+            Ok(v) => v,
+            Err(e) if self.last.is_none() => return Err(e),
             Err(e) => {
-                if !warned_error {
+                if !self.warned_error {
                     let _ = writeln!(
                         log,
                         "prestop-wait: poll failed, keeping the last result and polling on: {e:#}"
                     );
-                    warned_error = true;
+                    self.warned_error = true;
                 }
+                return Ok(());
             }
+        };
+        let print = fingerprint(&v);
+        if self.last.as_ref().is_none_or(|(_, old)| *old != print) {
+            log_change(log, &v, at - self.start);
         }
-        let now = clock.now();
-        let current = blocking.as_deref().unwrap_or_default();
-        // The moment we may report drained, if nothing blocks until then.
-        let release = clear_since.map(|since| (since + opts.quiet_period).max(earliest));
-        if let Some(release) = release {
+        if v.blocking_count() == 0 {
+            self.clear_since.get_or_insert(at);
+        } else {
+            self.clear_since = None;
+        }
+        self.last = Some((v, print));
+        Ok(())
+    }
+
+    fn blocking(&self) -> usize {
+        self.last.as_ref().map_or(0, |(v, _)| v.blocking_count())
+    }
+
+    /// The moment we may report drained, if nothing blocks until then.
+    fn release(&self) -> Option<Instant> {
+        self.clear_since
+            .map(|since| (since + self.opts.quiet_period).max(self.earliest))
+    }
+
+    /// Whether the wait is over at `now`, and how; logs the last line.
+    fn outcome(&mut self, now: Instant, log: &mut impl Write) -> Option<Outcome> {
+        let took = now - self.start;
+        if let Some(release) = self.release() {
             if now >= release {
-                let took = now - start;
                 let _ = writeln!(log, "prestop-wait: drained after {}", fmt_duration(took));
-                return Ok(Outcome::Drained(took));
+                return Some(Outcome::Drained(took));
             }
-            if !warned_hold {
+            if !self.warned_hold {
                 let _ = writeln!(
                     log,
                     "prestop-wait: nothing blocks; holding until {} (--min-wait {}, --quiet-period {})",
-                    fmt_duration(release - start),
-                    fmt_duration(opts.min_wait),
-                    fmt_duration(opts.quiet_period)
+                    fmt_duration(release - self.start),
+                    fmt_duration(self.opts.min_wait),
+                    fmt_duration(self.opts.quiet_period)
                 );
-                warned_hold = true;
+                self.warned_hold = true;
             }
         }
-        if now >= deadline && current.is_empty() {
+        if now < self.deadline {
+            return None;
+        }
+        let blocking = self.blocking();
+        if blocking == 0 {
             // Held only by --min-wait or --quiet-period: the app has no socket
             // left, so this is a drain, not a failure.
-            let took = now - start;
             let _ = writeln!(
                 log,
                 "prestop-wait: drained after {} (deadline reached while holding)",
                 fmt_duration(took)
             );
-            return Ok(Outcome::Drained(took));
+            return Some(Outcome::Drained(took));
         }
-        if now >= deadline {
+        if let Some((v, _)) = &self.last {
             let _ = writeln!(
                 log,
                 "prestop-wait: deadline {} passed (at {}); {} still blocking: {}",
-                fmt_duration(opts.timeout),
-                fmt_duration(now - start),
-                count(current.len()),
-                render::summary(current, usize::MAX)
+                fmt_duration(self.opts.timeout),
+                fmt_duration(took),
+                count(blocking),
+                render::summary(v.blocking(), blocking, usize::MAX)
             );
-            return Ok(Outcome::DeadlineExceeded(current.to_vec()));
         }
-        // Sleeps are cut to the deadline (and to the release time when nothing
-        // blocks), so the last poll happens exactly there and never after.
-        let mut wake = (now + opts.interval).min(deadline);
-        if let Some(release) = release {
-            wake = wake.min(release);
-        }
-        clock.sleep(wake.saturating_duration_since(now));
+        Some(Outcome::DeadlineExceeded(blocking))
+    }
+
+    /// When to poll next. Sleeps are cut to the deadline (and to the release
+    /// time when nothing blocks), so the last poll happens exactly there and
+    /// never after.
+    fn next_wake(&self, now: Instant) -> Instant {
+        let wake = (now + self.opts.interval).min(self.deadline);
+        self.release().map_or(wake, |release| wake.min(release))
     }
 }
 
@@ -170,15 +223,15 @@ fn count(n: usize) -> String {
 }
 
 fn log_change(log: &mut impl Write, v: &Verdict, at: Duration) {
-    let _ = if v.blocking.is_empty() {
+    let _ = if v.blocking_count() == 0 {
         writeln!(log, "prestop-wait: [{}] nothing blocks", fmt_duration(at))
     } else {
         writeln!(
             log,
             "prestop-wait: [{}] {} blocking: {}",
             fmt_duration(at),
-            count(v.blocking.len()),
-            render::summary(&v.blocking, LOG_SOCKETS)
+            count(v.blocking_count()),
+            render::summary(v.blocking(), v.blocking_count(), LOG_SOCKETS)
         )
     };
     if let Some(note) = render::uninspected_note(v) {
@@ -186,9 +239,17 @@ fn log_change(log: &mut impl Write, v: &Verdict, at: Duration) {
     }
 }
 
-/// Two results name the same sockets (state changes count as a change).
-fn same_sockets(a: &[Entry], b: &[Entry]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.socket == y.socket)
+/// Identifies a blocking set (rows, states included) without keeping a copy:
+/// two polls with the same fingerprint log nothing new.
+fn fingerprint(v: &Verdict) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for e in v.blocking() {
+        let s = e.socket;
+        (s.state.to_u8(), s.local, s.remote, s.uid, s.inode).hash(&mut h);
+    }
+    v.blocking_count().hash(&mut h);
+    h.finish()
 }
 
 /// Milliseconds precision is what a person reading a log wants; humantime
@@ -201,7 +262,8 @@ pub fn fmt_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::procread::{Socket, TcpState};
+    use crate::decide::{self, PodFacts, Rules};
+    use crate::procread::{Holders, Socket, TcpState};
     use std::cell::{Cell, RefCell};
 
     /// A clock that only moves when slept on; polls may also advance it to
@@ -251,21 +313,22 @@ mod tests {
         }
     }
 
+    /// A verdict in which one uid-1000 listener on `port` blocks.
     fn blocking(port: u16) -> Verdict {
-        Verdict {
-            blocking: vec![Entry {
-                socket: Socket {
-                    state: TcpState::Listen,
-                    local: format!("0.0.0.0:{port}").parse().unwrap(),
-                    remote: "0.0.0.0:0".parse().unwrap(),
-                    uid: 1000,
-                    inode: port as u64,
-                },
-                holders: Default::default(),
-                direction: crate::decide::Direction::Listen,
-            }],
-            ..Verdict::default()
-        }
+        let socket = Socket {
+            state: TcpState::Listen,
+            local: format!("0.0.0.0:{port}").parse().unwrap(),
+            remote: "0.0.0.0:0".parse().unwrap(),
+            uid: 1000,
+            inode: port as u64,
+        };
+        decide::decide(
+            vec![socket],
+            &Holders::default(),
+            &Rules::default(),
+            &PodFacts::default(),
+            false,
+        )
     }
 
     fn run(
@@ -317,7 +380,7 @@ mod tests {
         let c = FakeClock::new();
         // 300ms interval does not divide 1000ms: the last sleep is cut to 100ms.
         let (out, log, polls) = run(&c, &opts(1_000, 300, 0), |_| Ok(blocking(8080)));
-        assert!(matches!(out, Outcome::DeadlineExceeded(ref v) if v.len() == 1));
+        assert_eq!(out, Outcome::DeadlineExceeded(1));
         assert_eq!(c.elapsed(), ms(1_000));
         assert_eq!(polls, 5);
         assert_eq!(*c.sleeps.borrow(), vec![ms(300), ms(300), ms(300), ms(100)]);

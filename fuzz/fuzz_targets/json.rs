@@ -3,18 +3,18 @@
 //! Invariants: `json_string` appends (never clobbers) one JSON string literal
 //! that a strict validator accepts, with no raw control characters or DEL,
 //! that decodes back to the input, and that serde_json agrees with; the
-//! whole `write_json` document is one line of valid JSON whose `process`
-//! field is the holder's name (comm, else argv0), and `write_text` does not
-//! panic on the same verdict.
+//! whole `write_json` document, for a verdict `decide` made from fuzzed
+//! rows, is one line of valid JSON whose every field is the decided entry's
+//! (`process` is the holder's name: comm, else argv0), and `write_text` does
+//! not panic on the same verdict.
 #![no_main]
 
-use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use prestop_wait::decide::{self, Direction, Entry, Reason, Verdict};
-use prestop_wait::procread::{Holder, Socket, TcpState};
+use prestop_wait::decide::{self, Entry, PodFacts, Rules};
+use prestop_wait::procread::{Holder, Holders, Socket, TcpState};
 use prestop_wait::render::{json_string, write_json, write_text};
 
 #[path = "common.rs"]
@@ -46,38 +46,24 @@ fn addr(u: &mut Unstructured<'_>, v6: bool) -> Result<SocketAddr> {
     Ok(SocketAddr::new(ip, u.arbitrary()?))
 }
 
-fn entry(u: &mut Unstructured<'_>) -> Result<Entry> {
+/// One fuzzed row, with up to two visible holders of fuzzed names.
+fn row(u: &mut Unstructured<'_>, inode: u64, pairs: &mut Vec<(u64, Holder)>) -> Result<Socket> {
     let v6 = u.arbitrary()?;
     let socket = Socket {
         state: TcpState::from_u8(u.int_in_range(1..=12)?).unwrap(),
         local: addr(u, v6)?,
         remote: addr(u, v6)?,
-        uid: u.arbitrary()?,
-        inode: u.arbitrary()?,
+        uid: *u.choose(&[0, 1000, 1337])?,
+        inode,
     };
-    let n = u.int_in_range(0..=2)?;
-    let mut holders = Vec::new();
-    for _ in 0..n {
-        holders.push(Holder::new(
-            u.arbitrary()?,
-            &u.arbitrary::<String>()?,
-            &u.arbitrary::<String>()?,
-        ));
+    for _ in 0..u.int_in_range(0..=2)? {
+        let name = if u.arbitrary()? { "envoy".to_owned() } else { u.arbitrary::<String>()? };
+        pairs.push((inode, Holder::new(u.arbitrary()?, &name, &u.arbitrary::<String>()?)));
     }
-    // Direction as the poller computes it, from a fuzzed set of listening ports.
-    let listen_ports: HashSet<u16> = if u.arbitrary()? {
-        [socket.local.port()].into()
-    } else {
-        HashSet::new()
-    };
-    let direction = decide::direction(&socket, &listen_ports);
-    Ok(Entry {
-        socket,
-        holders: holders.into(),
-        direction,
-    })
+    Ok(socket)
 }
 
+/// Every field of one JSON entry against the decided entry it came from.
 fn check_entry_json(v: &serde_json::Value, e: &Entry) {
     match e.holders.first() {
         Some(h) => {
@@ -92,33 +78,32 @@ fn check_entry_json(v: &serde_json::Value, e: &Entry) {
     assert_eq!(v["uid"].as_u64(), Some(u64::from(e.socket.uid)));
     assert_eq!(v["inode"].as_u64(), Some(e.socket.inode));
     assert_eq!(v["direction"].as_str(), Some(e.direction.as_str()), "{v}");
-    let to_proxy = e.direction == Direction::Outbound && decide::to_proxy(&e.socket);
-    assert_eq!(v["to_proxy"].as_bool(), Some(to_proxy), "{v}");
+    assert_eq!(v["to_proxy"].as_bool(), Some(e.to_proxy), "{v}");
+    assert_eq!(v["reason"].as_str(), e.reason.map(|r| r.as_str()), "{v}");
 }
 
+/// A verdict decided from fuzzed rows, written as JSON and read back.
 fn verdict_round(data: &[u8]) -> Result<()> {
     let mut u = Unstructured::new(data);
     let all: bool = u.arbitrary()?;
-    let nb = u.int_in_range(0..=2)?;
-    let ni = u.int_in_range(0..=2)?;
-    let mut v = Verdict {
-        uninspected_processes: u.arbitrary()?,
-        unreadable_fds: u.arbitrary()?,
-        ..Verdict::default()
+    let mut rows = Vec::new();
+    let mut pairs = Vec::new();
+    let mut facts = PodFacts::default();
+    for inode in 1..=u.int_in_range(0..=4)? {
+        let s = row(&mut u, inode, &mut pairs)?;
+        facts.note(&s);
+        rows.push(s);
+    }
+    let mut holders = Holders::from_pairs(pairs);
+    holders.uninspected_processes = u.arbitrary()?;
+    holders.unreadable_fds = u.arbitrary()?;
+    let rules = Rules {
+        proxy_uids: vec![1337],
+        proxy_names: vec!["envoy".into()],
+        ignore_ports: vec![u.arbitrary()?],
+        listen_only: u.arbitrary()?,
     };
-    for _ in 0..nb {
-        v.blocking.push(entry(&mut u)?);
-    }
-    let reasons = [
-        Reason::ProxyUid,
-        Reason::ProxyProcess,
-        Reason::IgnoredPort,
-        Reason::NotListening,
-    ];
-    for _ in 0..ni {
-        let e = entry(&mut u)?;
-        v.ignored.push((e, *u.choose(&reasons)?));
-    }
+    let v = decide::decide(rows, &holders, &rules, &facts, true);
 
     let mut out = Vec::new();
     write_json(&mut out, &v, all).unwrap();
@@ -128,16 +113,15 @@ fn verdict_round(data: &[u8]) -> Result<()> {
     let doc: serde_json::Value =
         serde_json::from_str(body).unwrap_or_else(|e| panic!("invalid JSON {body:?}: {e}"));
     let blocking = doc["blocking"].as_array().expect("blocking array");
-    assert_eq!(blocking.len(), v.blocking.len());
-    for (j, e) in blocking.iter().zip(&v.blocking) {
-        check_entry_json(j, e);
+    assert_eq!(blocking.len(), v.blocking_count());
+    for (j, e) in blocking.iter().zip(v.blocking()) {
+        check_entry_json(j, &e);
     }
     if all {
         let ignored = doc["ignored"].as_array().expect("ignored array");
-        assert_eq!(ignored.len(), v.ignored.len());
-        for (j, (e, r)) in ignored.iter().zip(&v.ignored) {
-            check_entry_json(j, e);
-            assert_eq!(j["reason"].as_str(), Some(r.as_str()));
+        assert_eq!(ignored.len(), v.ignored().count());
+        for (j, e) in ignored.iter().zip(v.ignored()) {
+            check_entry_json(j, &e);
         }
     } else {
         assert!(doc.get("ignored").is_none());

@@ -1,0 +1,154 @@
+//! `wait`: the preStop hook itself. Logs what it will do, drains the proxy's
+//! inbound listeners if asked, then polls until nothing blocks or the deadline.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::cli::WaitConfig;
+use crate::decide::Rules;
+use crate::drain::{self, DrainTarget};
+use crate::exit_codes::ExitCode;
+use crate::log::Log;
+use crate::poll::Poller;
+use crate::waiter::{self, Clock, Outcome, WaitOptions};
+
+/// Runs `wait`, logging to `stderr` (and `--log-file`).
+pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Result<ExitCode> {
+    let start = clock.now();
+    let mut log = Log::open(stderr, config.quiet, config.log_file.as_deref());
+    let _ = writeln!(
+        log,
+        "{}",
+        start_line(&config.pod.rules, &config.pod.proc_root, &config.timing)
+    );
+    if let Some(warning) = budget_warning(&config.timing) {
+        let _ = writeln!(log, "prestop-wait: warning: {warning}");
+    }
+    if let Some(target) = &config.drain {
+        drain_proxy(target, &mut log);
+    }
+    let mut poller = Poller::new(config.pod.proc_root, config.pod.rules, false);
+    let outcome = waiter::wait_loop(clock, start, &config.timing, || poller.poll(), &mut log)?;
+    let _ = log.flush();
+    Ok(match outcome {
+        Outcome::Drained(_) => ExitCode::Success,
+        Outcome::DeadlineExceeded(_) => ExitCode::Blocked,
+    })
+}
+
+/// `--drain`: one POST; a failure is logged and the wait goes on.
+fn drain_proxy(target: &DrainTarget, log: &mut impl Write) {
+    let _ = match drain::post(target) {
+        Ok(status) => writeln!(log, "prestop-wait: drain: POST {} -> {status}", target.url),
+        Err(e) => writeln!(
+            log,
+            "prestop-wait: drain: POST {} failed: {e:#}; waiting anyway",
+            target.url
+        ),
+    };
+}
+
+fn start_line(rules: &Rules, proc_root: &Path, o: &WaitOptions) -> String {
+    let mut line = format!(
+        "prestop-wait: waiting up to {} (every {}) for sockets not owned by proxy uids {:?} or processes {:?} in {}",
+        waiter::fmt_duration(o.timeout),
+        waiter::fmt_duration(o.interval),
+        rules.proxy_uids,
+        rules.proxy_names,
+        proc_root.display(),
+    );
+    if !o.min_wait.is_zero() {
+        line.push_str(&format!(", at least {}", waiter::fmt_duration(o.min_wait)));
+    }
+    if !o.quiet_period.is_zero() {
+        line.push_str(&format!(
+            ", quiet period {}",
+            waiter::fmt_duration(o.quiet_period)
+        ));
+    }
+    if !rules.ignore_ports.is_empty() {
+        line.push_str(&format!(", ignoring ports {:?}", rules.ignore_ports));
+    }
+    if rules.listen_only {
+        line.push_str(", LISTEN sockets only");
+    }
+    line
+}
+
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+/// Istio's default `terminationDrainDuration`, which runs after the hook.
+const DEFAULT_PROXY_DRAIN: Duration = Duration::from_secs(5);
+
+/// The kubelet kills the whole pod at the grace period, hook or not; a hook
+/// that may run longer than the grace period minus the proxy's own drain
+/// makes the proxy die mid-drain. Returns the warning to log, if any.
+pub fn budget_warning(o: &WaitOptions) -> Option<String> {
+    let worst = o.timeout.max(o.min_wait) + DEFAULT_PROXY_DRAIN;
+    (worst > DEFAULT_GRACE).then(|| {
+        format!(
+            "--timeout {} plus the proxy's default {} drain is over the default {}s terminationGracePeriodSeconds; set terminationGracePeriodSeconds to at least {} (and keep terminationDrainDuration in the sum)",
+            waiter::fmt_duration(o.timeout),
+            waiter::fmt_duration(DEFAULT_PROXY_DRAIN),
+            DEFAULT_GRACE.as_secs(),
+            worst.as_secs() + u64::from(worst.subsec_nanos() > 0)
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(timeout: u64, min_wait: u64) -> WaitOptions {
+        WaitOptions {
+            timeout: Duration::from_secs(timeout),
+            interval: Duration::from_millis(250),
+            min_wait: Duration::from_secs(min_wait),
+            quiet_period: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn budget_warning_only_past_grace_minus_drain() {
+        assert_eq!(budget_warning(&opts(25, 0)), None);
+        assert_eq!(budget_warning(&opts(25, 25)), None);
+        let w = budget_warning(&opts(26, 0)).unwrap();
+        assert!(w.contains("--timeout 26s"), "{w}");
+        assert!(w.contains("at least 31"), "{w}");
+        let mut o = opts(25, 0);
+        o.timeout += Duration::from_millis(1);
+        assert!(budget_warning(&o).unwrap().contains("at least 31"));
+    }
+
+    #[test]
+    fn start_line_names_only_what_is_set() {
+        let rules = Rules {
+            proxy_uids: vec![1337],
+            proxy_names: vec!["envoy".into()],
+            ..Rules::default()
+        };
+        let l = start_line(&rules, Path::new("/proc"), &opts(25, 0));
+        assert_eq!(
+            l,
+            "prestop-wait: waiting up to 25s (every 250ms) for sockets not owned by proxy uids [1337] or processes [\"envoy\"] in /proc"
+        );
+        let mut o = opts(25, 5);
+        o.quiet_period = Duration::from_secs(2);
+        let rules = Rules {
+            ignore_ports: vec![9090],
+            listen_only: true,
+            ..rules
+        };
+        let l = start_line(&rules, Path::new("/proc"), &o);
+        assert!(
+            l.ends_with(
+                ", at least 5s, quiet period 2s, ignoring ports [9090], LISTEN sockets only"
+            ),
+            "{l}"
+        );
+    }
+}

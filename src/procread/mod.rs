@@ -1,0 +1,12 @@
+//! Gathering: reads `/proc` into plain structs.
+//!
+//! [`net`] reads the socket tables, [`process`] finds which visible processes
+//! hold which sockets. Nothing here decides what blocks; [`crate::decide`]
+//! does. Every path is relative to a procfs root given by the caller, so tests
+//! point it at a fixture tree.
+
+pub mod net;
+pub mod process;
+
+pub use net::{Socket, Table, TcpState, parse_line, read_table, seq_file_ended};
+pub use process::{Holder, HolderList, Holders, ProcessNames, scan_holders, socket_inode};
