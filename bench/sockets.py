@@ -13,7 +13,7 @@ fixed ports.
       socket: a process running as the proxy's uid, as Envoy does (write the
       ready line to stdout then: the process may not create files).
   sockets.py pod
-      A small Istio-like pod, 12 sockets: the proxy's (uid 1337) listeners on
+      A small Istio-like pod, 13 sockets: the proxy's (uid 1337) listeners on
       15001, 15006, 15021, 15090, 127.0.0.1:15000, [::]:15020, 127.0.0.1:15004;
       the app's (uid 1000) on 8080 and [::]:9090; one connection to 8080 from a
       proxy-owned client (both ends) and one app-owned outbound to 15021.

@@ -2,9 +2,10 @@
 
 /// Every code the binary exits with.
 ///
-/// A preStop hook that exits non-zero is logged by the kubelet as a
-/// `FailedPreStopHook` event with its output, which is the only place hook
-/// output is ever shown; the container is stopped either way.
+/// A preStop hook that exits non-zero gets a `FailedPreStopHook` event that
+/// says only "PreStopHook failed" (since Kubernetes 1.26): its output is shown
+/// nowhere, which is why `wait` has `--log-file`. The container is stopped
+/// either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {
     /// `wait`: nothing blocks any more (drained). `check`: nothing blocks. `sleep`, `--help`, `--version`.

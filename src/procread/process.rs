@@ -395,7 +395,7 @@ mod tests {
 
     #[test]
     fn per_socket_sizes_stay_small() {
-        // What a busy table costs per held socket; see the README's numbers.
+        // What a busy table costs per held socket; see docs/performance.md.
         assert_eq!(std::mem::size_of::<Holder>(), 16);
         assert!(std::mem::size_of::<HolderList>() <= 24);
         assert!(std::mem::size_of::<crate::decide::Entry>() <= 112);
