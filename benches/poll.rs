@@ -223,7 +223,7 @@ fn build(size: Size) -> Tree {
     let mut buf = Vec::new();
     for table in [Table::Tcp, Table::Tcp6] {
         procread::read_table(&root, table, &mut buf, |s| {
-            facts.note(&s);
+            facts.note(&s, &r);
             if decide::keep_row(&s, &r, false) {
                 kept.push(s);
             }

@@ -81,6 +81,16 @@ struct CommonArgs {
     )]
     proxy_name: Vec<String>,
 
+    /// Sockets owned by these uids never block: other containers of the pod,
+    /// such as a log shipper or a native sidecar (repeatable or comma list).
+    #[arg(
+        long,
+        value_name = "UID",
+        env = "PRESTOP_WAIT_IGNORE_UID",
+        value_delimiter = ','
+    )]
+    ignore_uid: Vec<u32>,
+
     /// Sockets with this local port never block (repeatable or comma list).
     #[arg(
         long,
@@ -155,10 +165,21 @@ struct WaitArgs {
     )]
     drain: Option<String>,
 
-    /// Also append the log lines to this file. `/proc/1/fd/2` is the proxy
-    /// container's main process's stderr, so the lines show in `kubectl logs`.
-    #[arg(long, value_name = "PATH", env = "PRESTOP_WAIT_LOG_FILE")]
+    /// Also append the log lines to this file. `auto`: the proxy container's
+    /// own log, which `kubectl logs` shows (the stderr of PID 1 if it runs as
+    /// this uid, else of the oldest proxy process that does).
+    #[arg(long, value_name = "PATH|auto", env = "PRESTOP_WAIT_LOG_FILE")]
     log_file: Option<PathBuf>,
+
+    /// The pod's terminationGracePeriodSeconds, to check --timeout against
+    /// (default: Kubernetes' 30s).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "PRESTOP_WAIT_GRACE_PERIOD",
+        value_parser = parse_duration
+    )]
+    grace_period: Option<Duration>,
 
     /// Print nothing but errors on stderr (--log-file still gets every line).
     #[arg(short, long, env = "PRESTOP_WAIT_QUIET")]
@@ -187,6 +208,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// What to do, fully resolved from the command line and environment: one
 /// config per command, each holding only what that command uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // one value per run: boxing would buy nothing
 pub enum Config {
     /// `wait` (also the bare form).
     Wait(WaitConfig),
@@ -217,7 +239,18 @@ pub struct WaitConfig {
     /// Where to POST at start, if anywhere.
     pub drain: Option<DrainTarget>,
     /// Where else to append the log lines.
-    pub log_file: Option<PathBuf>,
+    pub log_file: Option<LogFile>,
+    /// The pod's grace period, when stated.
+    pub grace_period: Option<Duration>,
+}
+
+/// `--log-file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogFile {
+    /// This path.
+    Path(PathBuf),
+    /// The proxy container's own log, found at start.
+    Auto,
 }
 
 /// `check`: look once and print.
@@ -268,6 +301,7 @@ fn pod(common: CommonArgs) -> Result<Pod> {
         rules: Rules {
             proxy_uids: common.proxy_uid,
             proxy_names: common.proxy_name,
+            ignore_uids: common.ignore_uid,
             ignore_ports: common.ignore_port,
             listen_only: common.listen_only,
         },
@@ -300,7 +334,14 @@ fn wait_config(w: WaitArgs) -> Result<WaitConfig> {
         },
         quiet: w.quiet,
         drain,
-        log_file: w.log_file,
+        log_file: w.log_file.map(|p| {
+            if p.as_os_str() == "auto" {
+                LogFile::Auto
+            } else {
+                LogFile::Path(p)
+            }
+        }),
+        grace_period: w.grace_period,
     })
 }
 
@@ -355,6 +396,7 @@ mod tests {
                 quiet: false,
                 drain: None,
                 log_file: None,
+                grace_period: None,
             })
         );
         assert_eq!(
@@ -376,6 +418,7 @@ mod tests {
             "--proxy-uid=0",
             "--proxy-name",
             "linkerd2-proxy",
+            "--ignore-uid=65532,0",
             "--ignore-port",
             "9090,15020",
             "--ignore-port",
@@ -391,6 +434,7 @@ mod tests {
             Rules {
                 proxy_uids: vec![1337, 2102, 0],
                 proxy_names: vec!["linkerd2-proxy".into()],
+                ignore_uids: vec![65532, 0],
                 ignore_ports: vec![9090, 15020, 1],
                 listen_only: true,
             }
@@ -411,6 +455,7 @@ mod tests {
             "--drain",
             "--log-file",
             "/proc/1/fd/2",
+            "--grace-period=1m15s",
         ])
         .unwrap();
         let Config::Wait(w) = c else { panic!("{c:?}") };
@@ -425,7 +470,19 @@ mod tests {
         );
         assert!(w.quiet);
         assert_eq!(w.drain, Some(drain::parse_url(drain::DEFAULT_URL).unwrap()));
-        assert_eq!(w.log_file, Some(PathBuf::from("/proc/1/fd/2")));
+        assert_eq!(
+            w.log_file,
+            Some(LogFile::Path(PathBuf::from("/proc/1/fd/2")))
+        );
+        assert_eq!(w.grace_period, Some(Duration::from_secs(75)));
+        let c = config(&["wait", "--log-file=auto"]).unwrap();
+        assert!(matches!(
+            c,
+            Config::Wait(WaitConfig {
+                log_file: Some(LogFile::Auto),
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -454,6 +511,9 @@ mod tests {
             (&["sleep"], "DURATION"),
             (&["sleep", "5 parsecs"], "DURATION"),
             (&["check", "--drain"], "--drain"),
+            (&["check", "--ignore-uid", "x"], "--ignore-uid"),
+            (&["--grace-period", "30"], "--grace-period"),
+            (&["check", "--grace-period=30s"], "--grace-period"),
         ];
         for (args, want) in cases {
             let err = format!("{:#}", config(args).unwrap_err());

@@ -5,13 +5,22 @@
 //! the [`Verdict`] it returns carries everything output needs.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::procread::{Holder, HolderList, Holders, Socket, TcpState};
 
 /// Istio's inbound passthrough source: the proxy connects to the app from
 /// 127.0.0.6 so that the app's own outbound rules do not loop the traffic back.
 pub const INBOUND_PASSTHROUGH_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 6);
+
+/// The same source in IPv6 pods: `::6` (Istio's `listener_address.go`).
+pub const INBOUND_PASSTHROUGH_SOURCE_V6: Ipv6Addr = Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 6);
+
+/// The kubelet's API port. The API server reaches every kubelet there, so
+/// the node's network namespace always has a listener on it, and a pod's own
+/// namespace has none unless its app chose the port.
+pub const KUBELET_PORT: u16 = 10250;
 
 /// Envoy's outbound (15001) and inbound (15006) capture ports in Istio.
 pub const PROXY_CAPTURE_PORTS: [u16; 2] = [15001, 15006];
@@ -23,6 +32,8 @@ pub struct Rules {
     pub proxy_uids: Vec<u32>,
     /// Processes whose `comm` or `argv[0]` basename is one of these are the proxy's.
     pub proxy_names: Vec<String>,
+    /// Sockets owned by these uids never block: other containers of the pod.
+    pub ignore_uids: Vec<u32>,
     /// Sockets with one of these local ports never block.
     pub ignore_ports: Vec<u16>,
     /// Only LISTEN sockets block (the old `netstat -plunt` loop's rule).
@@ -34,6 +45,8 @@ pub struct Rules {
 pub enum Reason {
     /// Its owner uid is a proxy uid.
     ProxyUid,
+    /// Its owner uid is in `--ignore-uid`.
+    IgnoredUid,
     /// Every visible process holding it is a proxy process.
     ProxyProcess,
     /// Its local port is in `--ignore-port`.
@@ -47,6 +60,7 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::ProxyUid => "proxy-uid",
+            Reason::IgnoredUid => "ignored-uid",
             Reason::ProxyProcess => "proxy-process",
             Reason::IgnoredPort => "ignored-port",
             Reason::NotListening => "not-listening",
@@ -79,20 +93,57 @@ impl Direction {
 /// What the whole pod's tables say about any one connection in them.
 ///
 /// Filled from every row read, the excused ones included: the proxy's own
-/// listeners tell accepted connections from outbound ones as much as the app's.
+/// listeners and connections tell accepted connections from outbound ones as
+/// much as the app's.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PodFacts {
     /// Local ports of every LISTEN socket, whoever owns it.
     pub listen_ports: HashSet<u16>,
+    /// Connections the proxy holds, as [`connection_key`]s of (local, remote):
+    /// both ends of a connection inside the pod are in the same table.
+    pub proxy_connections: HashSet<u64>,
 }
 
 impl PodFacts {
     /// Takes in one row of either table.
-    pub fn note(&mut self, socket: &Socket) {
+    pub fn note(&mut self, socket: &Socket, rules: &Rules) {
         if socket.state == TcpState::Listen {
             self.listen_ports.insert(socket.local.port());
+        } else if rules.proxy_uids.contains(&socket.uid) {
+            self.proxy_connections
+                .insert(connection_key(socket.local, socket.remote));
         }
     }
+
+    /// Whether these tables are the node's rather than a pod's: the kubelet
+    /// listens on [`KUBELET_PORT`] in the node's network namespace, which a
+    /// `hostNetwork: true` pod shares.
+    pub fn node_network(&self) -> bool {
+        self.listen_ports.contains(&KUBELET_PORT)
+    }
+
+    /// Whether the proxy holds the other end of `socket`, having connected
+    /// to it from inside the pod: the proxy's end is `socket` mirrored, its
+    /// local port is no listener's (so it made the connection rather than
+    /// accepted it), and its address is the pod's own (loopback, or the
+    /// app's address). That last part keeps TPROXY's outbound connections
+    /// out: there the proxy's accepted end has the remote service's address.
+    fn proxy_connected_to(&self, socket: &Socket) -> bool {
+        let peer = socket.remote.ip().to_canonical();
+        (peer.is_loopback() || peer == socket.local.ip().to_canonical())
+            && !self.listen_ports.contains(&socket.remote.port())
+            && self
+                .proxy_connections
+                .contains(&connection_key(socket.remote, socket.local))
+    }
+}
+
+/// A connection's (local, remote) pair as 8 bytes: the proxy of a busy pod
+/// holds tens of thousands. A collision can only mislabel a direction.
+pub fn connection_key(local: SocketAddr, remote: SocketAddr) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (local, remote).hash(&mut h);
+    h.finish()
 }
 
 /// Whether a socket takes part at all: inode 0 means no process holds it any
@@ -105,6 +156,8 @@ pub fn is_held(socket: &Socket) -> bool {
 pub fn row_reason(socket: &Socket, rules: &Rules) -> Option<Reason> {
     if rules.proxy_uids.contains(&socket.uid) {
         Some(Reason::ProxyUid)
+    } else if rules.ignore_uids.contains(&socket.uid) {
+        Some(Reason::IgnoredUid)
     } else if rules.ignore_ports.contains(&socket.local.port()) {
         Some(Reason::IgnoredPort)
     } else if rules.listen_only && socket.state != TcpState::Listen {
@@ -133,20 +186,32 @@ pub fn is_proxy_process(holder: &Holder, rules: &Rules) -> bool {
 /// Classifies a socket.
 ///
 /// Accepted sockets share the listener's local port, which is what tells them
-/// from the app's own calls; the 127.0.0.6 rule catches inbound connections
-/// whose listener is already closed.
+/// from the app's own calls. Two rules catch inbound connections whose
+/// listener is already closed (the app stops accepting first, then finishes
+/// what it accepted): Istio's passthrough source, and the proxy holding the
+/// connection's other end as the side that connected.
 pub fn direction(socket: &Socket, facts: &PodFacts) -> Direction {
     if socket.state == TcpState::Listen {
         return Direction::Listen;
     }
-    let from_passthrough = match socket.remote.ip() {
-        IpAddr::V4(v4) => v4 == INBOUND_PASSTHROUGH_SOURCE,
-        IpAddr::V6(v6) => v6.to_ipv4_mapped() == Some(INBOUND_PASSTHROUGH_SOURCE),
-    };
-    if from_passthrough || facts.listen_ports.contains(&socket.local.port()) {
+    if is_passthrough_source(socket.remote.ip())
+        || facts.listen_ports.contains(&socket.local.port())
+        || facts.proxy_connected_to(socket)
+    {
         Direction::Inbound
     } else {
         Direction::Outbound
+    }
+}
+
+/// 127.0.0.6 (also IPv4-mapped) or `::6`.
+fn is_passthrough_source(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4 == INBOUND_PASSTHROUGH_SOURCE,
+        IpAddr::V6(v6) => {
+            v6 == INBOUND_PASSTHROUGH_SOURCE_V6
+                || v6.to_ipv4_mapped() == Some(INBOUND_PASSTHROUGH_SOURCE)
+        }
     }
 }
 
@@ -196,6 +261,8 @@ pub struct Verdict {
     pub uninspected_processes: usize,
     /// Fd links that could not be read (see [`Holders::unreadable_fds`]).
     pub unreadable_fds: usize,
+    /// The tables are the node's, not a pod's (see [`PodFacts::node_network`]).
+    pub host_network: bool,
 }
 
 impl Verdict {
@@ -276,6 +343,7 @@ pub fn decide(
         blocking,
         uninspected_processes: holders.uninspected_processes,
         unreadable_fds: holders.unreadable_fds,
+        host_network: facts.node_network(),
     }
 }
 
@@ -313,7 +381,14 @@ mod tests {
     fn facts(ports: &[u16]) -> PodFacts {
         PodFacts {
             listen_ports: ports.iter().copied().collect(),
+            ..PodFacts::default()
         }
+    }
+
+    fn conn(local: &str, remote: &str, uid: u32) -> Socket {
+        let mut s = sock(TcpState::Established, local, uid, 9);
+        s.remote = remote.parse().unwrap();
+        s
     }
 
     fn one(socket: Socket, h: &Holders, r: &Rules) -> Option<Reason> {
@@ -547,11 +622,93 @@ mod tests {
     }
 
     #[test]
-    fn pod_facts_take_listeners_of_any_owner() {
+    fn pod_facts_take_listeners_of_any_owner_and_the_proxys_connections() {
         let mut f = PodFacts::default();
-        f.note(&sock(TcpState::Listen, "0.0.0.0:15001", 1337, 1));
-        f.note(&sock(TcpState::Established, "10.0.0.1:8080", 1000, 2));
-        f.note(&sock(TcpState::Listen, "[::]:9090", 1000, 0));
-        assert_eq!(f, facts(&[15001, 9090]));
+        f.note(&sock(TcpState::Listen, "0.0.0.0:15001", 1337, 1), &rules());
+        f.note(
+            &sock(TcpState::Established, "10.0.0.1:8080", 1000, 2),
+            &rules(),
+        );
+        f.note(&sock(TcpState::Listen, "[::]:9090", 1000, 0), &rules());
+        assert_eq!(f.listen_ports, facts(&[15001, 9090]).listen_ports);
+        assert!(f.proxy_connections.is_empty());
+        let c = conn("127.0.0.6:41000", "10.1.2.3:8080", 1337);
+        f.note(&c, &rules());
+        assert_eq!(
+            f.proxy_connections,
+            [connection_key(c.local, c.remote)].into()
+        );
+        assert!(!f.node_network());
+        f.note(&sock(TcpState::Listen, "0.0.0.0:10250", 0, 3), &rules());
+        assert!(f.node_network(), "the kubelet's port is listening");
+    }
+
+    #[test]
+    fn ignored_uid_excuses_after_proxy_uid() {
+        let mut r = rules();
+        r.ignore_uids = vec![65532, 1337];
+        let s = sock(TcpState::Listen, "0.0.0.0:5432", 65532, 7);
+        assert_eq!(one(s, &Holders::default(), &r), Some(Reason::IgnoredUid));
+        assert_eq!(Reason::IgnoredUid.as_str(), "ignored-uid");
+        let s = sock(TcpState::Listen, "0.0.0.0:15001", 1337, 7);
+        assert_eq!(row_reason(&s, &r), Some(Reason::ProxyUid));
+        let s = sock(TcpState::Listen, "0.0.0.0:8080", 1000, 7);
+        assert_eq!(one(s, &Holders::default(), &r), None);
+    }
+
+    #[test]
+    fn ipv6_passthrough_source_is_inbound() {
+        let none = PodFacts::default();
+        let s = conn("[fd00::5]:7070", "[::6]:41000", 1000);
+        assert_eq!(direction(&s, &none), Direction::Inbound);
+        for other in ["[::7]:41000", "[::1]:41000", "[fd00::6]:41000"] {
+            let s = conn("[fd00::5]:7070", other, 1000);
+            assert_eq!(direction(&s, &none), Direction::Outbound, "{other}");
+        }
+    }
+
+    #[test]
+    fn accepted_connection_stays_inbound_after_its_listener_closed() {
+        // The proxy connected from loopback to the app's 8080 and the app
+        // has closed its listener: only the proxy's end, in the same table,
+        // says which way the connection goes.
+        let app = conn("127.0.0.1:8080", "127.0.0.1:51000", 1000);
+        let proxy_end = conn("127.0.0.1:51000", "127.0.0.1:8080", 1337);
+        let mut f = PodFacts::default();
+        assert_eq!(direction(&app, &f), Direction::Outbound);
+        f.note(&proxy_end, &rules());
+        f.note(&app, &rules());
+        assert_eq!(direction(&app, &f), Direction::Inbound);
+        // CLOSE_WAIT: the proxy closed first, the app has not yet.
+        let mut closing = app.clone();
+        closing.state = TcpState::CloseWait;
+        assert_eq!(direction(&closing, &f), Direction::Inbound);
+        // The same from the pod's own address.
+        let app = conn("10.1.2.3:8080", "10.1.2.3:51001", 1000);
+        f.note(&conn("10.1.2.3:51001", "10.1.2.3:8080", 1337), &rules());
+        assert_eq!(direction(&app, &f), Direction::Inbound);
+    }
+
+    #[test]
+    fn the_proxys_accepted_end_does_not_make_an_outbound_call_inbound() {
+        let mut f = PodFacts::default();
+        // The app calls the proxy's 15001 explicitly: the proxy's end
+        // accepted it on its listener.
+        f.note(
+            &sock(TcpState::Listen, "127.0.0.1:15001", 1337, 1),
+            &rules(),
+        );
+        let app = conn("127.0.0.1:45000", "127.0.0.1:15001", 1000);
+        f.note(&conn("127.0.0.1:15001", "127.0.0.1:45000", 1337), &rules());
+        assert_eq!(direction(&app, &f), Direction::Outbound);
+        // TPROXY: the proxy's accepted end carries the remote service's
+        // address, which is not the pod's.
+        let app = conn("10.1.2.3:45001", "10.9.8.7:443", 1000);
+        f.note(&conn("10.9.8.7:443", "10.1.2.3:45001", 1337), &rules());
+        assert_eq!(direction(&app, &f), Direction::Outbound);
+        // A connection the app holds both ends of is not the proxy's.
+        let app = conn("127.0.0.1:8081", "127.0.0.1:52000", 1000);
+        f.note(&conn("127.0.0.1:52000", "127.0.0.1:8081", 1000), &rules());
+        assert_eq!(direction(&app, &f), Direction::Outbound);
     }
 }

@@ -8,7 +8,7 @@
 //! this hook makes it. No TLS and no DNS: the admin port is loopback-only.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -29,6 +29,10 @@ pub struct DrainTarget {
     pub url: String,
     /// Loopback address and port.
     pub addr: SocketAddr,
+    /// Where to try when `addr` cannot be reached: `[::1]` for 127.0.0.1 and
+    /// `localhost`, since an IPv6-only pod's Envoy admin listens on `[::1]`
+    /// alone and refuses 127.0.0.1.
+    pub fallback: Option<SocketAddr>,
     /// `Host:` header value.
     pub host: String,
     /// Path and query.
@@ -84,22 +88,37 @@ pub fn parse_url(url: &str) -> Result<DrainTarget> {
                 format!("--drain: host {host:?} in {url:?} is not a loopback address (127.0.0.0/8, ::1 or localhost)")
             })?
     };
+    let fallback = (ip == IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .then(|| SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port));
     Ok(DrainTarget {
         url: url.to_owned(),
         addr: SocketAddr::new(ip, port),
+        fallback,
         host: authority.to_owned(),
         path,
     })
 }
 
-/// Sends the POST and returns the response's status line.
+/// Sends the POST and returns the response's status line and the address
+/// that answered (the fallback when the first address could not be reached).
 ///
-/// Bounded by [`CONNECT_TIMEOUT`] and [`IO_TIMEOUT`]; the caller logs an error
-/// and goes on waiting, since a proxy that cannot be told to drain still
-/// needs its app's connections to finish.
-pub fn post(target: &DrainTarget) -> Result<String> {
-    let mut stream = TcpStream::connect_timeout(&target.addr, CONNECT_TIMEOUT)
-        .with_context(|| format!("cannot connect to {}", target.addr))?;
+/// Bounded by [`CONNECT_TIMEOUT`] and [`IO_TIMEOUT`] per address; the caller
+/// logs an error and goes on waiting, since a proxy that cannot be told to
+/// drain still needs its app's connections to finish.
+pub fn post(target: &DrainTarget) -> Result<(String, SocketAddr)> {
+    let (mut stream, addr) = match TcpStream::connect_timeout(&target.addr, CONNECT_TIMEOUT) {
+        Ok(s) => (s, target.addr),
+        Err(first) => match target.fallback {
+            Some(fallback) => match TcpStream::connect_timeout(&fallback, CONNECT_TIMEOUT) {
+                Ok(s) => (s, fallback),
+                Err(second) => bail!(
+                    "cannot connect to {} ({first}) nor to {fallback} ({second})",
+                    target.addr
+                ),
+            },
+            None => bail!("cannot connect to {}: {first}", target.addr),
+        },
+    };
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let request = format!(
@@ -133,7 +152,7 @@ pub fn post(target: &DrainTarget) -> Result<String> {
         .and_then(|s| s.get(2..5))
         .and_then(|c| c.parse::<u16>().ok());
     match code {
-        Some(200..=299) => Ok(status),
+        Some(200..=299) => Ok((status, addr)),
         Some(_) => bail!("answered {status:?}"),
         None => bail!("not an HTTP response: {status:?}"),
     }
@@ -220,7 +239,7 @@ mod tests {
             "http://{addr}/drain_listeners?inboundonly&graceful"
         ))
         .unwrap();
-        assert_eq!(post(&t).unwrap(), "HTTP/1.1 200 OK");
+        assert_eq!(post(&t).unwrap(), ("HTTP/1.1 200 OK".to_owned(), addr));
         assert!(format!("{:#}", post(&t).unwrap_err()).contains("404 Not Found"));
         assert!(format!("{:#}", post(&t).unwrap_err()).contains("not an HTTP response"));
         let requests = server.join().unwrap();
@@ -235,6 +254,48 @@ mod tests {
         let t = parse_url(&format!("http://{closed}/")).unwrap();
         let err = format!("{:#}", post(&t).unwrap_err());
         assert!(err.contains("cannot connect"), "{err}");
+    }
+
+    #[test]
+    fn loopback_v4_falls_back_to_v6_when_refused() {
+        use std::net::TcpListener;
+        let d = parse_url(DEFAULT_URL).unwrap();
+        assert_eq!(d.fallback, Some("[::1]:15000".parse().unwrap()));
+        let l = parse_url("http://localhost:9901/x").unwrap();
+        assert_eq!(l.fallback, Some("[::1]:9901".parse().unwrap()));
+        for no in ["http://[::1]:15000/", "http://127.0.0.6:15000/"] {
+            assert_eq!(parse_url(no).unwrap().fallback, None, "{no}");
+        }
+        // An admin port on [::1] only, as in an IPv6-only pod; nothing on
+        // 127.0.0.1 at that port.
+        let Ok(v6) = TcpListener::bind("[::1]:0") else {
+            assert!(std::env::var_os("CI").is_none(), "CI has IPv6 loopback");
+            eprintln!("skipped: no IPv6 loopback here");
+            return;
+        };
+        let port = v6.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            eprintln!("skipped: 127.0.0.1:{port} is taken");
+            return;
+        }
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = v6.accept().unwrap();
+            let mut req = [0u8; 1024];
+            let _ = s.read(&mut req).unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
+        });
+        let t = parse_url(&format!("http://127.0.0.1:{port}/drain_listeners")).unwrap();
+        let (status, via) = post(&t).unwrap();
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(via, format!("[::1]:{port}").parse().unwrap());
+        server.join().unwrap();
+        // Neither answers: one error naming both.
+        let err = format!("{:#}", post(&t).unwrap_err());
+        assert!(
+            err.contains(&format!("cannot connect to 127.0.0.1:{port}")),
+            "{err}"
+        );
+        assert!(err.contains(&format!("nor to [::1]:{port}")), "{err}");
     }
 
     #[test]

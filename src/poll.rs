@@ -35,7 +35,7 @@ impl Poller {
         let (rules, keep_ignored) = (&self.rules, self.keep_ignored);
         for table in [Table::Tcp, Table::Tcp6] {
             procread::read_table(&self.proc_root, table, &mut self.buf, |s| {
-                facts.note(&s);
+                facts.note(&s, rules);
                 if decide::keep_row(&s, rules, keep_ignored) {
                     rows.push(s);
                 }

@@ -210,10 +210,111 @@ pub fn write_text(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Resul
         1 => writeln!(w, "1 socket blocks")?,
         n => writeln!(w, "{n} sockets block")?,
     }
+    let owners = by_owner(verdict);
+    if !owners.is_empty() {
+        writeln!(w, "by owner: {}", owner_summary(&owners))?;
+        writeln!(w, "hint: {}", ignore_uid_hint(&owners))?;
+    }
     if let Some(note) = uninspected_note(verdict) {
         writeln!(w, "note: {note}")?;
     }
+    if verdict.host_network {
+        writeln!(w, "note: {HOST_NETWORK_NOTE}")?;
+    }
     Ok(())
+}
+
+/// Said once by `wait` and by `check` when the tables are the node's.
+pub const HOST_NETWORK_NOTE: &str = "these are the node's sockets, not a pod's (the kubelet's port 10250 is listening: hostNetwork: true); every socket on the node counts, so the wait lasts until --timeout (see README, hostNetwork pods)";
+
+/// The blocking sockets of one owner uid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerGroup {
+    /// The owner uid.
+    pub uid: u32,
+    /// How many sockets of it block.
+    pub sockets: usize,
+    /// Their local ports, ascending, each once.
+    pub ports: Vec<u16>,
+}
+
+/// The blocking sockets grouped by owner uid, by ascending uid.
+pub fn by_owner(verdict: &Verdict) -> Vec<OwnerGroup> {
+    let mut groups: std::collections::BTreeMap<u32, (usize, std::collections::BTreeSet<u16>)> =
+        Default::default();
+    for e in verdict.blocking() {
+        let g = groups.entry(e.socket.uid).or_default();
+        g.0 += 1;
+        g.1.insert(e.socket.local.port());
+    }
+    groups
+        .into_iter()
+        .map(|(uid, (sockets, ports))| OwnerGroup {
+            uid,
+            sockets,
+            ports: ports.into_iter().collect(),
+        })
+        .collect()
+}
+
+/// How many local ports a group names before `+N more`.
+const GROUP_PORTS: usize = 8;
+
+/// `uid 1000: 2 sockets (local ports 8080, 9090); uid 65532: 1 socket (local port 5432)`.
+pub fn owner_summary(groups: &[OwnerGroup]) -> String {
+    let mut out = String::new();
+    for (i, g) in groups.iter().enumerate() {
+        if i > 0 {
+            out.push_str("; ");
+        }
+        let _ = write!(
+            out,
+            "uid {}: {}",
+            g.uid,
+            count(g.sockets, "socket", "sockets")
+        );
+        let ports: Vec<String> = g
+            .ports
+            .iter()
+            .take(GROUP_PORTS)
+            .map(u16::to_string)
+            .collect();
+        let _ = write!(
+            out,
+            " ({} {}",
+            if g.ports.len() == 1 {
+                "local port"
+            } else {
+                "local ports"
+            },
+            ports.join(", ")
+        );
+        if g.ports.len() > GROUP_PORTS {
+            let _ = write!(out, ", +{} more", g.ports.len() - GROUP_PORTS);
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// How to excuse another container than the app: nothing in the tables tells
+/// containers apart (they share the network namespace, and the hook cannot
+/// see the others' processes), but each usually runs as its own uid.
+pub fn ignore_uid_hint(groups: &[OwnerGroup]) -> String {
+    let uids: Vec<String> = groups.iter().map(|g| g.uid.to_string()).collect();
+    format!(
+        "if a uid here belongs to another container than the app (a log shipper, vault-agent, a native sidecar), excuse it with --ignore-uid UID (uids here: {})",
+        uids.join(", ")
+    )
+}
+
+/// `1 socket`, `2 sockets`.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
 }
 
 /// Says what the fd scan could not look at, or `None` when it saw everything.
@@ -257,8 +358,8 @@ pub fn write_json(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Resul
     }
     writeln!(
         w,
-        ",\"uninspected_processes\":{},\"unreadable_fds\":{}}}",
-        verdict.uninspected_processes, verdict.unreadable_fds
+        ",\"uninspected_processes\":{},\"unreadable_fds\":{},\"host_network\":{}}}",
+        verdict.uninspected_processes, verdict.unreadable_fds, verdict.host_network
     )
 }
 
@@ -401,22 +502,22 @@ mod tests {
     /// Decides `rows` as a poll would, with `--all`: proxy uid 1337, proxy
     /// process `envoy`, each row's holder (pid, comm) if any.
     fn verdict(rows: Vec<(Socket, Option<(i32, &str)>)>) -> Verdict {
-        let mut facts = PodFacts::default();
-        let mut pairs = Vec::new();
-        let mut sockets = Vec::new();
-        for (i, (mut s, holder)) in rows.into_iter().enumerate() {
-            s.inode = 42 + i as u64;
-            facts.note(&s);
-            if let Some((pid, comm)) = holder {
-                pairs.push((s.inode, Holder::new(pid, comm, comm)));
-            }
-            sockets.push(s);
-        }
         let rules = Rules {
             proxy_uids: vec![1337],
             proxy_names: vec!["envoy".into()],
             ..Rules::default()
         };
+        let mut facts = PodFacts::default();
+        let mut pairs = Vec::new();
+        let mut sockets = Vec::new();
+        for (i, (mut s, holder)) in rows.into_iter().enumerate() {
+            s.inode = 42 + i as u64;
+            facts.note(&s, &rules);
+            if let Some((pid, comm)) = holder {
+                pairs.push((s.inode, Holder::new(pid, comm, comm)));
+            }
+            sockets.push(s);
+        }
         decide::decide(sockets, &Holders::from_pairs(pairs), &rules, &facts, true)
     }
 
@@ -519,7 +620,7 @@ mod tests {
         v.uninspected_processes = 2;
         assert_eq!(
             json(&v, false),
-            "{\"blocking\":[{\"state\":\"LISTEN\",\"local\":\"[::]:9090\",\"remote\":\"[::]:0\",\"uid\":1000,\"inode\":42,\"pid\":null,\"process\":null,\"direction\":\"listen\",\"to_proxy\":false}],\"uninspected_processes\":2,\"unreadable_fds\":0}\n"
+            "{\"blocking\":[{\"state\":\"LISTEN\",\"local\":\"[::]:9090\",\"remote\":\"[::]:0\",\"uid\":1000,\"inode\":42,\"pid\":null,\"process\":null,\"direction\":\"listen\",\"to_proxy\":false}],\"uninspected_processes\":2,\"unreadable_fds\":0,\"host_network\":false}\n"
         );
         let all = json(&v, true);
         assert!(all.contains("\"ignored\":[{\"state\":\"LISTEN\",\"local\":\"127.0.0.1:15000\""));
@@ -592,7 +693,7 @@ mod tests {
         ]);
         let t = text(&v, false);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines.len(), 4, "{t}");
+        assert_eq!(lines.len(), 6, "{t}");
         assert!(lines[0].starts_with("STATE "));
         assert!(!lines[0].contains("VERDICT"));
         // Columns line up: LOCAL starts at the same offset in every row.
@@ -601,6 +702,47 @@ mod tests {
         assert_eq!(&lines[2][col..col + 7], "[::ffff");
         assert!(lines[2].ends_with("12/app"));
         assert_eq!(lines[3], "2 sockets block");
+        assert_eq!(lines[4], "by owner: uid 1000: 2 sockets (local port 8080)");
+        assert!(lines[5].starts_with("hint: if a uid here belongs to another container"));
+        assert!(lines[5].ends_with("--ignore-uid UID (uids here: 1000)"));
+    }
+
+    #[test]
+    fn owners_are_grouped_by_uid_with_their_ports_bounded() {
+        let mut rows: Vec<(Socket, Option<(i32, &str)>)> = (0..10)
+            .map(|i| (listen(&format!("0.0.0.0:{}", 8000 + i)), None))
+            .collect();
+        rows.push((
+            sock(TcpState::Listen, "0.0.0.0:5432", "0.0.0.0:0", 65532),
+            None,
+        ));
+        rows.push((sock(TcpState::Listen, "[::]:5432", "[::]:0", 65532), None));
+        let v = verdict(rows);
+        let owners = by_owner(&v);
+        assert_eq!(
+            owners
+                .iter()
+                .map(|g| (g.uid, g.sockets, g.ports.len()))
+                .collect::<Vec<_>>(),
+            vec![(1000, 10, 10), (65532, 2, 1)]
+        );
+        assert_eq!(
+            owner_summary(&owners),
+            "uid 1000: 10 sockets (local ports 8000, 8001, 8002, 8003, 8004, 8005, 8006, 8007, +2 more); uid 65532: 2 sockets (local port 5432)"
+        );
+        assert!(ignore_uid_hint(&owners).ends_with("(uids here: 1000, 65532)"));
+        assert!(by_owner(&Verdict::default()).is_empty());
+    }
+
+    #[test]
+    fn host_network_is_said_in_text_and_json() {
+        let v = verdict(vec![(
+            sock(TcpState::Listen, "0.0.0.0:10250", "0.0.0.0:0", 0),
+            None,
+        )]);
+        assert!(v.host_network);
+        assert!(text(&v, false).ends_with(&format!("note: {HOST_NETWORK_NOTE}\n")));
+        assert!(json(&v, false).ends_with(",\"host_network\":true}\n"));
     }
 
     #[test]
@@ -642,7 +784,7 @@ mod tests {
         ]);
         let t = text(&v, true);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines.len(), 4, "{t}");
+        assert_eq!(lines.len(), 6, "{t}");
         // The VERDICT column starts at the same character offset in every row.
         let col = |l: &str| {
             l.chars()

@@ -55,8 +55,11 @@ impl Clock for SystemClock {
     }
 }
 
-/// How many sockets a log line names before `and N more`.
+/// How many sockets a change line names before `and N more`.
 const LOG_SOCKETS: usize = 5;
+
+/// How many the deadline line names; the owner summary after it counts the rest.
+const DEADLINE_SOCKETS: usize = 10;
 
 /// Runs the loop. `start` is when the hook started (anything done before the
 /// first poll, such as the drain call, counts against the deadline); `poll` is
@@ -136,6 +139,9 @@ impl<'a> Progress<'a> {
                 return Ok(());
             }
         };
+        if self.last.is_none() && v.host_network {
+            let _ = writeln!(log, "prestop-wait: warning: {}", render::HOST_NETWORK_NOTE);
+        }
         let print = fingerprint(&v);
         if self.last.as_ref().is_none_or(|(_, old)| *old != print) {
             log_change(log, &v, at - self.start);
@@ -193,14 +199,7 @@ impl<'a> Progress<'a> {
             return Some(Outcome::Drained(took));
         }
         if let Some((v, _)) = &self.last {
-            let _ = writeln!(
-                log,
-                "prestop-wait: deadline {} passed (at {}); {} still blocking: {}",
-                fmt_duration(self.opts.timeout),
-                fmt_duration(took),
-                count(blocking),
-                render::summary(v.blocking(), blocking, usize::MAX)
-            );
+            log_deadline(log, v, self.opts.timeout, took);
         }
         Some(Outcome::DeadlineExceeded(blocking))
     }
@@ -215,11 +214,32 @@ impl<'a> Progress<'a> {
 }
 
 fn count(n: usize) -> String {
-    if n == 1 {
-        "1 socket".to_owned()
-    } else {
-        format!("{n} sockets")
-    }
+    render::count(n, "socket", "sockets")
+}
+
+/// The last lines of a wait that timed out: what still blocks, by owner, and
+/// how to excuse another container. The kubelet shows a hook's output
+/// nowhere, so these lines are for `--log-file`.
+fn log_deadline(log: &mut impl Write, v: &Verdict, timeout: Duration, took: Duration) {
+    let _ = writeln!(
+        log,
+        "prestop-wait: deadline {} passed (at {}); {} still blocking: {}",
+        fmt_duration(timeout),
+        fmt_duration(took),
+        count(v.blocking_count()),
+        render::summary(v.blocking(), v.blocking_count(), DEADLINE_SOCKETS)
+    );
+    let owners = render::by_owner(v);
+    let _ = writeln!(
+        log,
+        "prestop-wait: still blocking by owner: {}",
+        render::owner_summary(&owners)
+    );
+    let _ = writeln!(
+        log,
+        "prestop-wait: hint: {}",
+        render::ignore_uid_hint(&owners)
+    );
 }
 
 fn log_change(log: &mut impl Write, v: &Verdict, at: Duration) {
@@ -562,5 +582,81 @@ mod tests {
         .unwrap();
         assert!(matches!(out, Outcome::DeadlineExceeded(_)));
         assert_eq!(c.elapsed(), ms(1_000));
+    }
+
+    /// A verdict in which `n` uid-1000 listeners (ports 1..=n) block,
+    /// optionally with the kubelet's port listening.
+    fn many(n: u16, node: bool) -> Verdict {
+        let mut sockets: Vec<Socket> = (1..=n)
+            .map(|port| Socket {
+                state: TcpState::Listen,
+                local: format!("0.0.0.0:{port}").parse().unwrap(),
+                remote: "0.0.0.0:0".parse().unwrap(),
+                uid: 1000,
+                inode: u64::from(port),
+            })
+            .collect();
+        let mut facts = PodFacts::default();
+        if node {
+            let kubelet = Socket {
+                local: "0.0.0.0:10250".parse().unwrap(),
+                uid: 1337,
+                ..sockets[0].clone()
+            };
+            facts.note(&kubelet, &Rules::default());
+        }
+        sockets
+            .iter()
+            .for_each(|s| facts.note(s, &Rules::default()));
+        sockets.shrink_to_fit();
+        decide::decide(
+            sockets,
+            &Holders::default(),
+            &Rules::default(),
+            &facts,
+            false,
+        )
+    }
+
+    #[test]
+    fn the_deadline_names_ten_then_groups_by_owner_with_a_hint() {
+        let c = FakeClock::new();
+        let (out, log, _) = run(&c, &opts(500, 250, 0), |_| Ok(many(25, false)));
+        assert_eq!(out, Outcome::DeadlineExceeded(25));
+        let lines: Vec<&str> = log.lines().collect();
+        let n = lines.len();
+        assert!(n >= 3, "{log}");
+        assert!(
+            lines[n - 3].starts_with(
+                "prestop-wait: deadline 500ms passed (at 500ms); 25 sockets still blocking: "
+            ),
+            "{log}"
+        );
+        assert_eq!(lines[n - 3].matches("LISTEN").count(), 10, "{log}");
+        assert!(lines[n - 3].ends_with(", and 15 more"), "{log}");
+        assert_eq!(
+            lines[n - 2],
+            "prestop-wait: still blocking by owner: uid 1000: 25 sockets (local ports 1, 2, 3, 4, 5, 6, 7, 8, +17 more)"
+        );
+        assert!(lines[n - 1].starts_with("prestop-wait: hint: "), "{log}");
+        assert!(
+            lines[n - 1].contains("--ignore-uid UID (uids here: 1000)"),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn the_node_network_is_warned_about_once() {
+        let c = FakeClock::new();
+        let (_, log, polls) = run(&c, &opts(1_000, 250, 0), |_| Ok(many(1, true)));
+        assert_eq!(polls, 5);
+        assert_eq!(
+            log.matches("warning: these are the node's sockets").count(),
+            1,
+            "{log}"
+        );
+        let c = FakeClock::new();
+        let (_, log, _) = run(&c, &opts(1_000, 250, 0), |_| Ok(many(1, false)));
+        assert!(!log.contains("node's sockets"), "{log}");
     }
 }

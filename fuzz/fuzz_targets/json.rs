@@ -86,23 +86,24 @@ fn check_entry_json(v: &serde_json::Value, e: &Entry) {
 fn verdict_round(data: &[u8]) -> Result<()> {
     let mut u = Unstructured::new(data);
     let all: bool = u.arbitrary()?;
+    let rules = Rules {
+        proxy_uids: vec![1337],
+        proxy_names: vec!["envoy".into()],
+        ignore_uids: vec![*u.choose(&[0, 1000])?],
+        ignore_ports: vec![u.arbitrary()?],
+        listen_only: u.arbitrary()?,
+    };
     let mut rows = Vec::new();
     let mut pairs = Vec::new();
     let mut facts = PodFacts::default();
     for inode in 1..=u.int_in_range(0..=4)? {
         let s = row(&mut u, inode, &mut pairs)?;
-        facts.note(&s);
+        facts.note(&s, &rules);
         rows.push(s);
     }
     let mut holders = Holders::from_pairs(pairs);
     holders.uninspected_processes = u.arbitrary()?;
     holders.unreadable_fds = u.arbitrary()?;
-    let rules = Rules {
-        proxy_uids: vec![1337],
-        proxy_names: vec!["envoy".into()],
-        ignore_ports: vec![u.arbitrary()?],
-        listen_only: u.arbitrary()?,
-    };
     let v = decide::decide(rows, &holders, &rules, &facts, true);
 
     let mut out = Vec::new();

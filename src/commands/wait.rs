@@ -18,13 +18,22 @@ use crate::waiter::{self, Clock, Outcome, WaitOptions};
 /// Runs `wait`, logging to `stderr` (and `--log-file`).
 pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Result<ExitCode> {
     let start = clock.now();
-    let mut log = Log::open(stderr, config.quiet, config.log_file.as_deref());
+    let (mut log, log_note) = Log::open(
+        stderr,
+        config.quiet,
+        config.log_file.as_ref(),
+        &config.pod.proc_root,
+        &config.pod.rules.proxy_names,
+    );
     let _ = writeln!(
         log,
         "{}",
         start_line(&config.pod.rules, &config.pod.proc_root, &config.timing)
     );
-    if let Some(warning) = budget_warning(&config.timing) {
+    if let Some(note) = log_note {
+        let _ = writeln!(log, "{note}");
+    }
+    if let Some(warning) = budget_warning(&config.timing, config.grace_period) {
         let _ = writeln!(log, "prestop-wait: warning: {warning}");
     }
     if let Some(target) = &config.drain {
@@ -42,7 +51,14 @@ pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Re
 /// `--drain`: one POST; a failure is logged and the wait goes on.
 fn drain_proxy(target: &DrainTarget, log: &mut impl Write) {
     let _ = match drain::post(target) {
-        Ok(status) => writeln!(log, "prestop-wait: drain: POST {} -> {status}", target.url),
+        Ok((status, via)) if via == target.addr => {
+            writeln!(log, "prestop-wait: drain: POST {} -> {status}", target.url)
+        }
+        Ok((status, via)) => writeln!(
+            log,
+            "prestop-wait: drain: POST {} -> {status} (via {via}; {} could not be reached)",
+            target.url, target.addr
+        ),
         Err(e) => writeln!(
             log,
             "prestop-wait: drain: POST {} failed: {e:#}; waiting anyway",
@@ -69,6 +85,9 @@ fn start_line(rules: &Rules, proc_root: &Path, o: &WaitOptions) -> String {
             waiter::fmt_duration(o.quiet_period)
         ));
     }
+    if !rules.ignore_uids.is_empty() {
+        line.push_str(&format!(", ignoring uids {:?}", rules.ignore_uids));
+    }
     if !rules.ignore_ports.is_empty() {
         line.push_str(&format!(", ignoring ports {:?}", rules.ignore_ports));
     }
@@ -85,16 +104,23 @@ const DEFAULT_PROXY_DRAIN: Duration = Duration::from_secs(5);
 
 /// The kubelet kills the whole pod at the grace period, hook or not; a hook
 /// that may run longer than the grace period minus the proxy's own drain
-/// makes the proxy die mid-drain. Returns the warning to log, if any.
-pub fn budget_warning(o: &WaitOptions) -> Option<String> {
+/// makes the proxy die mid-drain. `grace` is `--grace-period`, when stated;
+/// otherwise Kubernetes' default is assumed, and the warning says so.
+/// Returns the warning to log, if any.
+pub fn budget_warning(o: &WaitOptions, grace: Option<Duration>) -> Option<String> {
     let worst = o.timeout.max(o.min_wait) + DEFAULT_PROXY_DRAIN;
-    (worst > DEFAULT_GRACE).then(|| {
+    let (limit, whose) = match grace {
+        Some(g) => (g, "the pod's"),
+        None => (DEFAULT_GRACE, "the default"),
+    };
+    (worst > limit).then(|| {
         format!(
-            "--timeout {} plus the proxy's default {} drain is over the default {}s terminationGracePeriodSeconds; set terminationGracePeriodSeconds to at least {} (and keep terminationDrainDuration in the sum)",
-            waiter::fmt_duration(o.timeout),
+            "--timeout {} plus the proxy's default {} drain is over {whose} {} terminationGracePeriodSeconds; set terminationGracePeriodSeconds to at least {} (and keep terminationDrainDuration in the sum){}",
+            waiter::fmt_duration(o.timeout.max(o.min_wait)),
             waiter::fmt_duration(DEFAULT_PROXY_DRAIN),
-            DEFAULT_GRACE.as_secs(),
-            worst.as_secs() + u64::from(worst.subsec_nanos() > 0)
+            waiter::fmt_duration(limit),
+            worst.as_secs() + u64::from(worst.subsec_nanos() > 0),
+            if grace.is_none() { ", and pass it as --grace-period" } else { "" }
         )
     })
 }
@@ -114,14 +140,35 @@ mod tests {
 
     #[test]
     fn budget_warning_only_past_grace_minus_drain() {
-        assert_eq!(budget_warning(&opts(25, 0)), None);
-        assert_eq!(budget_warning(&opts(25, 25)), None);
-        let w = budget_warning(&opts(26, 0)).unwrap();
+        assert_eq!(budget_warning(&opts(25, 0), None), None);
+        assert_eq!(budget_warning(&opts(25, 25), None), None);
+        let w = budget_warning(&opts(26, 0), None).unwrap();
         assert!(w.contains("--timeout 26s"), "{w}");
+        assert!(
+            w.contains("over the default 30s terminationGracePeriodSeconds"),
+            "{w}"
+        );
         assert!(w.contains("at least 31"), "{w}");
+        assert!(w.ends_with("and pass it as --grace-period"), "{w}");
         let mut o = opts(25, 0);
         o.timeout += Duration::from_millis(1);
-        assert!(budget_warning(&o).unwrap().contains("at least 31"));
+        assert!(budget_warning(&o, None).unwrap().contains("at least 31"));
+    }
+
+    #[test]
+    fn a_stated_grace_period_replaces_the_default() {
+        let s = Duration::from_secs;
+        // The per-workload example: 60s + 5s fits 75s.
+        assert_eq!(budget_warning(&opts(60, 5), Some(s(75))), None);
+        let w = budget_warning(&opts(60, 0), Some(s(60))).unwrap();
+        assert!(
+            w.contains("over the pod's 1m terminationGracePeriodSeconds"),
+            "{w}"
+        );
+        assert!(w.contains("at least 65"), "{w}");
+        assert!(!w.contains("--grace-period"), "{w}");
+        // A short grace period warns even at the default timeout.
+        assert!(budget_warning(&opts(25, 0), Some(s(20))).is_some());
     }
 
     #[test]
@@ -139,6 +186,7 @@ mod tests {
         let mut o = opts(25, 5);
         o.quiet_period = Duration::from_secs(2);
         let rules = Rules {
+            ignore_uids: vec![65532],
             ignore_ports: vec![9090],
             listen_only: true,
             ..rules
@@ -146,7 +194,7 @@ mod tests {
         let l = start_line(&rules, Path::new("/proc"), &o);
         assert!(
             l.ends_with(
-                ", at least 5s, quiet period 2s, ignoring ports [9090], LISTEN sockets only"
+                ", at least 5s, quiet period 2s, ignoring uids [65532], ignoring ports [9090], LISTEN sockets only"
             ),
             "{l}"
         );

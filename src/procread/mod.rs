@@ -9,4 +9,7 @@ pub mod net;
 pub mod process;
 
 pub use net::{Socket, Table, TcpState, parse_line, read_table, seq_file_ended};
-pub use process::{Holder, HolderList, Holders, ProcessNames, scan_holders, socket_inode};
+pub use process::{
+    Holder, HolderList, Holders, ProcessInfo, ProcessNames, process_uid, processes_of_uid,
+    scan_holders, socket_inode,
+};

@@ -277,6 +277,73 @@ fn process_names(proc_root: &Path, pid: i32) -> Arc<ProcessNames> {
         .unwrap_or_else(|_| "".into());
     Arc::new(ProcessNames { comm, argv0 })
 }
+/// A visible process as `--log-file auto` sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Its pid, in the reader's PID namespace.
+    pub pid: i32,
+    /// Its effective uid: the owner of `<proc>/<pid>`.
+    pub uid: u32,
+    /// `comm`, else the basename of `argv[0]`.
+    pub name: String,
+    /// Whether `comm` or `argv[0]` is one of the names asked about.
+    pub named: bool,
+    /// Start time in clock ticks since boot (`stat` field 22); `u64::MAX`
+    /// when unreadable, so such a process is never taken for the oldest.
+    pub start: u64,
+}
+
+/// The effective uid of `<proc>/<pid>`, if it is there.
+pub fn process_uid(proc_root: &Path, pid: i32) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(proc_root.join(pid.to_string()))
+        .ok()
+        .map(|m| m.uid())
+}
+
+/// Every visible process whose effective uid is `uid`, with its names
+/// checked against `names` and its start time. Processes that vanish
+/// mid-listing are skipped.
+pub fn processes_of_uid(proc_root: &Path, uid: u32, names: &[String]) -> Result<Vec<ProcessInfo>> {
+    let dir = std::fs::read_dir(proc_root)
+        .with_context(|| format!("cannot list processes in {}", proc_root.display()))?;
+    let mut found = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if process_uid(proc_root, pid) != Some(uid) {
+            continue;
+        }
+        let n = process_names(proc_root, pid);
+        let named = names.iter().any(|x| **x == *n.comm || **x == *n.argv0);
+        let name = if n.comm.is_empty() { &n.argv0 } else { &n.comm };
+        let stat = std::fs::read(proc_root.join(pid.to_string()).join("stat")).unwrap_or_default();
+        found.push(ProcessInfo {
+            pid,
+            uid,
+            name: name.to_string(),
+            named,
+            start: start_time(&stat).unwrap_or(u64::MAX),
+        });
+    }
+    found.sort_by_key(|p| (p.start, p.pid));
+    Ok(found)
+}
+
+/// Field 22 of `<pid>/stat`, counted after the `(comm)` field, which may
+/// itself hold spaces and parentheses: hence from the last `)`.
+fn start_time(stat: &[u8]) -> Option<u64> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    // Fields 3 (state) onward; starttime is field 22.
+    rest.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,5 +505,55 @@ mod tests {
         write(&p.join("comm"), "ghost\n");
         let h = scan_holders(dir.path(), &[1], &[]).unwrap();
         assert_eq!(h, Holders::default());
+    }
+
+    #[test]
+    fn start_time_is_field_22_even_with_a_hostile_comm() {
+        let stat = b"7 (a) b) c) S 1 7 7 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 10";
+        assert_eq!(start_time(stat), Some(123456));
+        assert_eq!(start_time(b"7 (x) S 1"), None);
+        assert_eq!(start_time(b"no parens"), None);
+    }
+
+    #[test]
+    fn processes_of_a_uid_are_listed_oldest_first_with_names_checked() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let me = std::fs::metadata(root).unwrap().uid();
+        for (pid, comm, start) in [
+            (30, "envoy", "500"),
+            (12, "pilot-agent", "200"),
+            (9, "app", "100"),
+        ] {
+            let p = root.join(pid.to_string());
+            write(&p.join("comm"), &format!("{comm}\n"));
+            write(&p.join("cmdline"), &format!("/usr/local/bin/{comm}\0"));
+            write(
+                &p.join("stat"),
+                &format!("{pid} ({comm}) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0"),
+            );
+        }
+        let names = vec!["envoy".to_owned(), "pilot-agent".to_owned()];
+        let found = processes_of_uid(root, me, &names).unwrap();
+        let got: Vec<(i32, &str, bool)> = found
+            .iter()
+            .map(|p| (p.pid, p.name.as_str(), p.named))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (9, "app", false),
+                (12, "pilot-agent", true),
+                (30, "envoy", true)
+            ]
+        );
+        assert_eq!(process_uid(root, 12), Some(me));
+        assert_eq!(process_uid(root, 13), None);
+        assert!(
+            processes_of_uid(root, me.wrapping_add(1), &names)
+                .unwrap()
+                .is_empty()
+        );
     }
 }
