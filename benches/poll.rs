@@ -87,8 +87,7 @@ fn rules() -> Rules {
     Rules {
         proxy_uids: vec![PROXY_UID],
         proxy_names: vec!["envoy".into(), "pilot-agent".into()],
-        ignore_ports: vec![],
-        listen_only: false,
+        ..Rules::default()
     }
 }
 
