@@ -78,8 +78,7 @@ pub fn test_name() -> String {
     }
 }
 
-/// Keys of a `check --json` socket, in the documented order; ignored
-/// sockets add `reason` last.
+/// Keys of a `check --json` socket, in the documented order.
 pub const SOCKET_KEYS: [&str; 9] = [
     "state",
     "local",
@@ -92,7 +91,6 @@ pub const SOCKET_KEYS: [&str; 9] = [
     "to_proxy",
 ];
 
-/// One socket of `check --json`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct JsonSock {
     pub state: String,
@@ -108,7 +106,7 @@ pub struct JsonSock {
     pub reason: Option<String>,
 }
 
-/// `check --json`, parsed.
+/// `check --json`, typed: a missing field or a wrong type fails the parse.
 #[derive(Debug, Deserialize)]
 pub struct Report {
     pub blocking: Vec<JsonSock>,
@@ -122,35 +120,29 @@ pub struct Report {
 }
 
 impl Report {
-    /// `check --json` output held to the documented shape: one line, one
-    /// object whose keys, and every socket's keys, are exactly the
-    /// documented ones in the documented order. Panics otherwise.
+    /// `check --json` output held to the documented shape: one line of
+    /// compact JSON, one object whose keys, and every socket's keys, are
+    /// exactly the documented ones in the documented order. Panics otherwise.
     pub fn exact(stdout: &str) -> Report {
         assert!(
             stdout.ends_with('\n') && stdout.lines().count() == 1,
             "not one line: {stdout:?}"
         );
         let r = Report::parse(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        // Compact, as documented: no space between tokens.
+        assert_eq!(
+            format!("{}\n", r.value),
+            stdout,
+            "not compact JSON or not as serde_json writes it"
+        );
         let mut top = vec!["blocking"];
         if r.ignored.is_some() {
             top.push("ignored");
         }
         top.extend(["uninspected_processes", "unreadable_fds"]);
         assert_eq!(keys(&r.value), top, "top-level keys: {stdout}");
-        for (list, reason) in [("blocking", false), ("ignored", true)] {
-            for s in r
-                .value
-                .get(list)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let mut want = SOCKET_KEYS.to_vec();
-                if reason {
-                    want.push("reason");
-                }
-                assert_eq!(keys(s), want, "{list} entry {s}");
-            }
+        for (list, s) in entries(&r.value) {
+            assert_eq!(keys(s), socket_keys(list), "{list} entry {s}");
         }
         r
     }
@@ -160,23 +152,12 @@ impl Report {
     /// them are additions, tolerated here and listed by [`Report::extra_keys`].
     pub fn parse(stdout: &str) -> Result<Report, String> {
         let value: Value = serde_json::from_str(stdout).map_err(|e| format!("not JSON: {e}"))?;
-        for (list, reason) in [("blocking", false), ("ignored", true)] {
-            for s in value
-                .get(list)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let have = keys(s);
-                let missing: Vec<&str> = SOCKET_KEYS
-                    .iter()
-                    .chain(reason.then_some(&"reason"))
-                    .filter(|k| !have.contains(k))
-                    .copied()
-                    .collect();
-                if !missing.is_empty() {
-                    return Err(format!("{list} entry lacks {missing:?}: {s}"));
-                }
+        for (list, s) in entries(&value) {
+            let have = keys(s);
+            let mut missing = socket_keys(list);
+            missing.retain(|k| !have.contains(k));
+            if !missing.is_empty() {
+                return Err(format!("{list} entry lacks {missing:?}: {s}"));
             }
         }
         let mut r =
@@ -198,12 +179,11 @@ impl Report {
             .filter(|k| !known.contains(k))
             .collect();
         top.sort();
-        let mut socket: Vec<&str> = ["blocking", "ignored"]
-            .iter()
-            .filter_map(|l| self.value.get(l).and_then(Value::as_array))
-            .flatten()
-            .flat_map(keys)
-            .filter(|k| !SOCKET_KEYS.contains(k) && *k != "reason")
+        let mut socket: Vec<&str> = entries(&self.value)
+            .flat_map(|(list, s)| {
+                let want = socket_keys(list);
+                keys(s).into_iter().filter(move |k| !want.contains(k))
+            })
             .collect();
         socket.sort();
         socket.dedup();
@@ -227,6 +207,26 @@ impl Report {
             .and_then(|a| a.iter().find(|s| s["local"] == local))
             .unwrap_or_else(|| panic!("no {list} socket {local}: {}", self.value))
     }
+}
+
+/// The keys a socket of `list` has, in order: ignored ones add `reason`.
+fn socket_keys(list: &str) -> Vec<&'static str> {
+    let mut want = SOCKET_KEYS.to_vec();
+    if list == "ignored" {
+        want.push("reason");
+    }
+    want
+}
+
+/// Every socket entry of a `check --json` document, with its list's name.
+fn entries(doc: &Value) -> impl Iterator<Item = (&'static str, &Value)> {
+    ["blocking", "ignored"].into_iter().flat_map(move |list| {
+        doc.get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(move |s| (list, s))
+    })
 }
 
 /// An object's keys in document order; none for anything else.
