@@ -2,62 +2,30 @@
 
 mod common;
 
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn run(f: &Fixture, args: &[&str]) -> Output {
-    let mut c = bin();
-    c.args(args).arg("--proc").arg(f.path());
-    c.output().expect("run binary")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).expect("utf-8 stdout")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).expect("utf-8 stderr")
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exited, not killed")
-}
-
-/// `"local"` values of a JSON array in `check --json` output, in order.
-fn locals(json: &str, key: &str) -> Vec<String> {
-    let Some(start) = json.find(&format!("\"{key}\":[")) else {
-        return Vec::new();
-    };
-    let rest = &json[start..];
-    // `],"` ends the array; IPv6 brackets are always followed by `:`.
-    let end = rest.find("],\"").expect("array end");
-    rest[..end]
-        .split("\"local\":\"")
-        .skip(1)
-        .map(|s| s.split('"').next().unwrap().to_owned())
-        .collect()
-}
+use serde_json::json;
 
 #[test]
 fn check_lists_exactly_the_apps_sockets() {
     let f = istio_pod();
-    let o = run(&f, &["check", "--json"]);
+    let (o, r) = check_json(&f, &[]);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
-    let out = stdout(&o);
     assert_eq!(
-        locals(&out, "blocking"),
-        vec![
+        r.blocking_locals(),
+        [
             "0.0.0.0:8080",
             "10.1.2.3:45000",
             "10.1.2.3:8080",
             "[::]:9090"
         ]
     );
-    assert!(!out.contains("\"ignored\""), "{out}");
-    assert!(out.contains("\"pid\":null,\"process\":null"));
-    assert_eq!(out.lines().count(), 1);
+    assert!(r.ignored.is_none(), "{}", r.value);
+    // Another PID namespace: no socket of the app has a visible holder.
+    for s in &r.blocking {
+        assert_eq!((s.pid, &s.process), (None, &None), "{s:?}");
+    }
 }
 
 #[test]
@@ -66,20 +34,33 @@ fn check_all_gives_every_reason() {
     // A root-owned pilot-agent socket: only the process rule can excuse it.
     f.socket("0.0.0.0:15010", "0.0.0.0:0", LISTEN, 0, 110)
         .process(2, "pilot-agent", &["pilot-agent"], &[110]);
-    let o = run(&f, &["check", "--json", "--all", "--ignore-port", "9090"]);
+    let (o, r) = check_json(&f, &["--all", "--ignore-port", "9090"]);
     assert_eq!(code(&o), 1);
-    let out = stdout(&o);
     assert_eq!(
-        locals(&out, "blocking"),
-        vec!["0.0.0.0:8080", "10.1.2.3:45000", "10.1.2.3:8080"]
+        r.blocking_locals(),
+        ["0.0.0.0:8080", "10.1.2.3:45000", "10.1.2.3:8080"]
     );
-    let ignored = locals(&out, "ignored");
-    assert_eq!(ignored.len(), 11, "{out}");
-    assert!(out.contains("\"local\":\"0.0.0.0:15010\",\"remote\":\"0.0.0.0:0\",\"uid\":0,\"inode\":110,\"pid\":2,\"process\":\"pilot-agent\",\"direction\":\"listen\",\"to_proxy\":false,\"reason\":\"proxy-process\""), "{out}");
-    assert!(out.contains("\"local\":\"[::]:9090\",\"remote\":\"[::]:0\",\"uid\":1000,\"inode\":202,\"pid\":null,\"process\":null,\"direction\":\"listen\",\"to_proxy\":false,\"reason\":\"ignored-port\""), "{out}");
-    assert_eq!(out.matches("\"reason\":\"proxy-uid\"").count(), 9, "{out}");
+    assert_eq!(r.ignored().len(), 11, "{}", r.value);
+    assert_eq!(
+        r.entry("ignored", "0.0.0.0:15010"),
+        &json!({"state": "LISTEN", "local": "0.0.0.0:15010", "remote": "0.0.0.0:0",
+                "uid": 0, "inode": 110, "pid": 2, "process": "pilot-agent",
+                "direction": "listen", "to_proxy": false, "reason": "proxy-process"})
+    );
+    assert_eq!(
+        r.entry("ignored", "[::]:9090"),
+        &json!({"state": "LISTEN", "local": "[::]:9090", "remote": "[::]:0",
+                "uid": 1000, "inode": 202, "pid": null, "process": null,
+                "direction": "listen", "to_proxy": false, "reason": "ignored-port"})
+    );
+    let by_uid = r
+        .ignored()
+        .iter()
+        .filter(|s| s.reason.as_deref() == Some("proxy-uid"))
+        .count();
+    assert_eq!(by_uid, 9, "{}", r.value);
     // TIME_WAIT (inode 0) is in no list.
-    assert!(!out.contains("50000"), "{out}");
+    assert!(!stdout(&o).contains("50000"), "{}", r.value);
 }
 
 #[test]
@@ -117,26 +98,32 @@ fn check_nothing_blocks_exits_0() {
     let o = run(&f, &["check"]);
     assert_eq!(code(&o), 0);
     assert_eq!(stdout(&o), "nothing blocks\n");
-    let o = run(&f, &["check", "--json"]);
+    let (o, r) = check_json(&f, &[]);
+    assert_eq!(code(&o), 0);
     assert_eq!(
-        stdout(&o),
-        "{\"blocking\":[],\"uninspected_processes\":0,\"unreadable_fds\":0}\n"
+        r.value,
+        json!({"blocking": [], "uninspected_processes": 0, "unreadable_fds": 0})
     );
 }
 
 #[test]
 fn listen_only_matches_the_old_loop_rule() {
     let f = istio_pod();
-    let o = run(&f, &["check", "--json", "--listen-only"]);
+    let (o, r) = check_json(&f, &["--listen-only"]);
     assert_eq!(code(&o), 1);
+    assert_eq!(r.blocking_locals(), ["0.0.0.0:8080", "[::]:9090"]);
+    let (_, r) = check_json(&f, &["--listen-only", "--all"]);
+    let not_listening: Vec<&str> = r
+        .ignored()
+        .iter()
+        .filter(|s| s.reason.as_deref() == Some("not-listening"))
+        .map(|s| s.local.as_str())
+        .collect();
     assert_eq!(
-        locals(&stdout(&o), "blocking"),
-        vec!["0.0.0.0:8080", "[::]:9090"]
-    );
-    let o = run(&f, &["check", "--json", "--listen-only", "--all"]);
-    assert_eq!(
-        stdout(&o).matches("\"reason\":\"not-listening\"").count(),
-        2
+        not_listening,
+        ["10.1.2.3:45000", "10.1.2.3:8080"],
+        "{}",
+        r.value
     );
 }
 
@@ -153,20 +140,13 @@ fn proxy_name_and_uid_flags_and_env() {
             &["/usr/lib/linkerd/linkerd2-proxy"],
             &[2],
         );
-    let o = run(&f, &["check", "--json"]);
-    assert_eq!(locals(&stdout(&o), "blocking").len(), 3);
-    let o = run(
+    let (_, r) = check_json(&f, &[]);
+    assert_eq!(r.blocking.len(), 3, "{}", r.value);
+    let (_, r) = check_json(
         &f,
-        &[
-            "check",
-            "--json",
-            "--proxy-uid",
-            "2102",
-            "--proxy-name",
-            "linkerd2-proxy",
-        ],
+        &["--proxy-uid", "2102", "--proxy-name", "linkerd2-proxy"],
     );
-    assert_eq!(locals(&stdout(&o), "blocking"), vec!["0.0.0.0:8080"]);
+    assert_eq!(r.blocking_locals(), ["0.0.0.0:8080"]);
     let o = bin()
         .args(["check", "--json"])
         .env("PRESTOP_WAIT_PROC", f.path())
@@ -182,9 +162,13 @@ fn proxy_name_and_uid_flags_and_env() {
 fn app_visible_in_shared_pid_namespace_is_named() {
     let mut f = istio_pod();
     f.process(40, "python3", &["/usr/bin/python3", "app.py"], &[201, 203]);
-    let o = run(&f, &["check", "--json"]);
-    let out = stdout(&o);
-    assert!(out.contains("\"local\":\"0.0.0.0:8080\",\"remote\":\"0.0.0.0:0\",\"uid\":1000,\"inode\":201,\"pid\":40,\"process\":\"python3\""), "{out}");
+    let (_, r) = check_json(&f, &[]);
+    assert_eq!(
+        r.entry("blocking", "0.0.0.0:8080"),
+        &json!({"state": "LISTEN", "local": "0.0.0.0:8080", "remote": "0.0.0.0:0",
+                "uid": 1000, "inode": 201, "pid": 40, "process": "python3",
+                "direction": "listen", "to_proxy": false})
+    );
 }
 
 #[test]
@@ -192,9 +176,9 @@ fn missing_tcp6_is_empty() {
     let mut f = Fixture::new();
     f.socket("0.0.0.0:8080", "0.0.0.0:0", LISTEN, 1000, 3);
     std::fs::remove_file(f.table_path("tcp6")).unwrap();
-    let o = run(&f, &["check", "--json"]);
+    let (o, r) = check_json(&f, &[]);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
-    assert_eq!(locals(&stdout(&o), "blocking"), vec!["0.0.0.0:8080"]);
+    assert_eq!(r.blocking_locals(), ["0.0.0.0:8080"]);
 }
 
 #[test]

@@ -4,14 +4,16 @@
 //! its `--help` shows) with values it accepts, and the Istio examples keep the
 //! shutdown time budget within the pod's grace period.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use common::bin;
 use yaml_rust2::{Yaml, YamlLoader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_prestop-wait");
 const SUBCOMMANDS: [&str; 2] = ["wait", "check"];
 
 fn examples_dir() -> PathBuf {
@@ -54,7 +56,7 @@ fn help(sub: Option<&str>) -> &'static str {
         [None, Some("wait"), Some("check")]
             .into_iter()
             .map(|sub| {
-                let out = Command::new(BIN)
+                let out = bin()
                     .args(sub)
                     .arg("--help")
                     .output()
@@ -295,11 +297,7 @@ fn example_command_lines_are_accepted() {
             .iter()
             .filter(|c| c.args.iter().any(|a| a.starts_with('-'))),
     ) {
-        let out = Command::new(BIN)
-            .args(&cmd.args)
-            .arg("--help")
-            .output()
-            .unwrap();
+        let out = bin().args(&cmd.args).arg("--help").output().unwrap();
         assert!(
             out.status.success(),
             "{}: `prestop-wait {}` is rejected: {}",

@@ -5,20 +5,13 @@
 mod common;
 
 use std::os::unix::fs::{PermissionsExt, symlink};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn check_json(f: &Fixture) -> Output {
-    bin()
-        .args(["check", "--json", "--proc"])
-        .arg(f.path())
-        .output()
-        .expect("run")
-}
+use serde_json::json;
 
 #[test]
 fn table_vanishing_between_polls_keeps_waiting() {
@@ -77,16 +70,13 @@ fn odd_fd_entries_are_not_sockets_and_not_errors() {
     // A pid directory with no comm, cmdline or fd at all (a process exiting).
     std::fs::create_dir(f.path().join("12")).unwrap();
 
-    let o = check_json(&f);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
-    let out = text(&o.stdout);
-    assert!(out.contains("\"inode\":7,\"pid\":null"), "{out}");
+    let (o, r) = check_json(&f, &[]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_eq!(r.blocking.len(), 1, "{}", r.value);
+    assert_eq!((r.blocking[0].inode, r.blocking[0].pid), (7, None));
     // Two non-links failed readlink; the ENOTDIR fd "directory" counts as one
     // process not inspected.
-    assert!(
-        out.ends_with("\"uninspected_processes\":1,\"unreadable_fds\":2}\n"),
-        "{out}"
-    );
+    assert_eq!((r.uninspected_processes, r.unreadable_fds), (1, 2));
 }
 
 #[test]
@@ -104,14 +94,15 @@ fn thousands_of_processes() {
     }
     f.process(3_100, "envoy", &["envoy"], &[8]);
     f.process(3_101, "app", &["/srv/app", "--port=8080"], &[7]);
-    let o = check_json(&f);
-    assert_eq!(o.status.code(), Some(1));
-    let out = text(&o.stdout);
-    assert!(
-        out.starts_with("{\"blocking\":[{\"state\":\"LISTEN\",\"local\":\"0.0.0.0:8080\",\"remote\":\"0.0.0.0:0\",\"uid\":0,\"inode\":7,\"pid\":3101,\"process\":\"app\",\"direction\":\"listen\",\"to_proxy\":false}]"),
-        "{out}"
+    let (o, r) = check_json(&f, &[]);
+    assert_eq!(code(&o), 1);
+    assert_eq!(
+        r.value,
+        json!({"blocking": [{"state": "LISTEN", "local": "0.0.0.0:8080", "remote": "0.0.0.0:0",
+                             "uid": 0, "inode": 7, "pid": 3101, "process": "app",
+                             "direction": "listen", "to_proxy": false}],
+               "uninspected_processes": 0, "unreadable_fds": 0})
     );
-    assert!(out.contains("\"uninspected_processes\":0,\"unreadable_fds\":0"));
 }
 
 #[test]
@@ -120,9 +111,13 @@ fn non_utf8_process_names_give_valid_output() {
     f.socket("0.0.0.0:8080", "0.0.0.0:0", LISTEN, 0, 7)
         .process(5, "x", &["x"], &[7]);
     std::fs::write(f.path().join("5/comm"), b"ev\xffil\"\n").unwrap();
-    let o = check_json(&f);
-    let out = text(&o.stdout);
-    assert!(out.contains("\"process\":\"ev\u{fffd}il\\\"\""), "{out}");
+    let (_, r) = check_json(&f, &[]);
+    assert_eq!(
+        r.blocking[0].process.as_deref(),
+        Some("ev\u{fffd}il\""),
+        "{}",
+        r.value
+    );
 }
 
 #[test]
@@ -155,10 +150,11 @@ fn processes_vanishing_mid_scan_are_never_an_error() {
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut runs = 0;
     while Instant::now() < deadline && runs < 150 {
-        let o = check_json(&f);
-        assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
-        assert!(o.stderr.is_empty(), "{}", text(&o.stderr));
-        assert!(text(&o.stdout).contains("\"inode\":7,\"pid\":2,"));
+        let (o, r) = check_json(&f, &[]);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        assert!(o.stderr.is_empty(), "{}", stderr(&o));
+        assert_eq!(r.blocking.len(), 1, "{}", r.value);
+        assert_eq!((r.blocking[0].inode, r.blocking[0].pid), (7, Some(2)));
         runs += 1;
     }
     stop.store(true, Ordering::Relaxed);
@@ -166,20 +162,20 @@ fn processes_vanishing_mid_scan_are_never_an_error() {
     assert!(runs >= 10, "only {runs} runs");
 }
 
-/// Whether this test may switch uid: root, and `setpriv` present. Under
-/// `CI=true` (always root there) a missing capability is a failure.
+/// Whether this test may switch uid: root, and `setpriv` present.
 fn can_drop_to(uid: u32) -> bool {
-    let root = text(&Command::new("id").arg("-u").output().unwrap().stdout).trim() == "0";
+    let root = rustix::process::geteuid().is_root();
     let setpriv = Command::new("setpriv").arg("--version").output().is_ok();
-    let ok = root && setpriv;
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but cannot run as uid {uid} (root: {root}, setpriv: {setpriv})"
-        );
-        eprintln!("skipped: needs root and setpriv to run as uid {uid}");
-    }
-    ok
+    runnable(
+        &test_name(),
+        if root && setpriv {
+            Ok(())
+        } else {
+            Err(format!(
+                "needs root and setpriv to run as uid {uid} (root: {root}, setpriv: {setpriv})"
+            ))
+        },
+    )
 }
 
 #[test]
@@ -211,23 +207,20 @@ fn denied_fd_directories_are_counted_not_fatal_as_uid_1337() {
             "--clear-groups",
             "--inh-caps=-all",
         ])
-        .arg(assert_cmd::cargo::cargo_bin("prestop-wait"))
+        .arg(BIN)
         .args(["check", "--json", "--proc"])
         .arg(f.path())
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
-    let out = text(&o.stdout);
-    assert!(
-        out.contains("\"inode\":7,\"pid\":null,\"process\":null"),
-        "{out}"
-    );
-    assert!(
-        !out.contains("15020"),
-        "pilot-agent's socket must not block: {out}"
-    );
-    assert!(out.contains("\"uninspected_processes\":1"), "{out}");
-    assert!(o.stderr.is_empty(), "{}", text(&o.stderr));
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let r = Report::exact(&stdout(&o));
+    // Only the app's socket blocks, pilot-agent's does not, and the app's
+    // holder is hidden behind its closed fd directory.
+    assert_eq!(r.blocking.len(), 1, "{}", r.value);
+    let s = &r.blocking[0];
+    assert_eq!((s.inode, s.pid, &s.process), (7, None, &None), "{s:?}");
+    assert_eq!(r.uninspected_processes, 1, "{}", r.value);
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
 }
 
 #[test]
@@ -242,8 +235,8 @@ fn deadline_is_kept_to_the_millisecond_live() {
         .output()
         .unwrap();
     let wall = start.elapsed();
-    assert_eq!(o.status.code(), Some(1));
-    let err = text(&o.stderr);
+    assert_eq!(code(&o), 1);
+    let err = stderr(&o);
     let at = err
         .split("deadline 500ms passed (at ")
         .nth(1)

@@ -10,21 +10,26 @@
 //! prints "skipped: ..." and passes, except under CI=true, where it fails.
 //! Run with `cargo test --test live_pod -- --nocapture` to see the numbers.
 
+mod common;
 mod live;
 
-use live::{AppPidNs, Done, Pod, Running, Sock, live_env};
+use common::JsonSock;
+use live::{AppPidNs, Done, Pod, RUN, Sock, SockSets};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 const INTERVAL: f64 = 0.25;
 /// Slack on top of one poll interval for "the hook noticed": one read of
 /// /proc/net/tcp{,6} and of the proxy container's /proc, the exit, nsenter
 /// reaping it, on a 2-core machine running the other live tests alongside.
 const MARGIN: f64 = 0.25;
-const RUN: Duration = Duration::from_secs(15);
 
 const PROXY_NAMES: [&str; 2] = ["envoy", "pilot-agent"];
+
+/// `--interval` for [`INTERVAL`].
+fn interval() -> String {
+    format!("{}ms", (INTERVAL * 1000.0) as u64)
+}
 
 /// What `wait` printed once its deadline passed, whitespace collapsed so
 /// the test depends neither on column padding nor on one-per-line layout.
@@ -52,32 +57,24 @@ fn names_socket(report: &str, s: &Sock) -> bool {
 /// `--listen-only` is the looser mode that lets go at the listener close.
 #[test]
 fn drain_returns_after_last_app_socket() {
-    let Some(env) = live_env("drain_returns_after_last_app_socket") else {
+    let Some(mut pod) = Pod::start(AppPidNs::Own) else {
         return;
     };
-    let mut pod = Pod::new(&env, AppPidNs::Own);
-    let iv = format!("{}ms", (INTERVAL * 1000.0) as u64);
-    let all = Running::spawn(
+    let iv = interval();
+    let all = pod.spawn_hook(&["wait", "--interval", &iv, "--timeout", "20s"]);
+    let listen_only = pod.spawn_hook(&[
         "wait",
-        pod.hook(&["wait", "--interval", &iv, "--timeout", "20s"]),
-    );
-    let listen_only = Running::spawn(
-        "wait --listen-only",
-        pod.hook(&[
-            "wait",
-            "--listen-only",
-            "--interval",
-            &iv,
-            "--timeout",
-            "20s",
-        ]),
-    );
+        "--listen-only",
+        "--interval",
+        &iv,
+        "--timeout",
+        "20s",
+    ]);
 
-    pod.app_mut().send("drain 1.0");
     let app = pod.app_mut();
-    let ev = |l: String| -> f64 { l.split_whitespace().nth(2).unwrap().parse().unwrap() };
-    let listeners_closed = ev(app.expect("event listeners-closed", RUN));
-    let last_close = ev(app.expect("event last-close", RUN));
+    app.send("drain 1.0");
+    let listeners_closed = app.event("listeners-closed");
+    let last_close = app.event("last-close");
     let all = all.finish(RUN);
     let listen_only = listen_only.finish(RUN);
 
@@ -124,33 +121,25 @@ fn drain_returns_after_last_app_socket() {
 /// the hook holds on, and exits one quiet period after the real last close.
 #[test]
 fn quiet_period_bridges_a_pause_between_calls() {
-    let Some(env) = live_env("quiet_period_bridges_a_pause_between_calls") else {
+    let Some(mut pod) = Pod::start(AppPidNs::Own) else {
         return;
     };
-    let mut pod = Pod::new(&env, AppPidNs::Own);
-    let iv = format!("{}ms", (INTERVAL * 1000.0) as u64);
-    let plain = Running::spawn(
+    let iv = interval();
+    let plain = pod.spawn_hook(&["wait", "--interval", &iv, "--timeout", "20s"]);
+    let quiet = pod.spawn_hook(&[
         "wait",
-        pod.hook(&["wait", "--interval", &iv, "--timeout", "20s"]),
-    );
-    let quiet = Running::spawn(
-        "wait --quiet-period 1500ms",
-        pod.hook(&[
-            "wait",
-            "--interval",
-            &iv,
-            "--quiet-period",
-            "1500ms",
-            "--timeout",
-            "20s",
-        ]),
-    );
-    pod.app_mut().send("gap 0.8");
+        "--interval",
+        &iv,
+        "--quiet-period",
+        "1500ms",
+        "--timeout",
+        "20s",
+    ]);
     let app = pod.app_mut();
-    let ev = |l: String| -> f64 { l.split_whitespace().nth(2).unwrap().parse().unwrap() };
-    let gap_start = ev(app.expect("event gap-start", RUN));
-    let gap_end = ev(app.expect("event gap-end", RUN));
-    let last_close = ev(app.expect("event last-close", RUN));
+    app.send("gap 0.8");
+    let gap_start = app.event("gap-start");
+    let gap_end = app.event("gap-end");
+    let last_close = app.event("last-close");
     let plain = plain.finish(RUN);
     let quiet = quiet.finish(RUN);
     eprintln!(
@@ -187,21 +176,17 @@ fn quiet_period_bridges_a_pause_between_calls() {
 /// connection to the admin port never counts as the app's.
 #[test]
 fn drain_call_reaches_the_admin_port_and_the_wait_goes_on() {
-    let Some(env) = live_env("drain_call_reaches_the_admin_port_and_the_wait_goes_on") else {
+    let Some(mut pod) = Pod::start(AppPidNs::Own) else {
         return;
     };
-    let mut pod = Pod::new(&env, AppPidNs::Own);
-    let hook = Running::spawn(
-        "wait --drain",
-        pod.hook(&[
-            "wait",
-            "--drain",
-            "--interval",
-            "100ms",
-            "--timeout",
-            "1500ms",
-        ]),
-    );
+    let hook = pod.spawn_hook(&[
+        "wait",
+        "--drain",
+        "--interval",
+        "100ms",
+        "--timeout",
+        "1500ms",
+    ]);
     let line = pod.proxy_mut().expect("event admin", RUN);
     let request = line
         .split_whitespace()
@@ -236,30 +221,24 @@ fn drain_call_reaches_the_admin_port_and_the_wait_goes_on() {
 /// the same reader in a real container runtime).
 #[test]
 fn log_file_reaches_the_proxy_containers_pid_1() {
-    let Some(env) = live_env("log_file_reaches_the_proxy_containers_pid_1") else {
+    let Some(mut pod) = Pod::start(AppPidNs::Own) else {
         return;
     };
-    let mut pod = Pod::new(&env, AppPidNs::Own);
     // runc hands a container's PID 1 its stdio pipes chowned to the
     // container's user (libcontainer's fixStdioPermissions); the harness made
     // them as root, so do the same here, or uid 1337 may not open them.
-    let mut chown = pod.in_proxy();
-    chown.args(["chown", "1337:1337", "/proc/1/fd/1", "/proc/1/fd/2"]);
-    let out = chown.output().expect("run chown");
-    assert!(out.status.success(), "chown: {out:?}");
-    let hook = Running::spawn(
-        "wait --log-file /proc/1/fd/1",
-        pod.hook(&[
-            "wait",
-            "--quiet",
-            "--log-file",
-            "/proc/1/fd/1",
-            "--interval",
-            "100ms",
-            "--timeout",
-            "10s",
-        ]),
-    );
+    let chown = pod.run_in_proxy(&["chown", "1337:1337", "/proc/1/fd/1", "/proc/1/fd/2"]);
+    assert_eq!(chown.code(), 0, "{chown}");
+    let hook = pod.spawn_hook(&[
+        "wait",
+        "--quiet",
+        "--log-file",
+        "/proc/1/fd/1",
+        "--interval",
+        "100ms",
+        "--timeout",
+        "10s",
+    ]);
     pod.app_mut().send("drain 0.3");
     let done = hook.finish(RUN);
     assert_eq!(done.code(), 0, "{done}");
@@ -277,15 +256,10 @@ fn log_file_reaches_the_proxy_containers_pid_1() {
 /// say what was still open, so the operator can tell which port kept it.
 #[test]
 fn deadline_passes_and_names_app_sockets() {
-    let Some(env) = live_env("deadline_passes_and_names_app_sockets") else {
+    let Some(pod) = Pod::start(AppPidNs::Own) else {
         return;
     };
-    let pod = Pod::new(&env, AppPidNs::Own);
-    let done = pod.run(
-        "wait --timeout 2s",
-        pod.hook(&["wait", "--timeout", "2s", "--interval", "250ms"]),
-        RUN,
-    );
+    let done = pod.run_hook(&["wait", "--timeout", "2s", "--interval", "250ms"]);
     eprintln!("scenario 2: {done}");
     assert_eq!(done.code(), 1, "{done}");
     assert!(
@@ -313,25 +287,27 @@ fn deadline_passes_and_names_app_sockets() {
 /// proxy's, through every rule that can exclude a socket.
 #[test]
 fn check_json_lists_exactly_app_sockets() {
-    let Some(env) = live_env("check_json_lists_exactly_app_sockets") else {
+    let Some(mut pod) = Pod::start(AppPidNs::Own) else {
         return;
     };
-    let mut pod = Pod::new(&env, AppPidNs::Own);
     // A finished call leaves our side in TIME_WAIT with inode 0: it must not
     // be listed anywhere, not even as ignored.
-    pod.app_mut().send("call");
-    let call = pod.app_mut().expect("done call", RUN);
+    let call = pod.app_mut().ask("call", "done call");
     let tw_local = call.split_whitespace().nth(2).unwrap().to_string();
     pod.settle();
 
     let (done, r) = pod.check_json(&["--json"]);
     eprintln!(
-        "scenario 3: top-level keys {:?}, socket fields beyond the contract's {:?}",
-        r.keys, r.extra_fields
+        "scenario 3: top-level keys {:?}, keys beyond the contract's {:?}",
+        common::keys(&r.value),
+        r.extra_keys()
     );
     assert_eq!(done.code(), 1, "{done}");
     assert_eq!(r.blocking_set(), pod.app_socks, "blocking: {done}");
-    assert!(!r.has_ignored, "`ignored` present without --all: {done}");
+    assert!(
+        r.ignored.is_none(),
+        "`ignored` present without --all: {done}"
+    );
     for s in &r.blocking {
         assert_eq!(s.uid, live::APP_UID, "{s:?}");
         assert_ne!(s.inode, 0, "{s:?}");
@@ -351,7 +327,7 @@ fn check_json_lists_exactly_app_sockets() {
         pod.proxy_socks,
         "ignored with --all: {done}"
     );
-    for s in &r.ignored {
+    for s in r.ignored() {
         assert_eq!(s.reason.as_deref(), Some("proxy-uid"), "{s:?}");
         assert_eq!(s.uid, live::PROXY_UID, "{s:?}");
         check_proxy_pid(&pod, s);
@@ -378,7 +354,7 @@ fn check_json_lists_exactly_app_sockets() {
         pod.proxy_socks,
         "ignored, uid 4242: {done}"
     );
-    for s in &r.ignored {
+    for s in r.ignored() {
         assert_eq!(s.reason.as_deref(), Some("proxy-process"), "{s:?}");
         assert!(s.pid.is_some(), "proxy-process without a pid: {s:?}");
         check_proxy_pid(&pod, s);
@@ -405,17 +381,17 @@ fn check_json_lists_exactly_app_sockets() {
         "--ignore-port 9090: {done}"
     );
     for s in r
-        .ignored
+        .ignored()
         .iter()
         .filter(|s| s.reason.as_deref() != Some("proxy-uid"))
     {
         assert_eq!(s.reason.as_deref(), Some("ignored-port"), "{s:?}");
     }
     let port_ignored: BTreeSet<Sock> = r
-        .ignored
+        .ignored()
         .iter()
         .filter(|s| s.reason.as_deref() == Some("ignored-port"))
-        .map(|s| s.sock.clone())
+        .map(Sock::from)
         .collect();
     assert_eq!(port_ignored, want_ignored, "--ignore-port 9090: {done}");
 
@@ -428,10 +404,10 @@ fn check_json_lists_exactly_app_sockets() {
     assert_eq!(done.code(), 1, "{done}");
     assert_eq!(r.blocking_set(), listening, "--listen-only: {done}");
     let not_listening: BTreeSet<Sock> = r
-        .ignored
+        .ignored()
         .iter()
         .filter(|s| s.reason.as_deref() == Some("not-listening"))
-        .map(|s| s.sock.clone())
+        .map(Sock::from)
         .collect();
     assert_eq!(
         not_listening, connected,
@@ -445,9 +421,9 @@ fn contract_port(addr: &str) -> u16 {
 }
 
 /// If the hook names a holder of a proxy socket, it must be the right one.
-fn check_proxy_pid(pod: &Pod, s: &live::JsonSock) {
+fn check_proxy_pid(pod: &Pod, s: &JsonSock) {
     let Some(pid) = s.pid else { return };
-    let port = contract_port(&s.sock.local);
+    let port = contract_port(&s.local);
     let (want_pid, want_name) = if port == 15020 || port == 15004 {
         (pod.pilot_agent_pid, "pilot-agent")
     } else {
@@ -463,10 +439,9 @@ fn check_proxy_pid(pod: &Pod, s: &live::JsonSock) {
 /// error nor a reason to let go.
 #[test]
 fn shared_process_namespace_unreadable_fds() {
-    let Some(env) = live_env("shared_process_namespace_unreadable_fds") else {
+    let Some(mut pod) = Pod::start(AppPidNs::SharedWithProxy) else {
         return;
     };
-    let mut pod = Pod::new(&env, AppPidNs::SharedWithProxy);
 
     // The premise: the hook's uid sees the app process but not its fds.
     let mut probe = pod.in_proxy();
@@ -490,7 +465,7 @@ fn shared_process_namespace_unreadable_fds() {
     );
 
     // "No error": exit 1 (something blocks), not 2, in both output modes.
-    let text = pod.run("check", pod.hook(&["check"]), RUN);
+    let text = pod.run_hook(&["check"]);
     eprintln!("scenario 4: check: {text}");
     assert_eq!(text.code(), 1, "{text}");
     for port in [":8080", ":9090"] {
@@ -521,12 +496,9 @@ fn shared_process_namespace_unreadable_fds() {
         "ignored, uid 4242: {done}"
     );
 
-    let w = Running::spawn(
-        "wait",
-        pod.hook(&["wait", "--timeout", "10s", "--interval", "100ms"]),
-    );
+    let w = pod.spawn_hook(&["wait", "--timeout", "10s", "--interval", "100ms"]);
     pod.app_mut().send("exit");
-    pod.app_mut().expect("event last-close", RUN);
+    pod.app_mut().event("last-close");
     let done = w.finish(RUN);
     assert_eq!(done.code(), 0, "{done}");
     pod.close();
@@ -540,9 +512,7 @@ fn seed_loop(pod: &Pod) -> Done {
     // As root: netstat -p names processes only for a user that may read
     // their fds; that is how the loop is usually run (istio-proxy as root,
     // or with the hook's uid equal to envoy's).
-    let mut cmd = pod.in_proxy();
-    cmd.args(["timeout", "3", "sh", "-c", SEED_LOOP]);
-    pod.run("seed loop", cmd, RUN)
+    pod.run_in_proxy(&["timeout", "3", "sh", "-c", SEED_LOOP])
 }
 
 /// Scenario 5: documents the seed loop next to ours. pilot-agent's own
@@ -551,10 +521,9 @@ fn seed_loop(pod: &Pod) -> Done {
 /// loop never ends and every pod waits out its whole grace period.
 #[test]
 fn seed_loop_never_ends_with_pilot_agent() {
-    let Some(env) = live_env("seed_loop_never_ends_with_pilot_agent") else {
+    let Some(mut pod) = Pod::start(AppPidNs::Own) else {
         return;
     };
-    let mut pod = Pod::new(&env, AppPidNs::Own);
 
     let full = seed_loop(&pod);
     eprintln!(
@@ -565,8 +534,8 @@ fn seed_loop_never_ends_with_pilot_agent() {
     assert_eq!(full.code(), 124, "{full}");
 
     pod.app_mut().send("exit");
-    pod.app_mut().expect("event last-close", RUN);
-    let ours = pod.run("check", pod.hook(&["check"]), RUN);
+    pod.app_mut().event("last-close");
+    let ours = pod.run_hook(&["check"]);
     assert_eq!(
         ours.code(),
         0,
@@ -585,8 +554,8 @@ fn seed_loop_never_ends_with_pilot_agent() {
         "seed loop ended with pilot-agent listening: {gone}"
     );
 
-    pod.proxy_mut().send("close-listeners");
-    pod.proxy_mut().expect("done close-listeners", RUN);
+    pod.proxy_mut()
+        .ask("close-listeners", "done close-listeners");
     let envoy_only = seed_loop(&pod);
     eprintln!(
         "scenario 5: seed loop, only envoy listening: exit {} after {:.2}s",
@@ -600,14 +569,14 @@ fn seed_loop_never_ends_with_pilot_agent() {
     // listeners are closed it lets go while the app still has connections
     // open (in flight requests, calls out through envoy) that envoy's
     // shutdown would then cut.
-    let mut pod = Pod::new(&env, AppPidNs::Own);
+    let mut pod = Pod::start(AppPidNs::Own).expect("the machine ran the first pod");
     pod.app_mut().send("close-listeners");
-    pod.app_mut().expect("event listeners-closed", RUN);
-    pod.proxy_mut().send("close-listeners");
-    pod.proxy_mut().expect("done close-listeners", RUN);
+    pod.app_mut().event("listeners-closed");
+    pod.proxy_mut()
+        .ask("close-listeners", "done close-listeners");
     let seed = seed_loop(&pod);
-    let ours = pod.run("check", pod.hook(&["check"]), RUN);
-    let ours_lo = pod.run("check", pod.hook(&["check", "--listen-only"]), RUN);
+    let ours = pod.run_hook(&["check"]);
+    let ours_lo = pod.run_hook(&["check", "--listen-only"]);
     eprintln!(
         "scenario 5: seed loop, app connected but not listening: exit {} after {:.2}s \
          (check: exit {}, check --listen-only: exit {})",
@@ -626,20 +595,16 @@ fn seed_loop_never_ends_with_pilot_agent() {
 /// as root in the proxy container, the usual way to debug this by hand.
 #[test]
 fn differential_against_netstat_and_ss() {
-    let Some(env) = live_env("differential_against_netstat_and_ss") else {
+    let Some(mut pod) = Pod::start(AppPidNs::Own) else {
         return;
     };
-    let mut pod = Pod::new(&env, AppPidNs::Own);
     // Leave a TIME_WAIT around: ss lists it, and it must be the only kind of
     // line that needs dropping besides the proxy's.
-    pod.app_mut().send("call");
-    pod.app_mut().expect("done call", RUN);
+    pod.app_mut().ask("call", "done call");
     pod.settle();
 
     let tool = |args: &[&str]| -> String {
-        let mut cmd = pod.in_proxy();
-        cmd.args(args);
-        let done = pod.run(&args.join(" "), cmd, RUN);
+        let done = pod.run_in_proxy(args);
         assert_eq!(done.code(), 0, "{done}");
         done.stdout
     };
@@ -649,7 +614,7 @@ fn differential_against_netstat_and_ss() {
     let ours: BTreeSet<SocketAddr> = ours
         .blocking
         .iter()
-        .map(|s| live::contract_addr(&s.sock.local))
+        .map(|s| live::contract_addr(&s.local))
         .collect();
     let netstat: BTreeSet<SocketAddr> = live::parse_netstat(&tool(&["netstat", "-plunt"]))
         .into_iter()
@@ -672,9 +637,9 @@ fn differential_against_netstat_and_ss() {
         .iter()
         .map(|s| {
             (
-                s.sock.state.clone(),
-                live::contract_addr(&s.sock.local),
-                live::contract_addr(&s.sock.remote),
+                s.state.clone(),
+                live::contract_addr(&s.local),
+                live::contract_addr(&s.remote),
             )
         })
         .collect();
@@ -702,14 +667,11 @@ fn differential_against_netstat_and_ss() {
 /// held row of a plain read to the end.
 #[test]
 fn check_sees_every_row_whatever_the_last_read_holds() {
-    let Some(env) = live_env("check_sees_every_row_whatever_the_last_read_holds") else {
+    let Some(mut pod) = Pod::start(AppPidNs::Own) else {
         return;
     };
-    let mut pod = Pod::new(&env, AppPidNs::Own);
     let held_rows = |pod: &Pod| -> BTreeSet<u64> {
-        let mut cat = pod.in_proxy();
-        cat.args(["cat", "/proc/net/tcp", "/proc/net/tcp6"]);
-        let done = pod.run("cat tables", cat, Duration::from_secs(10));
+        let done = pod.run_in_proxy(&["cat", "/proc/net/tcp", "/proc/net/tcp6"]);
         assert_eq!(done.code(), 0, "{done}");
         done.stdout
             .lines()
@@ -720,19 +682,18 @@ fn check_sees_every_row_whatever_the_last_read_holds() {
     };
     let mut widths = BTreeSet::new();
     for _ in 0..70 {
-        pod.app_mut().send("open 1");
-        pod.app_mut().expect("done open", RUN);
+        pod.app_mut().ask("open 1", "done open");
         pod.settle();
         let want = held_rows(&pod);
         let (done, r) = pod.check_json(&["--json", "--all"]);
         let got: BTreeSet<u64> = r
             .blocking
             .iter()
-            .chain(&r.ignored)
+            .chain(r.ignored())
             .map(|s| s.inode)
             .collect();
         assert_eq!(got, want, "check --all against cat: {done}");
-        assert_eq!(r.blocking.len() + r.ignored.len(), want.len(), "{done}");
+        assert_eq!(r.blocking.len() + r.ignored().len(), want.len(), "{done}");
         widths.insert(want.len());
     }
     // tcp rows are 150 bytes, 27 to a page: 70 steps must have ended the

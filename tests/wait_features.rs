@@ -5,19 +5,10 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn run(f: &Fixture, args: &[&str]) -> Output {
-    bin()
-        .args(args)
-        .arg("--proc")
-        .arg(f.path())
-        .output()
-        .expect("run")
-}
+use serde_json::json;
 
 /// A one-shot HTTP server on loopback that records the request it gets.
 fn recording_server(reply: &'static str) -> (String, std::thread::JoinHandle<String>) {
@@ -47,14 +38,14 @@ fn drain_posts_once_then_waits() {
     let f = Fixture::new();
     let url = format!("--drain=http://{addr}/drain_listeners?inboundonly&graceful");
     let o = run(&f, &["wait", "--timeout", "2s", &url]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
     let req = server.join().unwrap();
     assert!(
         req.starts_with("POST /drain_listeners?inboundonly&graceful HTTP/1.1\r\n"),
         "{req}"
     );
     assert!(req.contains(&format!("Host: {addr}\r\n")), "{req}");
-    let err = text(&o.stderr);
+    let err = stderr(&o);
     assert!(
         err.contains(&format!(
             "drain: POST http://{addr}/drain_listeners?inboundonly&graceful -> HTTP/1.1 200 OK"
@@ -82,8 +73,8 @@ fn failed_drain_is_logged_and_the_wait_goes_on() {
             &format!("--drain=http://{closed}/"),
         ],
     );
-    assert_eq!(o.status.code(), Some(1), "the wait ran to its deadline");
-    let err = text(&o.stderr);
+    assert_eq!(code(&o), 1, "the wait ran to its deadline");
+    let err = stderr(&o);
     assert!(err.contains("failed: cannot connect"), "{err}");
     assert!(err.contains("waiting anyway"), "{err}");
     assert!(err.contains("deadline 300ms passed"), "{err}");
@@ -101,24 +92,20 @@ fn failed_drain_is_logged_and_the_wait_goes_on() {
             &format!("--drain=http://{}/", silent.local_addr().unwrap()),
         ],
     );
-    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(code(&o), 0);
     assert!(
         start.elapsed() < Duration::from_secs(3),
         "{:?}",
         start.elapsed()
     );
-    assert!(
-        text(&o.stderr).contains("no response"),
-        "{}",
-        text(&o.stderr)
-    );
+    assert!(stderr(&o).contains("no response"), "{}", stderr(&o));
 }
 
 #[test]
 fn drain_to_a_remote_host_is_a_usage_error() {
     let o = run(&Fixture::new(), &["--drain=http://192.0.2.1:15000/"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("not a loopback address"));
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("not a loopback address"));
 }
 
 #[test]
@@ -128,9 +115,9 @@ fn quiet_period_holds_after_the_last_socket() {
         &Fixture::new(),
         &["wait", "--quiet-period", "400ms", "--interval", "50ms"],
     );
-    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(code(&o), 0);
     assert!(start.elapsed() >= Duration::from_millis(400));
-    let err = text(&o.stderr);
+    let err = stderr(&o);
     assert!(err.contains("holding until 400ms"), "{err}");
 }
 
@@ -151,8 +138,8 @@ fn log_file_gets_every_line_and_a_bad_path_is_one_warning() {
             log.to_str().unwrap(),
         ],
     );
-    assert_eq!(o.status.code(), Some(1));
-    assert!(o.stderr.is_empty(), "{}", text(&o.stderr));
+    assert_eq!(code(&o), 1);
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
     let written = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = written.lines().collect();
     assert_eq!(lines[0], "earlier line", "appends");
@@ -173,13 +160,13 @@ fn log_file_gets_every_line_and_a_bad_path_is_one_warning() {
         &Fixture::new(),
         &["wait", "-q", "--log-file", "/nonexistent/dir/hook.log"],
     );
-    assert_eq!(quiet.status.code(), Some(0));
+    assert_eq!(code(&quiet), 0);
     assert_eq!(
-        text(&quiet.stderr),
+        stderr(&quiet),
         "prestop-wait: warning: cannot open --log-file /nonexistent/dir/hook.log: No such file or directory (os error 2)\n"
     );
-    assert_eq!(o.status.code(), Some(0));
-    let err = text(&o.stderr);
+    assert_eq!(code(&o), 0);
+    let err = stderr(&o);
     assert_eq!(
         err.matches("cannot open --log-file /nonexistent/dir/hook.log")
             .count(),
@@ -192,14 +179,14 @@ fn log_file_gets_every_line_and_a_bad_path_is_one_warning() {
 #[test]
 fn budget_warning_for_a_timeout_past_the_default_grace() {
     let o = run(&Fixture::new(), &["wait", "--timeout", "40s"]);
-    assert_eq!(o.status.code(), Some(0));
-    let err = text(&o.stderr);
+    assert_eq!(code(&o), 0);
+    let err = stderr(&o);
     assert!(
         err.contains("warning: --timeout 40s plus the proxy's default 5s drain is over the default 30s terminationGracePeriodSeconds; set terminationGracePeriodSeconds to at least 45"),
         "{err}"
     );
     let o = run(&Fixture::new(), &["wait"]);
-    assert!(!text(&o.stderr).contains("warning"));
+    assert!(!stderr(&o).contains("warning"));
 }
 
 #[test]
@@ -207,25 +194,22 @@ fn direction_in_check_json_and_text() {
     let mut f = istio_pod();
     // The app talks to the proxy's outbound port directly.
     f.socket("127.0.0.1:40000", "127.0.0.1:15001", ESTABLISHED, 1000, 205);
-    let o = run(&f, &["check", "--json"]);
-    let out = text(&o.stdout);
+    let (_, r) = check_json(&f, &[]);
     for (local, dir, to_proxy) in [
         ("0.0.0.0:8080", "listen", false),
         ("10.1.2.3:45000", "outbound", false),
         ("10.1.2.3:8080", "inbound", false),
         ("127.0.0.1:40000", "outbound", true),
     ] {
-        let at = out
-            .find(&format!("\"local\":\"{local}\""))
-            .unwrap_or_else(|| panic!("{local}: {out}"));
-        let obj = &out[at..at + out[at..].find('}').unwrap()];
-        assert!(
-            obj.contains(&format!("\"direction\":\"{dir}\",\"to_proxy\":{to_proxy}")),
-            "{local}: {obj}"
+        let s = r.entry("blocking", local);
+        assert_eq!(
+            (&s["direction"], &s["to_proxy"]),
+            (&json!(dir), &json!(to_proxy)),
+            "{local}: {s}"
         );
     }
     let o = run(&f, &["check"]);
-    let out = text(&o.stdout);
+    let out = stdout(&o);
     assert!(
         out.lines()
             .any(|l| l.contains("127.0.0.1:40000") && l.contains("outbound>proxy")),
@@ -237,7 +221,7 @@ fn direction_in_check_json_and_text() {
 fn sleep_sleeps_and_rejects_bad_durations() {
     let start = Instant::now();
     let o = bin().args(["sleep", "300ms"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(code(&o), 0);
     assert!(start.elapsed() >= Duration::from_millis(300));
     assert!(o.stdout.is_empty() && o.stderr.is_empty());
     for bad in [
@@ -247,12 +231,7 @@ fn sleep_sleeps_and_rejects_bad_durations() {
         &["sleep", "1s", "2s"],
     ] {
         let o = bin().args(bad).output().unwrap();
-        assert_eq!(o.status.code(), Some(2), "{bad:?}");
-        assert_eq!(
-            text(&o.stderr).lines().count(),
-            1,
-            "{bad:?}: {}",
-            text(&o.stderr)
-        );
+        assert_eq!(code(&o), 2, "{bad:?}");
+        assert_eq!(stderr(&o).lines().count(), 1, "{bad:?}: {}", stderr(&o));
     }
 }

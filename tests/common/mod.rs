@@ -1,17 +1,25 @@
-//! Builds fixture `/proc` trees in a tempdir: `net/tcp`, `net/tcp6`, and
-//! `<pid>/{comm,cmdline,fd/N -> socket:[INODE]}`, the files prestop-wait reads.
+//! What the integration tests share: the binary and its output
+//! ([`bin`], [`run`], [`stdout`], [`stderr`], [`code`]), `check --json`
+//! parsed ([`Report`]), skipping a test that cannot run here
+//! ([`runnable`]), and fixture `/proc` trees built in a tempdir: `net/tcp`,
+//! `net/tcp6`, and `<pid>/{comm,cmdline,fd/N -> socket:[INODE]}`, the files
+//! prestop-wait reads.
 #![allow(dead_code)]
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
-use assert_cmd::cargo::CommandCargoExt;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The binary under test, as cargo built it for this test run.
+pub const BIN: &str = env!("CARGO_BIN_EXE_prestop-wait");
 
 /// The binary with no `PRESTOP_WAIT_*` variable leaking in from the caller.
 pub fn bin() -> Command {
-    let mut c = Command::cargo_bin("prestop-wait").expect("binary");
+    let mut c = Command::new(BIN);
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("PRESTOP_WAIT_") {
             c.env_remove(k);
@@ -20,9 +28,220 @@ pub fn bin() -> Command {
     c
 }
 
-/// Process output as text, for assertions and messages.
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// `prestop-wait ARGS --proc FIXTURE`, run to completion.
+pub fn run(f: &Fixture, args: &[&str]) -> Output {
+    bin()
+        .args(args)
+        .arg("--proc")
+        .arg(f.path())
+        .output()
+        .expect("run binary")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("utf-8 stdout")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).expect("utf-8 stderr")
+}
+
+pub fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited, not killed")
+}
+
+/// Whether a test whose prerequisite is `probe` runs. Outside CI a missing
+/// prerequisite skips it with `skipped: TEST: REASON` on stderr; with
+/// `CI=true` it fails, so that CI cannot go green by skipping.
+pub fn runnable(test: &str, probe: Result<(), String>) -> bool {
+    runnable_in(std::env::var("CI").is_ok_and(|v| v == "true"), test, probe)
+}
+
+/// [`runnable`] with CI given, so the tests can check both ways.
+pub fn runnable_in(ci: bool, test: &str, probe: Result<(), String>) -> bool {
+    match probe {
+        Ok(()) => true,
+        Err(reason) if ci => panic!("{test}: cannot run under CI=true: {reason}"),
+        Err(reason) => {
+            eprintln!("skipped: {test}: {reason}");
+            false
+        }
+    }
+}
+
+/// The running test's name: libtest names each test's thread after it.
+pub fn test_name() -> String {
+    let t = std::thread::current();
+    match t.name() {
+        Some(name) if name != "main" => name.to_string(),
+        _ => "test".to_string(),
+    }
+}
+
+/// Keys of a `check --json` socket, in the documented order.
+pub const SOCKET_KEYS: [&str; 9] = [
+    "state",
+    "local",
+    "remote",
+    "uid",
+    "inode",
+    "pid",
+    "process",
+    "direction",
+    "to_proxy",
+];
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct JsonSock {
+    pub state: String,
+    pub local: String,
+    pub remote: String,
+    pub uid: u32,
+    pub inode: u64,
+    pub pid: Option<u32>,
+    pub process: Option<String>,
+    pub direction: String,
+    pub to_proxy: bool,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `check --json`, typed: a missing field or a wrong type fails the parse.
+#[derive(Debug, Deserialize)]
+pub struct Report {
+    pub blocking: Vec<JsonSock>,
+    /// Present only with `--all`.
+    pub ignored: Option<Vec<JsonSock>>,
+    pub uninspected_processes: u64,
+    pub unreadable_fds: u64,
+    /// The document itself, for asserting on whole entries.
+    #[serde(skip)]
+    pub value: Value,
+}
+
+impl Report {
+    /// `check --json` output held to the documented shape: one line of
+    /// compact JSON, one object whose keys, and every socket's keys, are
+    /// exactly the documented ones in the documented order. Panics otherwise.
+    pub fn exact(stdout: &str) -> Report {
+        assert!(
+            stdout.ends_with('\n') && stdout.lines().count() == 1,
+            "not one line: {stdout:?}"
+        );
+        let r = Report::parse(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        // Compact, as documented: no space between tokens.
+        assert_eq!(
+            format!("{}\n", r.value),
+            stdout,
+            "not compact JSON or not as serde_json writes it"
+        );
+        let mut top = vec!["blocking"];
+        if r.ignored.is_some() {
+            top.push("ignored");
+        }
+        top.extend(["uninspected_processes", "unreadable_fds"]);
+        assert_eq!(keys(&r.value), top, "top-level keys: {stdout}");
+        for (list, s) in entries(&r.value) {
+            assert_eq!(keys(s), socket_keys(list), "{list} entry {s}");
+        }
+        r
+    }
+
+    /// `check --json` output with the contract's keys present (`pid` and
+    /// `process` even when null, `reason` on ignored sockets); keys beyond
+    /// them are additions, tolerated here and listed by [`Report::extra_keys`].
+    pub fn parse(stdout: &str) -> Result<Report, String> {
+        let value: Value = serde_json::from_str(stdout).map_err(|e| format!("not JSON: {e}"))?;
+        for (list, s) in entries(&value) {
+            let have = keys(s);
+            let mut missing = socket_keys(list);
+            missing.retain(|k| !have.contains(k));
+            if !missing.is_empty() {
+                return Err(format!("{list} entry lacks {missing:?}: {s}"));
+            }
+        }
+        let mut r =
+            Report::deserialize(&value).map_err(|e| format!("not the contract's shape: {e}"))?;
+        r.value = value;
+        Ok(r)
+    }
+
+    /// Top-level keys, then socket keys, beyond the contract's (sorted).
+    pub fn extra_keys(&self) -> (Vec<&str>, Vec<&str>) {
+        let known = [
+            "blocking",
+            "ignored",
+            "uninspected_processes",
+            "unreadable_fds",
+        ];
+        let mut top: Vec<&str> = keys(&self.value)
+            .into_iter()
+            .filter(|k| !known.contains(k))
+            .collect();
+        top.sort();
+        let mut socket: Vec<&str> = entries(&self.value)
+            .flat_map(|(list, s)| {
+                let want = socket_keys(list);
+                keys(s).into_iter().filter(move |k| !want.contains(k))
+            })
+            .collect();
+        socket.sort();
+        socket.dedup();
+        (top, socket)
+    }
+
+    /// The ignored sockets; none without `--all`.
+    pub fn ignored(&self) -> &[JsonSock] {
+        self.ignored.as_deref().unwrap_or_default()
+    }
+
+    /// `local` of every blocking socket, in output order.
+    pub fn blocking_locals(&self) -> Vec<&str> {
+        self.blocking.iter().map(|s| s.local.as_str()).collect()
+    }
+
+    /// The blocking or ignored entry whose `local` is `local`, as JSON.
+    pub fn entry(&self, list: &str, local: &str) -> &Value {
+        self.value[list]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["local"] == local))
+            .unwrap_or_else(|| panic!("no {list} socket {local}: {}", self.value))
+    }
+}
+
+/// The keys a socket of `list` has, in order: ignored ones add `reason`.
+fn socket_keys(list: &str) -> Vec<&'static str> {
+    let mut want = SOCKET_KEYS.to_vec();
+    if list == "ignored" {
+        want.push("reason");
+    }
+    want
+}
+
+/// Every socket entry of a `check --json` document, with its list's name.
+fn entries(doc: &Value) -> impl Iterator<Item = (&'static str, &Value)> {
+    ["blocking", "ignored"].into_iter().flat_map(move |list| {
+        doc.get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(move |s| (list, s))
+    })
+}
+
+/// An object's keys in document order; none for anything else.
+pub fn keys(v: &Value) -> Vec<&str> {
+    v.as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// `prestop-wait check --json ARGS --proc FIXTURE`, its output held to the
+/// documented shape.
+pub fn check_json(f: &Fixture, args: &[&str]) -> (Output, Report) {
+    let o = run(f, &[&["check", "--json"], args].concat());
+    let r = Report::exact(&stdout(&o));
+    (o, r)
 }
 
 /// Header lines as Linux 6.x prints them (trailing padding trimmed).

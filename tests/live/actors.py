@@ -28,9 +28,6 @@ Roles (argv[1]):
                    holds inbound connections. Commands: close-listeners,
                    "drain SECS", call, "gap SECS", "open N" (N more held
                    connections to its own listeners), exit.
-    flatten-json   reads prestop-wait's `check --json` on stdin and prints one
-                   tab-separated line per socket; exits 3 if the shape is not
-                   the contract's.
 
 The script runs with the system python3 (/usr/bin/python3) under uids that
 cannot read root's home, and as comm/argv[0] "envoy" or "pilot-agent" through
@@ -38,7 +35,6 @@ symlinks made by the test, which is how both ss (comm) and netstat (argv[0])
 name the process.
 """
 
-import json
 import os
 import select
 import socket
@@ -268,51 +264,9 @@ def app():
                     close_all_and_exit()
 
 
-def flatten_json():
-    doc = json.load(sys.stdin)
-    problems = []
-    if not isinstance(doc, dict) or "blocking" not in doc:
-        sys.exit(f"not an object with 'blocking': {doc!r}")
-    # Extra top-level keys and extra socket fields are additions, not breaks
-    # of the contract: tolerated, and listed on the "keys" line for the test
-    # to show.
-    for kind in ("blocking", "ignored"):
-        if kind in doc and not isinstance(doc[kind], list):
-            sys.exit(f"{kind} is not a list: {doc!r}")
-    keys = {"state", "local", "remote", "uid", "inode", "pid", "process"}
-    extra = set()
-    for kind in ("blocking", "ignored"):
-        for s in doc.get(kind, []):
-            want = keys | ({"reason"} if kind == "ignored" else set())
-            if not want <= set(s):
-                problems.append(f"{kind} entry lacks {sorted(want - set(s))}: {s}")
-            extra |= set(s) - want
-    print("keys", ",".join(sorted(doc)), ",".join(sorted(extra)), sep="\t")
-    for kind in ("blocking", "ignored"):
-        for s in doc.get(kind, []):
-            pid = s.get("pid")
-            proc = s.get("process")
-            print(
-                kind,
-                s.get("state"),
-                s.get("local"),
-                s.get("remote"),
-                s.get("uid"),
-                s.get("inode"),
-                "-" if pid is None else pid,
-                "-" if proc is None else proc,
-                s.get("reason", "-"),
-                sep="\t",
-            )
-    if problems:
-        print("\n".join(problems), file=sys.stderr)
-        sys.exit(3)
-
-
 if __name__ == "__main__":
     {
         "pilot-agent": pilot_agent,
         "envoy": envoy,
         "app": app,
-        "flatten-json": flatten_json,
     }[sys.argv[1]]()

@@ -11,6 +11,7 @@
 //! and mount namespaces, as uid 1337, which is how the kubelet runs an exec
 //! hook (in the container's namespaces, as the container's user).
 
+use crate::common::{self, JsonSock, Report};
 use rustix::process::{Pid, Signal};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -30,6 +31,8 @@ pub const APP_UID: u32 = 1000;
 pub const PYTHON: &str = "/usr/bin/python3";
 const ACTORS: &str = include_str!("actors.py");
 const READY: Duration = Duration::from_secs(10);
+/// How long a scenario waits for any one command or actor reply.
+pub const RUN: Duration = Duration::from_secs(15);
 
 /// Seconds on CLOCK_MONOTONIC: the clock of Python's `time.monotonic()` and of
 /// Rust's `Instant`, one clock for the whole machine whatever the PID
@@ -57,29 +60,8 @@ fn group_alive(pgid: u32) -> bool {
         .is_some_and(|p| rustix::process::test_kill_process_group(p).is_ok())
 }
 
-/// What a live test needs from the machine; `None` means "skip".
-pub struct LiveEnv {
-    pub test: &'static str,
-}
-
 /// Root, the namespace tools, and a kernel that lets us make namespaces.
-/// Outside CI a missing piece skips the test with a printed reason; with
-/// `CI=true` it fails it, so that CI cannot go green by skipping everything.
-pub fn live_env(test: &'static str) -> Option<LiveEnv> {
-    match probe() {
-        Ok(()) => Some(LiveEnv { test }),
-        Err(reason) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{test}: live test cannot run under CI=true: {reason}");
-            }
-            eprintln!("skipped: {test}: {reason}");
-            None
-        }
-    }
-}
-
 fn probe() -> Result<(), String> {
-    // SAFETY: plain syscall.
     if !rustix::process::geteuid().is_root() {
         return Err("not root (namespaces, setpriv and netstat -p need it)".into());
     }
@@ -253,6 +235,21 @@ impl Actor {
                 .unwrap();
         self.mark = idx + 1;
         self.seen[idx].clone()
+    }
+
+    /// Sends `cmd`, then waits for the next line starting with `reply`.
+    pub fn ask(&mut self, cmd: &str, reply: &str) -> String {
+        self.send(cmd);
+        self.expect(reply, RUN)
+    }
+
+    /// The CLOCK_MONOTONIC stamp of the next `event NAME STAMP` line.
+    pub fn event(&mut self, name: &str) -> f64 {
+        let line = self.expect(&format!("event {name} "), RUN);
+        let stamp = line.split_whitespace().nth(2);
+        stamp
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("{}: no time stamp in {line:?}", self.name))
     }
 
     /// Host pid of the container's first process (the launcher's only child).
@@ -470,7 +467,14 @@ fn field(line: &str, key: &str) -> String {
 }
 
 impl Pod {
-    pub fn new(env: &LiveEnv, app_ns: AppPidNs) -> Pod {
+    /// The pod for the running test, built as [`Pod::build`] describes;
+    /// `None` when the machine cannot run live tests (see
+    /// [`common::runnable`]).
+    pub fn start(app_ns: AppPidNs) -> Option<Pod> {
+        let test = common::test_name();
+        if !common::runnable(&test, probe()) {
+            return None;
+        }
         let netns = format!(
             "prestop-live-{}-{}",
             std::process::id(),
@@ -498,9 +502,9 @@ impl Pod {
             app_out_local: String::new(),
             torn_down: false,
         };
-        eprintln!("{}: pod {}", env.test, pod.netns);
+        eprintln!("{test}: pod {}", pod.netns);
         pod.build(app_ns);
-        pod
+        Some(pod)
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -520,26 +524,17 @@ impl Pod {
         symlink(PYTHON, d.join("envoy")).unwrap();
         symlink(PYTHON, d.join("pilot-agent")).unwrap();
         let bin = d.join("prestop-wait");
-        std::fs::copy(env!("CARGO_BIN_EXE_prestop-wait"), &bin).unwrap();
+        std::fs::copy(common::BIN, &bin).unwrap();
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
 
         sh("ip", &["netns", "add", &self.netns]);
         self.netns_made = true;
         sh("ip", &["-n", &self.netns, "link", "set", "lo", "up"]);
-        let netns_path = format!("--net=/run/netns/{}", self.netns);
 
         // Proxy container: pilot-agent is its PID 1 and starts envoy, as in
         // the istio-proxy image.
-        let mut cmd = Command::new("nsenter");
-        cmd.args([
-            &netns_path,
-            "--",
-            "unshare",
-            "--pid",
-            "--fork",
-            "--mount-proc",
-        ]);
-        cmd.args(["--kill-child", "--"]).args(setpriv(PROXY_UID));
+        let mut cmd = self.new_container();
+        cmd.args(setpriv(PROXY_UID));
         cmd.args([
             self.p("pilot-agent"),
             self.p("actors.py"),
@@ -553,30 +548,10 @@ impl Pod {
         self.proxy_init = proxy.init_pid();
         self.proxy = Some(proxy);
 
-        let mut cmd = Command::new("nsenter");
-        match app_ns {
-            AppPidNs::Own => {
-                cmd.args([
-                    &netns_path,
-                    "--",
-                    "unshare",
-                    "--pid",
-                    "--fork",
-                    "--mount-proc",
-                ]);
-                cmd.args(["--kill-child", "--"]);
-            }
-            AppPidNs::SharedWithProxy => {
-                cmd.args([
-                    "-t",
-                    &self.proxy_init.to_string(),
-                    "--net",
-                    "--pid",
-                    "--mount",
-                ]);
-                cmd.arg("--");
-            }
-        }
+        let mut cmd = match app_ns {
+            AppPidNs::Own => self.new_container(),
+            AppPidNs::SharedWithProxy => self.in_proxy(),
+        };
         cmd.args(setpriv(APP_UID));
         cmd.args([PYTHON.into(), self.p("actors.py"), "app".into()]);
         let mut app = Actor::spawn("app", cmd);
@@ -660,6 +635,24 @@ impl Pod {
         cmd
     }
 
+    /// A command as the first process of a new container: the pod's network
+    /// namespace, its own PID namespace and /proc. `--kill-child` ends the
+    /// command if the launcher dies.
+    fn new_container(&self) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.netns));
+        cmd.args([
+            "--",
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child",
+            "--",
+        ]);
+        cmd
+    }
+
     /// A command in the proxy container's namespaces, as root.
     pub fn in_proxy(&self) -> Command {
         let mut cmd = Command::new("nsenter");
@@ -678,6 +671,23 @@ impl Pod {
         Running::spawn(what, cmd).finish(timeout)
     }
 
+    /// [`Pod::hook`] started in the background, named by its arguments.
+    pub fn spawn_hook(&self, args: &[&str]) -> Running {
+        Running::spawn(args.join(" "), self.hook(args))
+    }
+
+    /// [`Pod::hook`] run to its end.
+    pub fn run_hook(&self, args: &[&str]) -> Done {
+        self.spawn_hook(args).finish(RUN)
+    }
+
+    /// A command in the proxy container, as root, run to its end.
+    pub fn run_in_proxy(&self, args: &[&str]) -> Done {
+        let mut cmd = self.in_proxy();
+        cmd.args(args);
+        self.run(&args.join(" "), cmd, RUN)
+    }
+
     /// Runs `check ARGS --json` (the caller passes --json) and parses it.
     pub fn check_json(&self, args: &[&str]) -> (Done, Report) {
         let done = self.run(
@@ -689,8 +699,8 @@ impl Pod {
             done.code() == 0 || done.code() == 1,
             "check {args:?}: {done}"
         );
-        let report = Report::parse(&self.path("actors.py"), &done.stdout)
-            .unwrap_or_else(|e| panic!("check {args:?}: {e}\n{done}"));
+        let report =
+            Report::parse(&done.stdout).unwrap_or_else(|e| panic!("check {args:?}: {e}\n{done}"));
         (done, report)
     }
 
@@ -779,95 +789,24 @@ fn setpriv(uid: u32) -> Vec<String> {
     ]
 }
 
-/// One socket of `check --json`.
-#[derive(Clone, Debug)]
-pub struct JsonSock {
-    pub sock: Sock,
-    pub uid: u32,
-    pub inode: u64,
-    pub pid: Option<u32>,
-    pub process: Option<String>,
-    pub reason: Option<String>,
+impl From<&JsonSock> for Sock {
+    fn from(s: &JsonSock) -> Sock {
+        Sock::new(&s.state, &s.local, &s.remote)
+    }
 }
 
-/// `check --json`, parsed (by actors.py, which also checks the shape).
-#[derive(Debug)]
-pub struct Report {
-    /// Top-level keys of the object, sorted.
-    pub keys: Vec<String>,
-    /// Socket fields beyond the contract's, sorted.
-    pub extra_fields: Vec<String>,
-    pub has_ignored: bool,
-    pub blocking: Vec<JsonSock>,
-    pub ignored: Vec<JsonSock>,
+/// The blocking and ignored sockets of a `check --json` report, as sets.
+pub trait SockSets {
+    fn blocking_set(&self) -> BTreeSet<Sock>;
+    fn ignored_set(&self) -> BTreeSet<Sock>;
 }
 
-impl Report {
-    fn parse(actors: &Path, json: &str) -> Result<Report, String> {
-        let mut child = Command::new(PYTHON)
-            .arg(actors)
-            .arg("flatten-json")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(json.as_bytes())
-            .map_err(|e| e.to_string())?;
-        let out = child.wait_with_output().map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(format!(
-                "JSON not in the contract's shape: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let mut r = Report {
-            keys: Vec::new(),
-            extra_fields: Vec::new(),
-            has_ignored: false,
-            blocking: Vec::new(),
-            ignored: Vec::new(),
-        };
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let f: Vec<&str> = line.split('\t').collect();
-            if f[0] == "keys" {
-                let list = |s: &str| -> Vec<String> {
-                    s.split(',')
-                        .filter(|k| !k.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                };
-                r.keys = list(f[1]);
-                r.extra_fields = list(f[2]);
-                r.has_ignored = r.keys.iter().any(|k| k == "ignored");
-                continue;
-            }
-            let opt = |s: &str| (s != "-").then(|| s.to_string());
-            let s = JsonSock {
-                sock: Sock::new(f[1], f[2], f[3]),
-                uid: f[4].parse().map_err(|_| format!("uid {:?}", f[4]))?,
-                inode: f[5].parse().map_err(|_| format!("inode {:?}", f[5]))?,
-                pid: opt(f[6]).map(|p| p.parse().unwrap()),
-                process: opt(f[7]),
-                reason: opt(f[8]),
-            };
-            match f[0] {
-                "blocking" => r.blocking.push(s),
-                _ => r.ignored.push(s),
-            }
-        }
-        Ok(r)
+impl SockSets for Report {
+    fn blocking_set(&self) -> BTreeSet<Sock> {
+        self.blocking.iter().map(Sock::from).collect()
     }
-
-    pub fn blocking_set(&self) -> BTreeSet<Sock> {
-        self.blocking.iter().map(|s| s.sock.clone()).collect()
-    }
-    pub fn ignored_set(&self) -> BTreeSet<Sock> {
-        self.ignored.iter().map(|s| s.sock.clone()).collect()
+    fn ignored_set(&self) -> BTreeSet<Sock> {
+        self.ignored().iter().map(Sock::from).collect()
     }
 }
 
