@@ -78,7 +78,16 @@ fn check_text_table() {
         lines[1].split_whitespace().collect::<Vec<_>>(),
         ["LISTEN", "0.0.0.0:8080", "0.0.0.0:0", "listen", "1000", "-"]
     );
-    assert_eq!(lines.last(), Some(&"4 sockets block"));
+    let n = lines.len();
+    assert_eq!(lines[n - 3], "4 sockets block");
+    assert_eq!(
+        lines[n - 2],
+        "by owner: uid 1000: 4 sockets (local ports 8080, 9090, 45000)"
+    );
+    assert!(
+        lines[n - 1].starts_with("hint: ") && lines[n - 1].ends_with("(uids here: 1000)"),
+        "{out}"
+    );
     let o = run(&f, &["check", "--all"]);
     let out = stdout(&o);
     assert!(out.lines().next().unwrap().ends_with("VERDICT"));
@@ -102,7 +111,7 @@ fn check_nothing_blocks_exits_0() {
     assert_eq!(code(&o), 0);
     assert_eq!(
         r.value,
-        json!({"blocking": [], "uninspected_processes": 0, "unreadable_fds": 0})
+        json!({"blocking": [], "uninspected_processes": 0, "unreadable_fds": 0, "host_network": false})
     );
 }
 
@@ -376,13 +385,21 @@ fn wait_deadline_exits_1_near_the_deadline_and_names_the_sockets() {
     assert!(took >= Duration::from_millis(700), "took {took:?}");
     assert!(took < Duration::from_millis(1_500), "took {took:?}");
     let err = stderr(&o);
-    let last = err.lines().last().unwrap();
-    assert!(last.starts_with("prestop-wait: deadline 700ms passed (at 7")
-            && last.contains("; 4 sockets still blocking: LISTEN 0.0.0.0:8080 -> 0.0.0.0:0 (uid 1000), ESTABLISHED 10.1.2.3:45000 -> 10.9.8.7:443 outbound (uid 1000)"), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    let [.., deadline, owners, hint] = lines[..] else {
+        panic!("{err}")
+    };
+    assert!(deadline.starts_with("prestop-wait: deadline 700ms passed (at 7")
+            && deadline.contains("; 4 sockets still blocking: LISTEN 0.0.0.0:8080 -> 0.0.0.0:0 (uid 1000), ESTABLISHED 10.1.2.3:45000 -> 10.9.8.7:443 outbound (uid 1000)"), "{err}");
     assert!(
-        last.contains("LISTEN [::]:9090 -> [::]:0 (uid 1000)"),
+        deadline.ends_with("LISTEN [::]:9090 -> [::]:0 (uid 1000)"),
         "{err}"
     );
+    assert_eq!(
+        owners,
+        "prestop-wait: still blocking by owner: uid 1000: 4 sockets (local ports 8080, 9090, 45000)"
+    );
+    assert!(hint.starts_with("prestop-wait: hint: "), "{err}");
 }
 
 #[test]

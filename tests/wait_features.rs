@@ -147,10 +147,12 @@ fn log_file_gets_every_line_and_a_bad_path_is_one_warning() {
         lines[1].starts_with("prestop-wait: waiting up to 200ms"),
         "{written}"
     );
-    assert!(
-        lines.last().unwrap().contains("deadline 200ms passed"),
-        "{written}"
-    );
+    let [.., deadline, owners, hint] = lines[..] else {
+        panic!("{written}")
+    };
+    assert!(deadline.contains("deadline 200ms passed"), "{written}");
+    assert!(owners.contains("still blocking by owner: uid 1000"), "{written}");
+    assert!(hint.contains("--ignore-uid"), "{written}");
 
     let o = run(
         &Fixture::new(),

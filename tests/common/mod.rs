@@ -114,6 +114,8 @@ pub struct Report {
     pub ignored: Option<Vec<JsonSock>>,
     pub uninspected_processes: u64,
     pub unreadable_fds: u64,
+    /// The tables are the node's (hostNetwork).
+    pub host_network: bool,
     /// The document itself, for asserting on whole entries.
     #[serde(skip)]
     pub value: Value,
@@ -139,7 +141,7 @@ impl Report {
         if r.ignored.is_some() {
             top.push("ignored");
         }
-        top.extend(["uninspected_processes", "unreadable_fds"]);
+        top.extend(["uninspected_processes", "unreadable_fds", "host_network"]);
         assert_eq!(keys(&r.value), top, "top-level keys: {stdout}");
         for (list, s) in entries(&r.value) {
             assert_eq!(keys(s), socket_keys(list), "{list} entry {s}");
@@ -173,6 +175,7 @@ impl Report {
             "ignored",
             "uninspected_processes",
             "unreadable_fds",
+            "host_network",
         ];
         let mut top: Vec<&str> = keys(&self.value)
             .into_iter()
