@@ -314,6 +314,7 @@ fn help_documents_exit_codes_and_every_flag() {
             "--proc",
             "--proxy-uid",
             "--proxy-name",
+            "--ignore-uid",
             "--ignore-port",
             "--listen-only",
         ] {
@@ -338,6 +339,63 @@ fn help_documents_exit_codes_and_every_flag() {
     let o = bin().arg("--version").output().unwrap();
     assert_eq!(code(&o), 0);
     assert!(stdout(&o).starts_with("prestop-wait "));
+}
+
+/// Every long flag `--help` shows reads `PRESTOP_WAIT_` plus its name (the
+/// README states the rule instead of listing each variable) and is in the
+/// README.
+#[test]
+fn every_flag_has_its_env_variable_and_is_in_the_readme() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut seen = 0;
+    for args in [["wait", "--help"], ["check", "--help"]] {
+        let out = stdout(&bin().args(args).output().unwrap());
+        // One option a line (help is not wrapped: clap's `wrap_help` is off).
+        for line in out.lines().filter(|l| l.trim_start().starts_with('-')) {
+            let Some(start) = line.find("--") else {
+                continue;
+            };
+            let name: String = line[start + 2..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            if ["help", "version"].contains(&name.as_str()) {
+                continue;
+            }
+            seen += 1;
+            let env = format!(
+                "[env: PRESTOP_WAIT_{}=",
+                name.to_uppercase().replace('-', "_")
+            );
+            assert!(
+                line.contains(&env),
+                "{args:?}: --{name} lacks {env}: {line}"
+            );
+            assert!(
+                readme.contains(&format!("`--{name}")),
+                "README lacks --{name}"
+            );
+        }
+    }
+    assert!(seen >= 17, "only {seen} flags found");
+}
+
+#[test]
+fn ignore_uid_from_the_environment_excuses_another_container() {
+    let mut f = istio_pod();
+    f.socket("0.0.0.0:5432", "0.0.0.0:0", LISTEN, 65532, 301);
+    let o = bin()
+        .args(["check", "--json", "--all", "--proc"])
+        .arg(f.path())
+        .env("PRESTOP_WAIT_IGNORE_UID", "65532,70000")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 1, "the app still blocks");
+    let r = Report::exact(&stdout(&o));
+    let s = r.entry("ignored", "0.0.0.0:5432");
+    assert_eq!(s["reason"], "ignored-uid", "{s}");
+    assert!(r.blocking.iter().all(|s| s.uid == 1000), "{}", r.value);
 }
 
 #[test]

@@ -151,7 +151,10 @@ fn log_file_gets_every_line_and_a_bad_path_is_one_warning() {
         panic!("{written}")
     };
     assert!(deadline.contains("deadline 200ms passed"), "{written}");
-    assert!(owners.contains("still blocking by owner: uid 1000"), "{written}");
+    assert!(
+        owners.contains("still blocking by owner: uid 1000"),
+        "{written}"
+    );
     assert!(hint.contains("--ignore-uid"), "{written}");
 
     let o = run(
@@ -189,6 +192,23 @@ fn budget_warning_for_a_timeout_past_the_default_grace() {
     );
     let o = run(&Fixture::new(), &["wait"]);
     assert!(!stderr(&o).contains("warning"));
+    // The pod's own grace period, stated, replaces the default.
+    let o = run(
+        &Fixture::new(),
+        &["wait", "--timeout", "40s", "--grace-period", "1m"],
+    );
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    let o = bin()
+        .args(["wait", "--timeout", "40s", "--proc"])
+        .arg(Fixture::new().path())
+        .env("PRESTOP_WAIT_GRACE_PERIOD", "40s")
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&o).contains("over the pod's 40s terminationGracePeriodSeconds; set terminationGracePeriodSeconds to at least 45"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

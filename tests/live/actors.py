@@ -22,12 +22,18 @@ Roles (argv[1]):
                    "envoy ARGS" is forwarded to envoy's stdin.
     envoy          listens where Envoy does; accepts and echoes on 15001.
                    "inbound HOST PORT" connects from 127.0.0.6 to HOST:PORT,
-                   the source address Istio uses for inbound passthrough.
+                   the source address Istio uses for inbound passthrough;
+                   "connect SRC HOST PORT" from SRC (::6, 127.0.0.1, ...).
+                   "admin6" moves the admin port from 127.0.0.1 to [::1], as
+                   in an IPv6-only pod.
     app            listens on 0.0.0.0:8080 and [::]:9090 (dual stack), holds
                    one outbound connection to 127.0.0.1:15001, accepts and
                    holds inbound connections. Commands: close-listeners,
                    "drain SECS", call, "gap SECS", "open N" (N more held
                    connections to its own listeners), exit.
+    idle [PORT...] another container: listens on 0.0.0.0:PORT for each PORT
+                   and does nothing else until its stdin closes (a log
+                   shipper, a native sidecar, the pod's pause process).
 
 The script runs with the system python3 (/usr/bin/python3) under uids that
 cannot read root's home, and as comm/argv[0] "envoy" or "pilot-agent" through
@@ -141,12 +147,27 @@ def envoy():
             if r == 0:
                 for cmd in stdin.feed():
                     words = cmd.split()
-                    if words and words[0] == "inbound":
-                        c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                        c.bind(("127.0.0.6", 0))
-                        c.connect((words[1], int(words[2])))
+                    if words and words[0] in ("inbound", "connect"):
+                        if words[0] == "inbound":
+                            words = ["connect", "127.0.0.6"] + words[1:]
+                        src, host, port = words[1], words[2], int(words[3])
+                        family = socket.AF_INET6 if ":" in src else socket.AF_INET
+                        c = socket.socket(family, socket.SOCK_STREAM)
+                        c.bind((src, 0))
+                        c.connect((host, port))
                         conns.append(c)
-                        say("done inbound", fmt(c.getsockname()), fmt(c.getpeername()))
+                        say("done " + cmd.split()[0], fmt(c.getsockname()), fmt(c.getpeername()))
+                    elif cmd == "admin6":
+                        for s, p in list(listeners.items()):
+                            if p == 15000:
+                                del listeners[s]
+                                s.close()
+                        s6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+                        s6.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                        s6.bind(("::1", 15000))
+                        s6.listen(16)
+                        listeners[s6] = 15000
+                        say("done admin6")
             elif r in listeners:
                 conn, _ = r.accept()
                 conns.append(conn)
@@ -264,9 +285,21 @@ def app():
                     close_all_and_exit()
 
 
+def idle():
+    held = [listen("0.0.0.0", int(p)) for p in sys.argv[2:]]
+    say("ready idle", f"pid={os.getpid()}", f"uid={os.getuid()}")
+    stdin = Lines(0)
+    while not stdin.eof:
+        select.select([0], [], [])
+        stdin.feed()
+    for s in held:
+        s.close()
+
+
 if __name__ == "__main__":
     {
         "pilot-agent": pilot_agent,
         "envoy": envoy,
         "app": app,
+        "idle": idle,
     }[sys.argv[1]]()

@@ -1,4 +1,4 @@
-//! A pod built from real kernel objects, for tests/live_pod.rs.
+//! A pod built from real kernel objects, for the live tests.
 //!
 //! Kubernetes gives every container of a pod the same network namespace
 //! (the pause container's) but, unless `shareProcessNamespace: true`, its own
@@ -10,6 +10,9 @@
 //! real uids. Hooks run through `nsenter` into the proxy container's net, pid
 //! and mount namespaces, as uid 1337, which is how the kubelet runs an exec
 //! hook (in the container's namespaces, as the container's user).
+//!
+//! Shared by tests/live_pod.rs and tests/live_real_pods.rs; each uses part.
+#![allow(dead_code)]
 
 use crate::common::{self, JsonSock, Report};
 use rustix::process::{Pid, Signal};
@@ -134,7 +137,8 @@ fn children_of(ppid: u32) -> Vec<u32> {
 }
 
 /// A long-running actor: a container's first process, driven over stdin,
-/// reporting over stdout (see actors.py).
+/// reporting over stdout (see actors.py). What it writes to stderr is seen
+/// too, as lines `stderr LINE`: that is where `--log-file=auto` writes.
 pub struct Actor {
     name: &'static str,
     child: Child,
@@ -165,6 +169,8 @@ impl Actor {
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = channel();
+        let err_tx = tx.clone();
         // Actor tracebacks belong in the test output. util-linux 2.38's
         // unshare complains when its child dies of SIGKILL, which is how
         // every pod ends: that line is noise.
@@ -174,9 +180,9 @@ impl Actor {
                 if !line.contains("sigprocmask unblock failed") {
                     eprintln!("{name}: {line}");
                 }
+                let _ = err_tx.send(format!("stderr {line}"));
             }
         });
-        let (tx, rx) = channel();
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
@@ -404,9 +410,16 @@ impl Drop for Running {
 pub enum AppPidNs {
     /// The default: its own PID namespace and /proc.
     Own,
-    /// `shareProcessNamespace: true`: the proxy container's PID namespace.
+    /// The proxy container's PID namespace, whose PID 1 is pilot-agent.
     SharedWithProxy,
+    /// `shareProcessNamespace: true` as the kubelet makes it: one PID
+    /// namespace for the pod, whose PID 1 is the pause process (uid 65535);
+    /// the proxy and the app containers join it.
+    SharedWithPause,
 }
+
+/// The pause image's user.
+pub const PAUSE_UID: u32 = 65535;
 
 /// One TCP socket as the tests compare them: /proc state name, local and
 /// remote in the contract's text form.
@@ -443,8 +456,12 @@ pub struct Pod {
     netns_made: bool,
     proxy: Option<Actor>,
     app: Option<Actor>,
-    /// Host pid of pilot-agent, the proxy container's PID 1: the target for
-    /// every nsenter.
+    /// The pause process, PID 1 of a shared PID namespace.
+    pause: Option<Actor>,
+    /// Containers added with [`Pod::add_container`].
+    extras: Vec<Actor>,
+    /// Host pid of the proxy container's PID 1 (pilot-agent, or the pause
+    /// process when the PID namespace is shared): the target for every nsenter.
     pub proxy_init: u32,
     /// pids inside the proxy's PID namespace, as the hook sees them.
     pub envoy_pid: u32,
@@ -493,6 +510,8 @@ impl Pod {
             netns_made: false,
             proxy: None,
             app: None,
+            pause: None,
+            extras: Vec::new(),
             proxy_init: 0,
             envoy_pid: 0,
             pilot_agent_pid: 0,
@@ -531,9 +550,25 @@ impl Pod {
         self.netns_made = true;
         sh("ip", &["-n", &self.netns, "link", "set", "lo", "up"]);
 
+        // With shareProcessNamespace the pause process comes first and is
+        // the PID namespace's PID 1; the containers join it.
+        let pause_init = (app_ns == AppPidNs::SharedWithPause).then(|| {
+            let mut cmd = self.new_container();
+            cmd.args(setpriv(PAUSE_UID));
+            cmd.args([PYTHON.into(), self.p("actors.py"), "idle".into()]);
+            let mut pause = Actor::spawn("pause", cmd);
+            pause.expect("ready idle", READY);
+            let init = pause.init_pid();
+            self.pause = Some(pause);
+            init
+        });
+
         // Proxy container: pilot-agent is its PID 1 and starts envoy, as in
-        // the istio-proxy image.
-        let mut cmd = self.new_container();
+        // the istio-proxy image (or it joins the pause process's namespace).
+        let mut cmd = match pause_init {
+            Some(pid) => self.enter(pid),
+            None => self.new_container(),
+        };
         cmd.args(setpriv(PROXY_UID));
         cmd.args([
             self.p("pilot-agent"),
@@ -545,12 +580,12 @@ impl Pod {
         let en = proxy.expect("ready envoy", READY);
         self.pilot_agent_pid = field(&pa, "pid").parse().unwrap();
         self.envoy_pid = field(&en, "pid").parse().unwrap();
-        self.proxy_init = proxy.init_pid();
+        self.proxy_init = pause_init.unwrap_or_else(|| proxy.init_pid());
         self.proxy = Some(proxy);
 
         let mut cmd = match app_ns {
             AppPidNs::Own => self.new_container(),
-            AppPidNs::SharedWithProxy => self.in_proxy(),
+            AppPidNs::SharedWithProxy | AppPidNs::SharedWithPause => self.in_proxy(),
         };
         cmd.args(setpriv(APP_UID));
         cmd.args([PYTHON.into(), self.p("actors.py"), "app".into()]);
@@ -655,16 +690,28 @@ impl Pod {
 
     /// A command in the proxy container's namespaces, as root.
     pub fn in_proxy(&self) -> Command {
+        self.enter(self.proxy_init)
+    }
+
+    /// A command in the network, PID and mount namespaces of host pid `pid`.
+    fn enter(&self, pid: u32) -> Command {
         let mut cmd = Command::new("nsenter");
-        cmd.args([
-            "-t",
-            &self.proxy_init.to_string(),
-            "--net",
-            "--pid",
-            "--mount",
-            "--",
-        ]);
+        cmd.args(["-t", &pid.to_string(), "--net", "--pid", "--mount", "--"]);
         cmd
+    }
+
+    /// Another container in the pod (a log shipper, a native sidecar): its
+    /// own PID namespace, running as `uid`, listening on 0.0.0.0 at each of
+    /// `ports` until the pod ends.
+    pub fn add_container(&mut self, name: &'static str, uid: u32, ports: &[u16]) -> &mut Actor {
+        let mut cmd = self.new_container();
+        cmd.args(setpriv(uid));
+        cmd.args([PYTHON.into(), self.p("actors.py"), "idle".into()]);
+        cmd.args(ports.iter().map(u16::to_string));
+        let mut actor = Actor::spawn(name, cmd);
+        actor.expect("ready idle", READY);
+        self.extras.push(actor);
+        self.extras.last_mut().unwrap()
     }
 
     pub fn run(&self, what: &str, cmd: Command, timeout: Duration) -> Done {
@@ -738,7 +785,9 @@ impl Pod {
         // proxy's PID 1, and killing that first would orphan its launcher's
         // child mid-way.
         drop(self.app.take());
+        self.extras.clear();
         drop(self.proxy.take());
+        drop(self.pause.take());
         if self.netns_made {
             let _ = Command::new("ip")
                 .args(["netns", "del", &self.netns])
@@ -750,9 +799,10 @@ impl Pod {
     /// Tears the pod down and checks that nothing of it is left: no process
     /// in its groups, no network namespace.
     pub fn close(mut self) {
-        let groups: Vec<u32> = [self.app.as_ref(), self.proxy.as_ref()]
+        let groups: Vec<u32> = [self.app.as_ref(), self.proxy.as_ref(), self.pause.as_ref()]
             .into_iter()
             .flatten()
+            .chain(&self.extras)
             .map(|a| a.child.id())
             .collect();
         self.teardown();
