@@ -5,11 +5,11 @@
 //!
 //! Every benchmark counts *socket lines* (rows of `net/tcp` + `net/tcp6`), so
 //! divan's throughput column reads as lines per second: ns per line is
-//! 1e9 / that (`bench/ns_per_line.py` converts a saved run).
+//! 1e9 / that (`benches/ns_per_line.py` converts a saved run).
 //!
 //! Trees are generated in a tempdir (on the same filesystem as `/tmp`), so
 //! these measure our user-space work plus the filesystem's, not the kernel's
-//! procfs cost: `bench/compare.sh` measures that against a live namespace.
+//! procfs cost: `benches/compare.sh` measures that against a live namespace.
 //!
 //! Groups:
 //! - `parse`: both tables, ours (`parse_line`, `read_table`) against procfs's

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# bench/compare.sh: the cost of `prestop-wait` against netstat, ss, the old
+# benches/compare.sh: the cost of `prestop-wait` against netstat, ss, the old
 # shell loop and the kernel floor (`cat` of both tables), on live sockets.
 #
 # Needs root (namespaces, raising the open-file limit), unshare, ip, python3,
-# cc (for bench/rusage.c and bench/fdwalk.c), netstat and ss. Touches nothing
+# cc (for benches/rusage.c and benches/fdwalk.c), netstat and ss. Touches nothing
 # outside /tmp and the namespaces it creates, which go away with it.
 #
-# Usage: sudo bench/compare.sh            (about 6 minutes)
+# Usage: sudo benches/compare.sh            (about 6 minutes)
 # Knobs (environment):
 #   RUNS=30            runs per command at node scale (interleaved round-robin)
 #   POD_RUNS=30        runs per command in the small pod
@@ -36,7 +36,7 @@
 # which is the floor every /proc reader pays.
 #
 # CPU is user + system time of the whole process tree from wait4() (see
-# bench/measure.py), not wall time: the machine may be busy with other work.
+# benches/measure.py), not wall time: the machine may be busy with other work.
 # It prints markdown tables and one PASS/MISS line per target; it exits 0
 # either way (non-zero only if it could not measure).
 set -euo pipefail
@@ -264,7 +264,7 @@ for sc in scenarios:
            f"[{sc}] check CPU {check['cpu_ms_median']:.2f} ms < ss -tanp {ss['cpu_ms_median']:.2f} ms")
     target(check["maxrss_kib"] < 4096, f"[{sc}] check peak RSS {check['maxrss_kib']} KiB < 4096 KiB")
     floor = cat["cpu_ms_median"] + rows["fdwalk"]["cpu_ms_median"]
-    notes.append(f"[{sc}] floor for naming holders = cat + bench/fdwalk.c = {floor:.2f} ms = {floor / cat['cpu_ms_median']:.2f}x cat; check = {check['cpu_ms_median'] / floor:.2f}x that floor")
+    notes.append(f"[{sc}] floor for naming holders = cat + benches/fdwalk.c = {floor:.2f} ms = {floor / cat['cpu_ms_median']:.2f}x cat; check = {check['cpu_ms_median'] / floor:.2f}x that floor")
 
 waits = [tuple(map(int, l.split())) for l in open(f"{work}/wait.txt")]
 per_poll, polls = [], []

@@ -1,4 +1,4 @@
-/* bench/fdwalk.c: the floor for naming the processes that hold sockets.
+/* benches/fdwalk.c: the floor for naming the processes that hold sockets.
  *
  * Reads every fd link of every process in /proc, the least any tool that
  * names holders must do (`ss -p`, `netstat -p`, `prestop-wait check` when it

@@ -7,7 +7,7 @@
 Each command line is split with shlex (use `sh -c '...'` for pipelines) and
 run N times with stdin, stdout and stderr on /dev/null, the commands
 interleaved round-robin so that background load hits all of them alike. Each
-run goes through the small static `rusage` helper (bench/rusage.c, path in
+run goes through the small static `rusage` helper (benches/rusage.c, path in
 $RUSAGE), whose wait4() gives the process tree's rusage: user + system CPU (the kernel keeps
 these from the scheduler's nanosecond runtime, so they are not clock-tick
 samples; the median over N runs is reported, mean and min beside it) and

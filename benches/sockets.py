@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Holds TCP sockets open on loopback for bench/compare.sh, until killed.
+"""Holds TCP sockets open on loopback for benches/compare.sh, until killed.
 
 Run it inside a network namespace of its own (compare.sh does): it binds
 fixed ports.

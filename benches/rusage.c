@@ -1,4 +1,4 @@
-/* rusage: runs one command and prints its wait4() rusage, for bench/measure.py.
+/* rusage: runs one command and prints its wait4() rusage, for benches/measure.py.
  *
  *   rusage CMD [ARG...]
  *   -> stdout: "<utime_us> <stime_us> <maxrss_kib> <exit> <voluntary_csw>"
@@ -12,7 +12,7 @@
  * Python starts with Python's ~10 MiB mapped. Forked from this small static
  * program instead, the floor is this program's own few hundred KiB (measured
  * and printed by compare.sh as the "floor" row).
- * Build: cc -O2 -static -o rusage bench/rusage.c
+ * Build: cc -O2 -static -o rusage benches/rusage.c
  */
 #define _GNU_SOURCE
 #include <fcntl.h>

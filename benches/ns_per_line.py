@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Turns `cargo bench --bench poll` output into ns per socket line.
 
-  cargo bench --bench poll | tee run.txt; bench/ns_per_line.py run.txt
+  cargo bench --bench poll | tee run.txt; benches/ns_per_line.py run.txt
 
 Prints a markdown table: benchmark, tree size, fastest and median time per
 call, and both divided by the number of socket lines in the tree. On a busy
