@@ -244,7 +244,7 @@ pub struct WaitConfig {
     pub grace_period: Option<Duration>,
 }
 
-/// `--log-file`.
+/// Where `--log-file` appends: a path, or the proxy container's own log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogFile {
     /// This path.
