@@ -13,6 +13,15 @@ use crate::drain::{self, DrainTarget};
 use crate::exit_codes;
 use crate::waiter::WaitOptions;
 
+/// `--version`: what a bug report needs, the version and the target it was
+/// built for (`build.rs` passes the target triple on).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("PRESTOP_WAIT_TARGET"),
+    ")"
+);
+
 /// Holds a service-mesh proxy's shutdown until the application in the same pod
 /// has closed its TCP sockets, or a deadline passes.
 ///
@@ -21,7 +30,7 @@ use crate::waiter::WaitOptions;
 #[derive(Debug, Parser)]
 #[command(
     name = "prestop-wait",
-    version,
+    version = VERSION,
     after_help = exit_codes::HELP,
     args_conflicts_with_subcommands = true
 )]
@@ -46,6 +55,13 @@ enum Command {
         /// How long, in humantime syntax (`5s`, `1m30s`).
         #[arg(value_name = "DURATION", value_parser = parse_duration)]
         duration: Duration,
+    },
+    /// Copy this binary to DIR/prestop-wait (mode 0755, atomically) and print
+    /// that path: the init-container step, for images without a shell or cp.
+    Install {
+        /// A directory this uid can write, such as an emptyDir volume.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
     },
 }
 
@@ -216,6 +232,8 @@ pub enum Config {
     Check(CheckConfig),
     /// `sleep DURATION`.
     Sleep(Duration),
+    /// `install DIR`.
+    Install(PathBuf),
 }
 
 /// Where the pod's `/proc` is, and what in it is the proxy.
@@ -288,6 +306,7 @@ impl Config {
                 all: c.all,
             }),
             Some(Command::Sleep { duration }) => Config::Sleep(duration),
+            Some(Command::Install { dir }) => Config::Install(dir),
         })
     }
 }
@@ -530,6 +549,31 @@ mod tests {
         assert_eq!(d.addr, "127.0.0.1:9901".parse().unwrap());
         // `--drain check` would be ambiguous; a bare --drain takes no value.
         assert!(config(&["--drain", "http://127.0.0.1:1/"]).is_err());
+    }
+
+    #[test]
+    fn install_takes_a_directory() {
+        let c = config(&["install", "/opt/prestop-wait"]).unwrap();
+        assert_eq!(c, Config::Install(PathBuf::from("/opt/prestop-wait")));
+        let err = format!("{:#}", config(&["install"]).unwrap_err());
+        assert!(err.contains("DIR"), "{err}");
+    }
+
+    #[test]
+    fn version_names_the_target() {
+        assert!(VERSION.starts_with(env!("CARGO_PKG_VERSION")), "{VERSION}");
+        assert!(
+            VERSION.ends_with(&format!(
+                "-{}-{})",
+                std::env::consts::OS,
+                if cfg!(target_env = "musl") {
+                    "musl"
+                } else {
+                    "gnu"
+                }
+            )),
+            "{VERSION}"
+        );
     }
 
     #[test]

@@ -8,11 +8,13 @@
 /// either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {
-    /// `wait`: nothing blocks any more (drained). `check`: nothing blocks. `sleep`, `--help`, `--version`.
+    /// `wait`: nothing blocks any more (drained). `check`: nothing blocks.
+    /// `sleep`, `install`, `--help`, `--version`: done.
     Success,
     /// `wait`: the deadline passed with sockets still held. `check`: something blocks.
     Blocked,
-    /// Usage error (bad flag, bad duration) or runtime error (unreadable or malformed table).
+    /// Usage error (bad flag, bad duration) or runtime error (unreadable or
+    /// malformed table, `install` could not write).
     Error,
 }
 
@@ -36,9 +38,9 @@ impl From<ExitCode> for std::process::ExitCode {
 /// Text for `--help`, kept next to the enum it documents.
 pub const HELP: &str = "\
 Exit codes:
-  0  nothing blocks (wait: drained before the deadline)
+  0  nothing blocks (wait: drained before the deadline); sleep, install: done
   1  something blocks (wait: the deadline passed with sockets still held)
-  2  usage or runtime error (bad flag or duration, unreadable or malformed /proc table)";
+  2  usage or runtime error (bad flag or duration, unreadable or malformed /proc table, install could not write)";
 
 #[cfg(test)]
 mod tests {

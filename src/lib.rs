@@ -45,6 +45,7 @@ pub fn run(
         Config::Check(config) => commands::check::run(config, stdout),
         Config::Wait(config) => commands::wait::run(config, &SystemClock, stderr),
         Config::Sleep(duration) => Ok(commands::sleep(duration, &SystemClock)),
+        Config::Install(dir) => commands::install::run(&dir, stdout),
     }
 }
 

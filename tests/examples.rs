@@ -156,9 +156,49 @@ fn yaml_commands(y: &Yaml, file: &str, out: &mut Vec<CommandLine>) {
             items.iter().for_each(|i| yaml_commands(i, file, out));
         }
         Yaml::Hash(h) => h.values().for_each(|v| yaml_commands(v, file, out)),
-        Yaml::String(s) => out.extend(text_commands(s, file)),
+        Yaml::String(s) => match render_template(s) {
+            Some(docs) => docs.iter().for_each(|d| yaml_commands(d, file, out)),
+            None => out.extend(text_commands(s, file)),
+        },
         _ => {}
     }
+}
+
+/// An Istio injection template (a Go template of YAML, kept in a string)
+/// as istiod would render it for a classic sidecar: the first branch of its
+/// `if`, `{{ X | default "V" }}` as V. `None` for any other string. Only
+/// the forms the examples use are understood; anything else fails the test.
+fn render_template(s: &str) -> Option<Vec<Yaml>> {
+    if !s.contains("{{") || !s.contains("spec:") {
+        return None;
+    }
+    let mut out = String::new();
+    for line in s.lines() {
+        let t = line.trim();
+        if t.starts_with("{{- else") || t.starts_with("{{ else") {
+            break;
+        }
+        if t.starts_with("{{") && t.ends_with("}}") && !t.contains(':') {
+            continue;
+        }
+        let mut line = line.to_string();
+        while let Some(start) = line.find("{{") {
+            let end = start + line[start..].find("}}").expect("unclosed {{") + 2;
+            let expr = line[start..end].to_string();
+            let value = expr
+                .split("default \"")
+                .nth(1)
+                .and_then(|v| v.split('"').next())
+                .unwrap_or_else(|| panic!("cannot render {expr:?} in {s}"))
+                .to_string();
+            line.replace_range(start..end, &value);
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Some(
+        YamlLoader::load_from_str(&out).unwrap_or_else(|e| panic!("rendered template: {e}\n{out}")),
+    )
 }
 
 /// Command lines written as text: shell scripts, Markdown, YAML comments and
@@ -393,6 +433,104 @@ fn find_key(y: &Yaml, key: &str) -> Option<Yaml> {
         Yaml::Array(a) => a.iter().find_map(|v| find_key(v, key)),
         _ => None,
     }
+}
+
+/// Every object in `y` that is a pod spec (has `containers`), templates
+/// rendered.
+fn pod_specs(y: &Yaml, out: &mut Vec<Yaml>) {
+    match y {
+        Yaml::Hash(h) => {
+            if h.contains_key(&Yaml::String("containers".into())) {
+                out.push(y.clone());
+            }
+            h.values().for_each(|v| pod_specs(v, out));
+        }
+        Yaml::Array(a) => a.iter().for_each(|v| pod_specs(v, out)),
+        Yaml::String(s) => {
+            if let Some(docs) = render_template(s) {
+                docs.iter().for_each(|d| pod_specs(d, out));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn list<'a>(y: &'a Yaml, key: &str) -> &'a [Yaml] {
+    y[key].as_vec().map_or(&[], Vec::as_slice)
+}
+
+/// A container's `volumeMounts` as (volume name, mount path).
+fn mounts(c: &Yaml) -> Vec<(String, String)> {
+    list(c, "volumeMounts")
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().expect("mount name").to_string(),
+                m["mountPath"].as_str().expect("mountPath").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Where the binary is in a volume: `install DIR` run by an init container
+/// that mounts the volume at DIR puts it at `prestop-wait` in the volume;
+/// an image volume of the `bin` image has it there too (`/prestop-wait`).
+#[test]
+fn installed_or_mounted_binaries_are_where_the_hooks_run_them() {
+    let mut checked = 0;
+    for path in yaml_files() {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        for doc in load_yaml(&path) {
+            let mut specs = Vec::new();
+            pod_specs(&doc, &mut specs);
+            for spec in specs {
+                let volumes: Vec<&Yaml> = list(&spec, "volumes").iter().collect();
+                let volume = |v: &str| {
+                    volumes
+                        .iter()
+                        .find(|y| y["name"].as_str() == Some(v))
+                        .unwrap_or_else(|| panic!("{name}: no volume {v:?}"))
+                };
+                for c in list(&spec, "containers") {
+                    let mut cmds = Vec::new();
+                    yaml_commands(&c["lifecycle"], &name, &mut cmds);
+                    let Some(program) = c["lifecycle"]["preStop"]["exec"]["command"][0].as_str()
+                    else {
+                        continue;
+                    };
+                    if !is_program(program) || program == "/usr/local/bin/prestop-wait" {
+                        continue;
+                    }
+                    let dir = program.strip_suffix("/prestop-wait").unwrap();
+                    let (vol, _) = mounts(c)
+                        .into_iter()
+                        .find(|(_, m)| m == dir)
+                        .unwrap_or_else(|| {
+                            panic!("{name}: {program} is on no mount of its container")
+                        });
+                    let v = volume(&vol);
+                    if let Some(image) = v["image"]["reference"].as_str() {
+                        assert!(image.ends_with(":bin"), "{name}: volume {vol} is {image}");
+                    } else {
+                        assert!(!v["emptyDir"].is_badvalue(), "{name}: volume {vol}: {v:?}");
+                        let installs = list(&spec, "initContainers").iter().any(|i| {
+                            let args: Vec<&str> =
+                                list(i, "args").iter().filter_map(Yaml::as_str).collect();
+                            mounts(i)
+                                .iter()
+                                .any(|(n, m)| *n == vol && args == ["install", m.as_str()])
+                        });
+                        assert!(
+                            installs,
+                            "{name}: no init container runs install into {vol}"
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 3, "only {checked} hooks from a volume checked");
 }
 
 #[test]

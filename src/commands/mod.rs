@@ -1,6 +1,7 @@
 //! One module per command; [`crate::run`] only dispatches to them.
 
 pub mod check;
+pub mod install;
 pub mod wait;
 
 use crate::exit_codes::ExitCode;

@@ -1,0 +1,143 @@
+//! `install DIR`, the init-container step, through the binary: what it
+//! copies, that it can run again, and what happens as another uid.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn installs_an_identical_runnable_copy_and_can_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let o = bin().arg("install").arg(dir.path()).output().unwrap();
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let installed = dir.path().join("prestop-wait");
+        assert_eq!(stdout(&o), format!("{}\n", installed.display()));
+        assert!(o.stderr.is_empty(), "{}", stderr(&o));
+        assert_eq!(
+            std::fs::read(&installed).unwrap(),
+            std::fs::read(BIN).unwrap()
+        );
+        let mode = std::fs::metadata(&installed).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o755);
+        assert_eq!(entries(dir.path()), ["prestop-wait"]);
+        let v = Command::new(&installed).arg("--version").output().unwrap();
+        assert_eq!(
+            stdout(&v),
+            stdout(&bin().arg("--version").output().unwrap())
+        );
+    }
+}
+
+#[test]
+fn a_bad_dir_is_exit_2_with_one_line_naming_it() {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let missing = work.path().join("missing");
+    for (dir, want) in [
+        (
+            &missing,
+            format!("prestop-wait: install: cannot use {}: ", missing.display()),
+        ),
+        (
+            &file,
+            format!(
+                "prestop-wait: install: {} is not a directory",
+                file.display()
+            ),
+        ),
+    ] {
+        let o = bin().arg("install").arg(dir).output().unwrap();
+        assert_eq!(code(&o), 2);
+        let err = stderr(&o);
+        assert!(err.starts_with(&want), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(o.stdout.is_empty());
+    }
+    assert_eq!(entries(work.path()), ["a-file"]);
+}
+
+/// The binary where another uid can run it, and `setpriv` to run it as one.
+fn as_uid(work: &Path) -> Result<PathBuf, String> {
+    if !rustix::process::geteuid().is_root() {
+        return Err("switching uid needs root".into());
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        return Err("no setpriv (util-linux)".into());
+    }
+    std::fs::set_permissions(work, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = work.join("prestop-wait");
+    std::fs::copy(BIN, &copy).unwrap();
+    Ok(copy)
+}
+
+/// The init container runs as its image's user (the `bin` image: 65532)
+/// with no capabilities: an emptyDir (mode 0777) takes the file, a
+/// directory of another uid does not, and nothing is left in it.
+#[test]
+fn installs_as_another_uid_where_it_may_write_and_nowhere_else() {
+    let work = tempfile::tempdir_in("/tmp").unwrap();
+    let exe = match as_uid(work.path()) {
+        Ok(exe) => exe,
+        Err(reason) => {
+            runnable(&test_name(), Err(reason));
+            return;
+        }
+    };
+    let run = |dir: &Path| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65532",
+                "--regid=65532",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(&exe)
+            .arg("install")
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    let empty_dir = work.path().join("emptydir");
+    std::fs::create_dir(&empty_dir).unwrap();
+    std::fs::set_permissions(&empty_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = run(&empty_dir);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let installed = empty_dir.join("prestop-wait");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(BIN).unwrap()
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&installed).unwrap().uid(), 65532);
+
+    let roots = work.path().join("roots");
+    std::fs::create_dir(&roots).unwrap();
+    std::fs::set_permissions(&roots, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = run(&roots);
+    assert_eq!(code(&o), 2);
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(&format!(
+            "prestop-wait: install: cannot write prestop-wait into {}: Permission denied",
+            roots.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(entries(&roots).is_empty());
+}
