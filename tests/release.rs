@@ -25,7 +25,6 @@ use common::*;
 use object::elf::{PT_DYNAMIC, PT_INTERP, ProgramType, SHT_SYMTAB, SectionType};
 use object::read::elf::{ElfFile64, ProgramHeader, SectionHeader};
 use object::{Architecture, LittleEndian, Object};
-use serde_json::Value;
 
 /// The size budget from the README: 1 MiB for the stripped binary.
 const MAX_SIZE: u64 = 1024 * 1024;
@@ -36,38 +35,6 @@ const TARGETS: [(&str, Architecture); 2] = [
     ("aarch64-unknown-linux-musl", Architecture::Aarch64),
 ];
 const ARM64: &str = "aarch64-unknown-linux-musl";
-
-/// `Err(reason)` unless the active toolchain has the standard library for
-/// `target`. Asks the `rustc` that cargo runs here (rustup picks the
-/// toolchain by directory) for its sysroot.
-fn target_installed(target: &str) -> Result<(), String> {
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let out = Command::new(&rustc)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["--print", "sysroot"])
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", rustc.to_string_lossy()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "rustc --print sysroot failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let lib = Path::new(&sysroot)
-        .join("lib/rustlib")
-        .join(target)
-        .join("lib");
-    if lib.is_dir() {
-        Ok(())
-    } else {
-        Err(format!(
-            "the {target} standard library is not installed ({} is missing); \
-             `rustup target add {target}` or .ci/install-deps.sh installs it",
-            lib.display()
-        ))
-    }
-}
 
 /// The static release binary for `target`, built once per test process;
 /// `None` (after printing why, or panicking under CI=true) when the target
@@ -126,37 +93,10 @@ fn command_for(target: &str, path: &Path) -> Option<Command> {
 }
 
 fn build(target: &str) -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "build",
-            "--release",
-            "--target",
-            target,
-            "--bin",
-            "prestop-wait",
-            "--message-format=json-render-diagnostics",
-        ])
-        .output()
-        .expect("run cargo build --release");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "cargo build --release --target {target} failed:\n{}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr),
-    );
-    executable(&stdout).unwrap_or_else(|| panic!("no executable in cargo's output:\n{stdout}"))
-}
-
-/// The `executable` of the prestop-wait binary's `compiler-artifact`
-/// message in cargo's JSON output (one message a line).
-fn executable(cargo_stdout: &str) -> Option<PathBuf> {
-    cargo_stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "prestop-wait")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+    cargo_build(
+        &["--release", "--target", target, "--bin", "prestop-wait"],
+        "prestop-wait",
+    )
 }
 
 /// What the tests need from a 64-bit little-endian ELF file.
@@ -443,9 +383,15 @@ fn executable_comes_from_the_binarys_artifact_message() {
         r#"{"reason":"build-finished","success":true}"#,
     ]
     .join("\n");
-    assert_eq!(executable(&out), Some(PathBuf::from(r#"/t/a "b"\c"#)));
     assert_eq!(
-        executable(&out.lines().take(3).collect::<Vec<_>>().join("\n")),
+        executable(&out, "prestop-wait"),
+        Some(PathBuf::from(r#"/t/a "b"\c"#))
+    );
+    assert_eq!(
+        executable(
+            &out.lines().take(3).collect::<Vec<_>>().join("\n"),
+            "prestop-wait"
+        ),
         None
     );
 }

@@ -435,3 +435,68 @@ pub fn istio_pod() -> Fixture {
     );
     f
 }
+
+/// `Err(reason)` unless the active toolchain has the standard library for
+/// `target`. Asks the `rustc` that cargo runs here (rustup picks the
+/// toolchain by directory) for its sysroot.
+pub fn target_installed(target: &str) -> Result<(), String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = Command::new(&rustc)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["--print", "sysroot"])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", rustc.to_string_lossy()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "rustc --print sysroot failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let lib = Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(target)
+        .join("lib");
+    if lib.is_dir() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the {target} standard library is not installed ({} is missing); \
+             `rustup target add {target}` or .ci/install-deps.sh installs it",
+            lib.display()
+        ))
+    }
+}
+
+/// `cargo build ARGS` with the cargo, environment and target directory of
+/// this test run; the path of the executable named `name`, from cargo's
+/// JSON messages. A no-op when it is built already.
+pub fn cargo_build(args: &[&str], name: &str) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("build")
+        .args(args)
+        .arg("--message-format=json-render-diagnostics")
+        .output()
+        .expect("run cargo build");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "cargo build {} failed:\n{}\n{stdout}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    executable(&stdout, name)
+        .unwrap_or_else(|| panic!("no executable {name} in cargo's output:\n{stdout}"))
+}
+
+/// The `executable` of `name`'s `compiler-artifact` message in cargo's JSON
+/// output (one message a line).
+pub fn executable(cargo_stdout: &str, name: &str) -> Option<PathBuf> {
+    cargo_stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+}
