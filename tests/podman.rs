@@ -7,7 +7,7 @@
 //! and container stdio handed to the container's user.
 //!
 //! Images, all local: a stand-in for istio/proxyv2 (`pilot-agent` and
-//! `envoy` from tests/podman/pod_actor.rs, uid 1337, pilot-agent as the
+//! `envoy` from tests/podman/actor, uid 1337, pilot-agent as the
 //! entrypoint), the Dockerfile's `istio-proxy` target built on it and its
 //! `bin` target, both with `--build-context builder=DIR` (DIR holding the
 //! static release binary) so that no registry is needed.
@@ -543,7 +543,26 @@ fn podman_pods() {
         &["--release", "--target", TARGET, "--bin", "prestop-wait"],
         "prestop-wait",
     );
-    let actor = cargo_build(&["--target", TARGET, "--example", "pod-actor"], "pod-actor");
+    // The actor is a package of its own (tests/podman/actor), built into
+    // this run's target directory.
+    let target_dir = Path::new(BIN)
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("pod-actor");
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/podman/actor/Cargo.toml");
+    let actor = cargo_build(
+        &[
+            "--manifest-path",
+            manifest,
+            "--target",
+            TARGET,
+            "--target-dir",
+            &target_dir.to_string_lossy(),
+        ],
+        "pod-actor",
+    );
     let pm = Podman::new();
     eprintln!(
         "podman: {}; runc: {}",
