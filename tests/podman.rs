@@ -658,7 +658,13 @@ fn podman_pods() {
     eprintln!("podman: own PID namespaces: exit {after:.3}s after the app's last socket left");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(after <= 0.5, "exit {after:.3}s after the app's last close");
+    // Then the kubelet stops the proxy: SIGTERM to pilot-agent.
+    pm.ok(&["stop", "--time", "5", &pod.container("proxy")]);
     let logs = pod.logs("proxy");
+    assert!(
+        logs.contains("pilot-agent: SIGTERM, stopping envoy"),
+        "{logs}"
+    );
     assert!(
         logs.contains("prestop-wait: waiting up to 20s"),
         "podman logs proxy: {logs}"
