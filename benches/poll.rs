@@ -231,7 +231,7 @@ fn build(size: Size) -> Tree {
     }
     let mut wanted: Vec<u64> = kept.iter().map(|s| s.inode).collect();
     wanted.sort_unstable();
-    let holders = procread::scan_holders(&root, &wanted, &[]).expect("scan fixture");
+    let holders = procread::scan_holders(&root, Some(&wanted), &[]).expect("scan fixture");
     assert_eq!(holders.len(), wanted.len(), "every app socket found");
     let blocking = decide::decide(kept.clone(), &holders, &r, &facts, false).blocking_count();
     Tree {
@@ -401,7 +401,7 @@ mod scan {
     fn ours_readlinkat(b: Bencher, size: Size) {
         let t = tree(size);
         b.counter(lines(size))
-            .bench(|| procread::scan_holders(&t.root, &t.wanted, &[]).expect("scans"));
+            .bench(|| procread::scan_holders(&t.root, Some(&t.wanted), &[]).expect("scans"));
     }
 
     /// `readlink` of each full path (see `scan_full_path`).

@@ -4,7 +4,6 @@
 //! tested on plain values. [`decide`] is the one place a verdict is made;
 //! the [`Verdict`] it returns carries everything output needs.
 
-use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -94,32 +93,68 @@ impl Direction {
 ///
 /// Filled from every row read, the excused ones included: the proxy's own
 /// listeners and connections tell accepted connections from outbound ones as
-/// much as the app's.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// much as the app's. Fixed in size whatever the table holds (72 KiB), and
+/// reused from poll to poll: a bit per port for the listeners, and a Bloom
+/// filter of the proxy's connections, whose rare false positive can only
+/// mislabel a direction, never change what blocks.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PodFacts {
-    /// Local ports of every LISTEN socket, whoever owns it.
-    pub listen_ports: HashSet<u16>,
-    /// Connections the proxy holds, as [`connection_key`]s of (local, remote):
-    /// both ends of a connection inside the pod are in the same table.
-    pub proxy_connections: HashSet<u64>,
+    listening: Box<[u64; PORT_WORDS]>,
+    proxy_connections: Box<[u64; BLOOM_WORDS]>,
+}
+
+const PORT_WORDS: usize = 65536 / 64;
+/// 2^19 bits: at 20,000 proxy connections a false positive is about 1 in 1,000.
+const BLOOM_WORDS: usize = (1 << 19) / 64;
+
+impl Default for PodFacts {
+    fn default() -> Self {
+        PodFacts {
+            listening: Box::new([0; PORT_WORDS]),
+            proxy_connections: Box::new([0; BLOOM_WORDS]),
+        }
+    }
+}
+
+impl std::fmt::Debug for PodFacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ports: Vec<u16> = (0..=u16::MAX).filter(|&p| self.listens_on(p)).collect();
+        f.debug_struct("PodFacts")
+            .field("listening", &ports)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PodFacts {
+    /// Forgets everything, for the next poll.
+    pub fn clear(&mut self) {
+        self.listening.fill(0);
+        self.proxy_connections.fill(0);
+    }
+
     /// Takes in one row of either table.
     pub fn note(&mut self, socket: &Socket, rules: &Rules) {
         if socket.state == TcpState::Listen {
-            self.listen_ports.insert(socket.local.port());
+            let p = usize::from(socket.local.port());
+            self.listening[p / 64] |= 1 << (p % 64);
         } else if rules.proxy_uids.contains(&socket.uid) {
-            self.proxy_connections
-                .insert(connection_key(socket.local, socket.remote));
+            for bit in bloom_bits(connection_key(socket.local, socket.remote)) {
+                self.proxy_connections[bit / 64] |= 1 << (bit % 64);
+            }
         }
+    }
+
+    /// Whether something in the pod listens on `port`, whoever owns it.
+    pub fn listens_on(&self, port: u16) -> bool {
+        let p = usize::from(port);
+        self.listening[p / 64] & (1 << (p % 64)) != 0
     }
 
     /// Whether these tables are the node's rather than a pod's: the kubelet
     /// listens on [`KUBELET_PORT`] in the node's network namespace, which a
     /// `hostNetwork: true` pod shares.
     pub fn node_network(&self) -> bool {
-        self.listen_ports.contains(&KUBELET_PORT)
+        self.listens_on(KUBELET_PORT)
     }
 
     /// Whether the proxy holds the other end of `socket`, having connected
@@ -131,19 +166,28 @@ impl PodFacts {
     fn proxy_connected_to(&self, socket: &Socket) -> bool {
         let peer = socket.remote.ip().to_canonical();
         (peer.is_loopback() || peer == socket.local.ip().to_canonical())
-            && !self.listen_ports.contains(&socket.remote.port())
-            && self
-                .proxy_connections
-                .contains(&connection_key(socket.remote, socket.local))
+            && !self.listens_on(socket.remote.port())
+            && bloom_bits(connection_key(socket.remote, socket.local))
+                .iter()
+                .all(|&bit| self.proxy_connections[bit / 64] & (1 << (bit % 64)) != 0)
     }
 }
 
-/// A connection's (local, remote) pair as 8 bytes: the proxy of a busy pod
-/// holds tens of thousands. A collision can only mislabel a direction.
+/// A connection's (local, remote) pair as 8 bytes.
 pub fn connection_key(local: SocketAddr, remote: SocketAddr) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (local, remote).hash(&mut h);
     h.finish()
+}
+
+/// Three 19-bit positions from one key.
+fn bloom_bits(key: u64) -> [usize; 3] {
+    let mask = (1 << 19) - 1;
+    [
+        (key & mask) as usize,
+        ((key >> 21) & mask) as usize,
+        ((key >> 42) & mask) as usize,
+    ]
 }
 
 /// Whether a socket takes part at all: inode 0 means no process holds it any
@@ -175,6 +219,16 @@ pub fn keep_row(socket: &Socket, rules: &Rules, keep_ignored: bool) -> bool {
     is_held(socket) && (keep_ignored || row_reason(socket, rules).is_none())
 }
 
+/// Why a held socket does not block, given the visible processes holding it;
+/// `None` when it blocks. The one rule set of `check` and `wait`: the row
+/// rules in their documented order, then the proxy-process rule.
+pub fn reason(socket: &Socket, holders: &[Holder], rules: &Rules) -> Option<Reason> {
+    row_reason(socket, rules).or_else(|| {
+        (!holders.is_empty() && holders.iter().all(|h| is_proxy_process(h, rules)))
+            .then_some(Reason::ProxyProcess)
+    })
+}
+
 /// Whether a process is one of the proxy's, by `comm` or `argv[0]` basename.
 pub fn is_proxy_process(holder: &Holder, rules: &Rules) -> bool {
     rules
@@ -195,7 +249,7 @@ pub fn direction(socket: &Socket, facts: &PodFacts) -> Direction {
         return Direction::Listen;
     }
     if is_passthrough_source(socket.remote.ip())
-        || facts.listen_ports.contains(&socket.local.port())
+        || facts.listens_on(socket.local.port())
         || facts.proxy_connected_to(socket)
     {
         Direction::Inbound
@@ -293,6 +347,179 @@ impl Verdict {
     pub fn blocking_count(&self) -> usize {
         self.blocking
     }
+
+    /// The blocking sockets counted by owner uid, by ascending uid.
+    pub fn owners(&self) -> Vec<OwnerGroup> {
+        let mut owners = Owners::default();
+        self.blocking().for_each(|e| owners.add(e.socket));
+        owners.groups()
+    }
+}
+
+/// The blocking sockets of one owner uid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerGroup {
+    /// The owner uid.
+    pub uid: u32,
+    /// How many sockets of it block.
+    pub sockets: usize,
+    /// Their local ports, ascending, each once.
+    pub ports: Vec<u16>,
+}
+
+/// Counts blocking sockets by owner uid, a bit per local port: flat in
+/// memory however many sockets a uid holds.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Owners(Vec<(u32, usize, Box<[u64; PORT_WORDS]>)>);
+
+impl Owners {
+    fn add(&mut self, socket: &Socket) {
+        let i = match self.0.iter().position(|(uid, ..)| *uid == socket.uid) {
+            Some(i) => i,
+            None => {
+                self.0.push((socket.uid, 0, Box::new([0; PORT_WORDS])));
+                self.0.len() - 1
+            }
+        };
+        let (_, n, ports) = &mut self.0[i];
+        *n += 1;
+        let p = usize::from(socket.local.port());
+        ports[p / 64] |= 1 << (p % 64);
+    }
+
+    /// By ascending uid.
+    fn groups(&self) -> Vec<OwnerGroup> {
+        let mut groups: Vec<OwnerGroup> = self
+            .0
+            .iter()
+            .map(|(uid, n, ports)| OwnerGroup {
+                uid: *uid,
+                sockets: *n,
+                ports: (0..=u16::MAX)
+                    .filter(|&p| ports[usize::from(p) / 64] & (1 << (p % 64)) != 0)
+                    .collect(),
+            })
+            .collect();
+        groups.sort_by_key(|g| g.uid);
+        groups
+    }
+}
+
+/// One blocking row's share of a [`Summary::fingerprint`].
+fn row_print(s: &Socket) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (s.state.to_u8(), s.local, s.remote, s.uid, s.inode).hash(&mut h);
+    h.finish()
+}
+
+/// `wait`'s view of one poll, in memory that does not grow with the table:
+/// how many sockets block, a fingerprint of which, the first few decided in
+/// full (to name them), and all of them counted by owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    blocking: usize,
+    fingerprint: u64,
+    first: Vec<Socket>,
+    first_decisions: Vec<Decision>,
+    owners: Vec<OwnerGroup>,
+    /// Processes whose fds could not be listed.
+    pub uninspected_processes: usize,
+    /// Fd links that could not be read.
+    pub unreadable_fds: usize,
+    /// The tables are the node's, not a pod's (see [`PodFacts::node_network`]).
+    pub host_network: bool,
+}
+
+impl Summary {
+    /// How many sockets block.
+    pub fn blocking_count(&self) -> usize {
+        self.blocking
+    }
+
+    /// The same for the same blocking sockets (states included), in any
+    /// order; different otherwise, but for a 2^-64 chance.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// The first blocking sockets in table order, as many as were kept.
+    pub fn first(&self) -> impl Iterator<Item = Entry<'_>> {
+        self.first
+            .iter()
+            .zip(&self.first_decisions)
+            .map(|(socket, d)| Entry {
+                socket,
+                holders: &d.holders,
+                direction: d.direction,
+                to_proxy: d.to_proxy,
+                reason: d.reason,
+            })
+    }
+
+    /// Every blocking socket, counted by owner uid.
+    pub fn owners(&self) -> &[OwnerGroup] {
+        &self.owners
+    }
+}
+
+/// Builds a [`Summary`] from blocking rows as they are read.
+#[derive(Debug, Default)]
+pub struct Tally {
+    keep: usize,
+    blocking: usize,
+    sum: u64,
+    first: Vec<(Socket, HolderList)>,
+    owners: Owners,
+}
+
+impl Tally {
+    /// A tally that keeps the first `keep` blocking rows in full.
+    pub fn new(keep: usize) -> Tally {
+        Tally {
+            keep,
+            ..Tally::default()
+        }
+    }
+
+    /// Takes in a socket that blocks ([`reason`] said `None`) with its holders.
+    pub fn add(&mut self, socket: &Socket, holders: &[Holder]) {
+        self.blocking += 1;
+        self.sum = self.sum.wrapping_add(row_print(socket));
+        self.owners.add(socket);
+        if self.first.len() < self.keep {
+            self.first
+                .push((socket.clone(), holders.iter().cloned().collect()));
+        }
+    }
+
+    /// The summary, directions from `facts` (complete once both tables are
+    /// read) and the scan's counts from `holders`.
+    pub fn finish(self, facts: &PodFacts, holders: &Holders) -> Summary {
+        let (first, first_decisions) = self
+            .first
+            .into_iter()
+            .map(|(socket, held_by)| {
+                let direction = direction(&socket, facts);
+                let d = Decision {
+                    holders: held_by,
+                    direction,
+                    to_proxy: to_proxy(&socket, direction),
+                    reason: None,
+                };
+                (socket, d)
+            })
+            .unzip();
+        Summary {
+            blocking: self.blocking,
+            fingerprint: self.sum ^ (self.blocking as u64).rotate_left(32),
+            first,
+            first_decisions,
+            owners: self.owners.groups(),
+            uninspected_processes: holders.uninspected_processes,
+            unreadable_fds: holders.unreadable_fds,
+            host_network: facts.node_network(),
+        }
+    }
 }
 
 /// Decides every socket: the pure core of both `check` and `wait`.
@@ -317,10 +544,7 @@ pub fn decide(
             return false;
         }
         let held_by: HolderList = holders.of(socket.inode).cloned().collect();
-        let reason = row_reason(socket, rules).or_else(|| {
-            (!held_by.is_empty() && held_by.iter().all(|h| is_proxy_process(h, rules)))
-                .then_some(Reason::ProxyProcess)
-        });
+        let reason = reason(socket, &held_by, rules);
         if reason.is_some() && !keep_ignored {
             return false;
         }
@@ -379,10 +603,14 @@ mod tests {
     }
 
     fn facts(ports: &[u16]) -> PodFacts {
-        PodFacts {
-            listen_ports: ports.iter().copied().collect(),
-            ..PodFacts::default()
+        let mut f = PodFacts::default();
+        for &p in ports {
+            f.note(
+                &sock(TcpState::Listen, &format!("0.0.0.0:{p}"), 0, 1),
+                &rules(),
+            );
         }
+        f
     }
 
     fn conn(local: &str, remote: &str, uid: u32) -> Socket {
@@ -630,14 +858,23 @@ mod tests {
             &rules(),
         );
         f.note(&sock(TcpState::Listen, "[::]:9090", 1000, 0), &rules());
-        assert_eq!(f.listen_ports, facts(&[15001, 9090]).listen_ports);
-        assert!(f.proxy_connections.is_empty());
+        assert_eq!(f, facts(&[15001, 9090]));
+        let listening: Vec<u16> = (0..=u16::MAX).filter(|&p| f.listens_on(p)).collect();
+        assert_eq!(listening, [9090, 15001]);
+        // The proxy's connection, and only its mirror, is found.
         let c = conn("127.0.0.6:41000", "10.1.2.3:8080", 1337);
+        let app_end = conn("10.1.2.3:8080", "127.0.0.6:41000", 1000);
+        assert!(!f.proxy_connected_to(&conn("127.0.0.1:8080", "127.0.0.1:41000", 1000)));
         f.note(&c, &rules());
-        assert_eq!(
-            f.proxy_connections,
-            [connection_key(c.local, c.remote)].into()
-        );
+        assert_ne!(f, facts(&[15001, 9090]));
+        let lo = conn("127.0.0.1:41000", "127.0.0.1:8080", 1337);
+        f.note(&lo, &rules());
+        assert!(f.proxy_connected_to(&conn("127.0.0.1:8080", "127.0.0.1:41000", 1000)));
+        assert!(!f.proxy_connected_to(&conn("127.0.0.1:8080", "127.0.0.1:41001", 1000)));
+        // 127.0.0.6 is loopback too: its mirror counts as well.
+        assert!(f.proxy_connected_to(&app_end));
+        f.clear();
+        assert_eq!(f, PodFacts::default());
         assert!(!f.node_network());
         f.note(&sock(TcpState::Listen, "0.0.0.0:10250", 0, 3), &rules());
         assert!(f.node_network(), "the kubelet's port is listening");

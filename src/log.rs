@@ -105,6 +105,14 @@ pub fn find_proxy_log(
     }
 }
 
+impl Log<'_> {
+    /// Whether no line goes anywhere (`--quiet` and no log file): then the
+    /// caller need not format any.
+    pub fn is_silent(&self) -> bool {
+        self.stderr.is_none() && self.file.is_none()
+    }
+}
+
 /// Opens for append, creating a regular file if there is none: `/proc/1/fd/2`
 /// is a pipe or a tty that exists already, and a path in a writable volume is
 /// created. (The proxy's root filesystem is read-only, so nothing else can be.)

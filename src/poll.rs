@@ -1,19 +1,26 @@
-//! One look at the pod: read both tables, scan fds only if needed, decide.
+//! One look at the pod: read both tables, scan fds where needed, decide.
+//!
+//! Two shapes of the same decision. [`Poller::poll`] gives `check` a
+//! [`Verdict`] with every row it prints. [`Poller::poll_summary`] gives
+//! `wait`, which polls every 250 ms for as long as the app takes, a
+//! [`Summary`] whose memory does not grow with the table: rows are decided
+//! as they stream through one read buffer, and only the first few are kept.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::decide::{self, PodFacts, Rules, Verdict};
+use crate::decide::{self, PodFacts, Rules, Summary, Tally, Verdict};
 use crate::procread::{self, Socket, Table};
 
-/// Reads and decides, reusing its read buffer across polls.
+/// Reads and decides, reusing its read buffer and pod facts across polls.
 #[derive(Debug)]
 pub struct Poller {
     proc_root: PathBuf,
     rules: Rules,
     keep_ignored: bool,
     buf: Vec<u8>,
+    facts: PodFacts,
 }
 
 impl Poller {
@@ -24,15 +31,17 @@ impl Poller {
             rules,
             keep_ignored,
             buf: Vec::new(),
+            facts: PodFacts::default(),
         }
     }
 
-    /// One poll. Errors only when a table cannot be read or parsed, or the
-    /// process list itself cannot be opened; vanished or foreign processes are not errors.
+    /// One poll, every row `check` prints kept. Errors only when a table
+    /// cannot be read or parsed, or the process list itself cannot be
+    /// opened; vanished or foreign processes are not errors.
     pub fn poll(&mut self) -> Result<Verdict> {
         let mut rows: Vec<Socket> = Vec::new();
-        let mut facts = PodFacts::default();
-        let (rules, keep_ignored) = (&self.rules, self.keep_ignored);
+        self.facts.clear();
+        let (rules, keep_ignored, facts) = (&self.rules, self.keep_ignored, &mut self.facts);
         for table in [Table::Tcp, Table::Tcp6] {
             procread::read_table(&self.proc_root, table, &mut self.buf, |s| {
                 facts.note(&s, rules);
@@ -46,29 +55,177 @@ impl Poller {
         let mut wanted: Vec<u64> = rows.iter().map(|s| s.inode).collect();
         wanted.sort_unstable();
         wanted.dedup();
-        // The proxy's own processes are not scanned while no socket left to
-        // decide has their uid, which is the whole wait in an Istio pod
-        // (`--all` keeps those sockets, and so scans them). Every socket such
-        // a process makes is excused by its uid already; what the scan could
-        // find there is only a socket made under another uid and handed over,
-        // and that then blocks: a longer wait, never a shorter one. What it
-        // saves is a readlink per fd of a busy Envoy on every poll, tens of
-        // milliseconds at 20,000 connections.
-        let skip_uids: Vec<u32> = rules
-            .proxy_uids
-            .iter()
-            .copied()
-            .filter(|&uid| !rows.iter().any(|s| s.uid == uid))
-            .collect();
         // The fd scan walks every process: it returns at once when no socket needs it.
-        let holders = procread::scan_holders(&self.proc_root, &wanted, &skip_uids)?;
+        let holders =
+            procread::scan_holders(&self.proc_root, Some(&wanted), &self.skip_uids(&rows))?;
         drop(wanted);
         Ok(decide::decide(
             rows,
             &holders,
             &self.rules,
-            &facts,
+            &self.facts,
             self.keep_ignored,
         ))
+    }
+
+    /// One poll of `wait`: the same rules, in memory that does not grow with
+    /// the table. The fd scan comes first (it finds holders for any socket
+    /// of a visible process), so each row can be decided as it is read;
+    /// without `--all` that scan leaves out the proxy's own processes, as
+    /// [`Poller::poll`] does.
+    pub fn poll_summary(&mut self, keep: usize) -> Result<Summary> {
+        let holders = procread::scan_holders(&self.proc_root, None, &self.rules.proxy_uids)?;
+        let mut tally = Tally::new(keep);
+        self.facts.clear();
+        let (rules, facts) = (&self.rules, &mut self.facts);
+        for table in [Table::Tcp, Table::Tcp6] {
+            procread::read_table(&self.proc_root, table, &mut self.buf, |s| {
+                facts.note(&s, rules);
+                if !decide::is_held(&s) {
+                    return;
+                }
+                let held_by: Vec<_> = holders.of(s.inode).cloned().collect();
+                if decide::reason(&s, &held_by, rules).is_none() {
+                    tally.add(&s, &held_by);
+                }
+            })?;
+        }
+        Ok(tally.finish(&self.facts, &holders))
+    }
+
+    /// Proxy uids whose processes the fd scan leaves out: those no socket
+    /// left to decide has, which is every one without `--all` (the row
+    /// rules excuse them all) and so the whole wait in an Istio pod. Every
+    /// socket such a process makes is excused by its uid already; what the
+    /// scan could find there is only a socket made under another uid and
+    /// handed over, and that then blocks: a longer wait, never a shorter
+    /// one. What it saves is a readlink per fd of a busy Envoy on every
+    /// poll, tens of milliseconds at 20,000 connections.
+    fn skip_uids(&self, rows: &[Socket]) -> Vec<u32> {
+        self.rules
+            .proxy_uids
+            .iter()
+            .copied()
+            .filter(|&uid| !rows.iter().any(|s| s.uid == uid))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+    use std::path::Path;
+
+    /// A `/proc` tree: both tables (rows in the kernel's layout) and
+    /// processes with their socket fds.
+    fn tree(
+        rows: &[(&str, &str, u8, u32, u64)],
+        procs: &[(u32, &str, &[u64])],
+    ) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let enc = |a: &str| {
+            let a: std::net::SocketAddr = a.parse().unwrap();
+            let ip = match a.ip() {
+                std::net::IpAddr::V4(v4) => format!("{:08X}", u32::from_ne_bytes(v4.octets())),
+                std::net::IpAddr::V6(v6) => v6
+                    .octets()
+                    .chunks_exact(4)
+                    .map(|w| format!("{:08X}", u32::from_ne_bytes([w[0], w[1], w[2], w[3]])))
+                    .collect(),
+            };
+            format!("{ip}:{:04X}", a.port())
+        };
+        std::fs::create_dir_all(dir.path().join("net")).unwrap();
+        for (name, v6) in [("tcp", false), ("tcp6", true)] {
+            let mut text = String::from(
+                "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n",
+            );
+            for (i, (l, r, st, uid, inode)) in rows
+                .iter()
+                .filter(|r| r.0.starts_with('[') == v6)
+                .enumerate()
+            {
+                text.push_str(&format!(
+                    "{i:4}: {} {} {st:02X} 00000000:00000000 00:00000000 00000000 {uid:5} 0 {inode} 1 0 100 0 0 10 0\n",
+                    enc(l),
+                    enc(r)
+                ));
+            }
+            std::fs::write(dir.path().join("net").join(name), text).unwrap();
+        }
+        for (pid, comm, inodes) in procs {
+            let p = dir.path().join(pid.to_string());
+            std::fs::create_dir_all(p.join("fd")).unwrap();
+            std::fs::write(p.join("comm"), format!("{comm}\n")).unwrap();
+            std::fs::write(p.join("cmdline"), format!("{comm}\0")).unwrap();
+            for (fd, inode) in inodes.iter().enumerate() {
+                symlink(
+                    format!("socket:[{inode}]"),
+                    p.join("fd").join(fd.to_string()),
+                )
+                .unwrap();
+            }
+        }
+        dir
+    }
+
+    fn rules() -> Rules {
+        Rules {
+            proxy_uids: vec![1337],
+            proxy_names: vec!["envoy".into(), "pilot-agent".into()],
+            ..Rules::default()
+        }
+    }
+
+    /// Both shapes of a poll must agree: the count, the first rows with
+    /// their directions and holders, the owners, the scan's counts.
+    fn agree(root: &Path, rules: Rules) {
+        let mut p = Poller::new(root.to_path_buf(), rules, false);
+        let v = p.poll().unwrap();
+        for keep in [0, 1, 3, 100] {
+            let s = p.poll_summary(keep).unwrap();
+            assert_eq!(s.blocking_count(), v.blocking_count());
+            let want: Vec<_> = v.blocking().take(keep).collect();
+            let got: Vec<_> = s.first().collect();
+            assert_eq!(got, want, "keep {keep}");
+            assert_eq!(s.owners(), v.owners());
+            assert_eq!(
+                (s.uninspected_processes, s.unreadable_fds, s.host_network),
+                (v.uninspected_processes, v.unreadable_fds, v.host_network)
+            );
+        }
+    }
+
+    #[test]
+    fn the_summary_decides_as_the_verdict_does() {
+        const LISTEN: u8 = 0x0A;
+        const EST: u8 = 0x01;
+        let pod = tree(
+            &[
+                ("0.0.0.0:15001", "0.0.0.0:0", LISTEN, 1337, 101),
+                ("0.0.0.0:8080", "0.0.0.0:0", LISTEN, 1000, 201),
+                ("[::]:9090", "[::]:0", LISTEN, 1000, 202),
+                ("10.1.2.3:45000", "10.9.8.7:443", EST, 1000, 203),
+                ("127.0.0.1:8080", "127.0.0.1:51000", EST, 1000, 204),
+                ("127.0.0.1:51000", "127.0.0.1:8080", EST, 1337, 102),
+                ("127.0.0.1:40000", "127.0.0.1:15001", EST, 1000, 205),
+                ("10.1.2.3:8081", "127.0.0.6:41000", EST, 1000, 0),
+                // Held by envoy under uid 0: excused by the process rule.
+                ("0.0.0.0:15090", "0.0.0.0:0", LISTEN, 0, 301),
+                ("0.0.0.0:5432", "0.0.0.0:0", LISTEN, 65532, 401),
+            ],
+            &[(15, "envoy", &[301]), (40, "server", &[201, 203])],
+        );
+        agree(pod.path(), rules());
+        let mut r = rules();
+        r.ignore_uids = vec![65532];
+        r.ignore_ports = vec![9090];
+        agree(pod.path(), r);
+        let mut r = rules();
+        r.listen_only = true;
+        agree(pod.path(), r);
+        let empty = tree(&[], &[]);
+        agree(empty.path(), rules());
     }
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 
-use crate::decide::{Direction, Entry, Verdict};
+use crate::decide::{Direction, Entry, OwnerGroup, Verdict};
 use crate::procread::TcpState;
 
 /// The kernel's own name for a TCP state, as `ss` and `netstat` print them.
@@ -210,12 +210,12 @@ pub fn write_text(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Resul
         1 => writeln!(w, "1 socket blocks")?,
         n => writeln!(w, "{n} sockets block")?,
     }
-    let owners = by_owner(verdict);
+    let owners = verdict.owners();
     if !owners.is_empty() {
         writeln!(w, "by owner: {}", owner_summary(&owners))?;
         writeln!(w, "hint: {}", ignore_uid_hint(&owners))?;
     }
-    if let Some(note) = uninspected_note(verdict) {
+    if let Some(note) = uninspected_note(verdict.uninspected_processes, verdict.unreadable_fds) {
         writeln!(w, "note: {note}")?;
     }
     if verdict.host_network {
@@ -226,36 +226,6 @@ pub fn write_text(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Resul
 
 /// Said once by `wait` and by `check` when the tables are the node's.
 pub const HOST_NETWORK_NOTE: &str = "these are the node's sockets, not a pod's (the kubelet's port 10250 is listening: hostNetwork: true); every socket on the node counts, so the wait lasts until --timeout (see README, hostNetwork pods)";
-
-/// The blocking sockets of one owner uid.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnerGroup {
-    /// The owner uid.
-    pub uid: u32,
-    /// How many sockets of it block.
-    pub sockets: usize,
-    /// Their local ports, ascending, each once.
-    pub ports: Vec<u16>,
-}
-
-/// The blocking sockets grouped by owner uid, by ascending uid.
-pub fn by_owner(verdict: &Verdict) -> Vec<OwnerGroup> {
-    let mut groups: std::collections::BTreeMap<u32, (usize, std::collections::BTreeSet<u16>)> =
-        Default::default();
-    for e in verdict.blocking() {
-        let g = groups.entry(e.socket.uid).or_default();
-        g.0 += 1;
-        g.1.insert(e.socket.local.port());
-    }
-    groups
-        .into_iter()
-        .map(|(uid, (sockets, ports))| OwnerGroup {
-            uid,
-            sockets,
-            ports: ports.into_iter().collect(),
-        })
-        .collect()
-}
 
 /// How many local ports a group names before `+N more`.
 const GROUP_PORTS: usize = 8;
@@ -322,14 +292,14 @@ pub fn count(n: usize, one: &str, many: &str) -> String {
 /// Without `CAP_SYS_PTRACE` (the hook's normal case: uid 1337, capabilities
 /// dropped) the fds of other uids' processes cannot be read, and then their
 /// sockets show no process and block, which is the safe side.
-pub fn uninspected_note(verdict: &Verdict) -> Option<String> {
+pub fn uninspected_note(processes: usize, fds: usize) -> Option<String> {
     let mut parts = Vec::new();
-    match verdict.uninspected_processes {
+    match processes {
         0 => {}
         1 => parts.push("1 process".to_owned()),
         n => parts.push(format!("{n} processes")),
     }
-    match verdict.unreadable_fds {
+    match fds {
         0 => {}
         1 => parts.push("1 fd".to_owned()),
         n => parts.push(format!("{n} fds")),
@@ -718,7 +688,7 @@ mod tests {
         ));
         rows.push((sock(TcpState::Listen, "[::]:5432", "[::]:0", 65532), None));
         let v = verdict(rows);
-        let owners = by_owner(&v);
+        let owners = v.owners();
         assert_eq!(
             owners
                 .iter()
@@ -731,7 +701,7 @@ mod tests {
             "uid 1000: 10 sockets (local ports 8000, 8001, 8002, 8003, 8004, 8005, 8006, 8007, +2 more); uid 65532: 2 sockets (local port 5432)"
         );
         assert!(ignore_uid_hint(&owners).ends_with("(uids here: 1000, 65532)"));
-        assert!(by_owner(&Verdict::default()).is_empty());
+        assert!(Verdict::default().owners().is_empty());
     }
 
     #[test]
@@ -761,14 +731,12 @@ mod tests {
             text(&v, false),
             "nothing blocks\nnote: could not inspect 1 process (no permission); sockets held only there show no process and block\n"
         );
-        let mut v = Verdict::default();
-        (v.uninspected_processes, v.unreadable_fds) = (2, 263);
         assert!(
-            uninspected_note(&v)
+            uninspected_note(2, 263)
                 .unwrap()
                 .starts_with("could not inspect 2 processes and 263 fds")
         );
-        assert_eq!(uninspected_note(&Verdict::default()), None);
+        assert_eq!(uninspected_note(0, 0), None);
     }
 
     #[test]

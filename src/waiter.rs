@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::decide::Verdict;
+use crate::decide::Summary;
 use crate::render;
 
 /// How long to wait and how often to look.
@@ -58,8 +58,16 @@ impl Clock for SystemClock {
 /// How many sockets a change line names before `and N more`.
 const LOG_SOCKETS: usize = 5;
 
-/// How many the deadline line names; the owner summary after it counts the rest.
-const DEADLINE_SOCKETS: usize = 10;
+/// How many the deadline line names; the owner summary after it counts the
+/// rest. Polls keep this many in full, and no more.
+pub const DEADLINE_SOCKETS: usize = 10;
+
+/// The share of its interval a poll may cost before the interval stretches.
+const CPU_SHARE: u32 = 20; // 1/20 = 5%
+
+/// Where the loop's lines go: `None` when nobody reads them (`--quiet`
+/// without `--log-file`), and then nothing is formatted at all.
+pub type Log<'a> = Option<&'a mut dyn Write>;
 
 /// Runs the loop. `start` is when the hook started (anything done before the
 /// first poll, such as the drain call, counts against the deadline); `poll` is
@@ -69,19 +77,24 @@ const DEADLINE_SOCKETS: usize = 10;
 /// configuration problem to report at once). A later error is logged once and
 /// the last known state is kept: giving up early would let the proxy stop
 /// under the app, which is the failure this tool prevents.
+///
+/// A poll that costs more than 5% of the interval (tens of thousands of
+/// sockets, a slow node) stretches the interval to twenty times its cost,
+/// said once: the hook must not take a core from a proxy that is draining.
 pub fn wait_loop(
     clock: &impl Clock,
     start: Instant,
     opts: &WaitOptions,
-    mut poll: impl FnMut() -> Result<Verdict>,
-    log: &mut impl Write,
+    mut poll: impl FnMut() -> Result<Summary>,
+    log: Log<'_>,
 ) -> Result<Outcome> {
-    let mut wait = Progress::new(start, opts);
+    let mut wait = Progress::new(start, opts, log);
     loop {
         let polled_at = clock.now();
-        wait.observe(poll(), polled_at, log)?;
+        let polled = poll();
         let now = clock.now();
-        if let Some(outcome) = wait.outcome(now, log) {
+        wait.observe(polled, polled_at, now - polled_at)?;
+        if let Some(outcome) = wait.outcome(now) {
             return Ok(outcome);
         }
         clock.sleep(wait.next_wake(now).saturating_duration_since(now));
@@ -89,74 +102,106 @@ pub fn wait_loop(
 }
 
 /// What the loop knows between polls.
-struct Progress<'a> {
+struct Progress<'a, 'w> {
     opts: &'a WaitOptions,
+    log: Log<'w>,
     start: Instant,
     deadline: Instant,
     /// The earliest moment to report drained (`--min-wait`).
     earliest: Instant,
-    /// The last poll that succeeded, and its blocking set's fingerprint.
-    last: Option<(Verdict, u64)>,
+    /// The interval in force: `--interval`, or longer when polls are costly.
+    interval: Duration,
+    /// The last poll that succeeded.
+    last: Option<Summary>,
     /// When the current stretch of "nothing blocks" began, for `--quiet-period`.
     clear_since: Option<Instant>,
     warned_error: bool,
     warned_hold: bool,
+    warned_cost: bool,
 }
 
-impl<'a> Progress<'a> {
-    fn new(start: Instant, opts: &'a WaitOptions) -> Self {
+/// Writes one `prestop-wait: ` line, if anyone reads the log. The hook never
+/// fails over its own logging, so write errors are dropped.
+macro_rules! say {
+    ($log:expr, $($arg:tt)*) => {
+        if let Some(w) = $log.as_mut() {
+            let _ = writeln!(w, "prestop-wait: {}", format_args!($($arg)*));
+        }
+    };
+}
+
+impl<'a, 'w> Progress<'a, 'w> {
+    fn new(start: Instant, opts: &'a WaitOptions, log: Log<'w>) -> Self {
         Progress {
             opts,
+            log,
             start,
             deadline: start + opts.timeout,
             earliest: start + opts.min_wait,
+            interval: opts.interval,
             last: None,
             clear_since: None,
             warned_error: false,
             warned_hold: false,
+            warned_cost: false,
         }
     }
 
-    /// Takes in one poll: logs a change of the blocking set, or the first
-    /// failure after a success; returns a failure of the very first poll.
-    fn observe(
-        &mut self,
-        polled: Result<Verdict>,
-        at: Instant,
-        log: &mut impl Write,
-    ) -> Result<()> {
+    /// Takes in one poll, made at `at` at a cost of `took`: logs a change of
+    /// the blocking set, or the first failure after a success; returns a
+    /// failure of the very first poll.
+    fn observe(&mut self, polled: Result<Summary>, at: Instant, took: Duration) -> Result<()> {
         let v = match polled {
             Ok(v) => v,
             Err(e) if self.last.is_none() => return Err(e),
             Err(e) => {
                 if !self.warned_error {
-                    let _ = writeln!(
-                        log,
-                        "prestop-wait: poll failed, keeping the last result and polling on: {e:#}"
+                    say!(
+                        self.log,
+                        "poll failed, keeping the last result and polling on: {e:#}"
                     );
                     self.warned_error = true;
                 }
                 return Ok(());
             }
         };
+        self.pace(took);
         if self.last.is_none() && v.host_network {
-            let _ = writeln!(log, "prestop-wait: warning: {}", render::HOST_NETWORK_NOTE);
+            say!(self.log, "warning: {}", render::HOST_NETWORK_NOTE);
         }
-        let print = fingerprint(&v);
-        if self.last.as_ref().is_none_or(|(_, old)| *old != print) {
-            log_change(log, &v, at - self.start);
+        let changed = self.last.as_ref().is_none_or(|old| {
+            old.fingerprint() != v.fingerprint() || old.blocking_count() != v.blocking_count()
+        });
+        if changed && self.log.is_some() {
+            log_change(&mut self.log, &v, at - self.start);
         }
         if v.blocking_count() == 0 {
             self.clear_since.get_or_insert(at);
         } else {
             self.clear_since = None;
         }
-        self.last = Some((v, print));
+        self.last = Some(v);
         Ok(())
     }
 
+    /// Stretches the interval when a poll costs over 5% of it.
+    fn pace(&mut self, took: Duration) {
+        let wanted = (took * CPU_SHARE).max(self.opts.interval);
+        if wanted > self.interval && !self.warned_cost {
+            say!(
+                self.log,
+                "a poll takes {}, over 5% of the {} interval: polling every {} instead",
+                fmt_duration(took),
+                fmt_duration(self.opts.interval),
+                fmt_duration(wanted)
+            );
+            self.warned_cost = true;
+        }
+        self.interval = wanted;
+    }
+
     fn blocking(&self) -> usize {
-        self.last.as_ref().map_or(0, |(v, _)| v.blocking_count())
+        self.last.as_ref().map_or(0, Summary::blocking_count)
     }
 
     /// The moment we may report drained, if nothing blocks until then.
@@ -166,17 +211,17 @@ impl<'a> Progress<'a> {
     }
 
     /// Whether the wait is over at `now`, and how; logs the last line.
-    fn outcome(&mut self, now: Instant, log: &mut impl Write) -> Option<Outcome> {
+    fn outcome(&mut self, now: Instant) -> Option<Outcome> {
         let took = now - self.start;
         if let Some(release) = self.release() {
             if now >= release {
-                let _ = writeln!(log, "prestop-wait: drained after {}", fmt_duration(took));
+                say!(self.log, "drained after {}", fmt_duration(took));
                 return Some(Outcome::Drained(took));
             }
             if !self.warned_hold {
-                let _ = writeln!(
-                    log,
-                    "prestop-wait: nothing blocks; holding until {} (--min-wait {}, --quiet-period {})",
+                say!(
+                    self.log,
+                    "nothing blocks; holding until {} (--min-wait {}, --quiet-period {})",
                     fmt_duration(release - self.start),
                     fmt_duration(self.opts.min_wait),
                     fmt_duration(self.opts.quiet_period)
@@ -191,15 +236,15 @@ impl<'a> Progress<'a> {
         if blocking == 0 {
             // Held only by --min-wait or --quiet-period: the app has no socket
             // left, so this is a drain, not a failure.
-            let _ = writeln!(
-                log,
-                "prestop-wait: drained after {} (deadline reached while holding)",
+            say!(
+                self.log,
+                "drained after {} (deadline reached while holding)",
                 fmt_duration(took)
             );
             return Some(Outcome::Drained(took));
         }
-        if let Some((v, _)) = &self.last {
-            log_deadline(log, v, self.opts.timeout, took);
+        if let (Some(v), Some(log)) = (&self.last, self.log.as_mut()) {
+            log_deadline(&mut **log, v, self.opts.timeout, took);
         }
         Some(Outcome::DeadlineExceeded(blocking))
     }
@@ -208,7 +253,7 @@ impl<'a> Progress<'a> {
     /// time when nothing blocks), so the last poll happens exactly there and
     /// never after.
     fn next_wake(&self, now: Instant) -> Instant {
-        let wake = (now + self.opts.interval).min(self.deadline);
+        let wake = (now + self.interval).min(self.deadline);
         self.release().map_or(wake, |release| wake.min(release))
     }
 }
@@ -220,56 +265,42 @@ fn count(n: usize) -> String {
 /// The last lines of a wait that timed out: what still blocks, by owner, and
 /// how to excuse another container. The kubelet shows a hook's output
 /// nowhere, so these lines are for `--log-file`.
-fn log_deadline(log: &mut impl Write, v: &Verdict, timeout: Duration, took: Duration) {
+fn log_deadline(log: &mut dyn Write, v: &Summary, timeout: Duration, took: Duration) {
     let _ = writeln!(
         log,
         "prestop-wait: deadline {} passed (at {}); {} still blocking: {}",
         fmt_duration(timeout),
         fmt_duration(took),
         count(v.blocking_count()),
-        render::summary(v.blocking(), v.blocking_count(), DEADLINE_SOCKETS)
+        render::summary(v.first(), v.blocking_count(), DEADLINE_SOCKETS)
     );
-    let owners = render::by_owner(v);
     let _ = writeln!(
         log,
         "prestop-wait: still blocking by owner: {}",
-        render::owner_summary(&owners)
+        render::owner_summary(v.owners())
     );
     let _ = writeln!(
         log,
         "prestop-wait: hint: {}",
-        render::ignore_uid_hint(&owners)
+        render::ignore_uid_hint(v.owners())
     );
 }
 
-fn log_change(log: &mut impl Write, v: &Verdict, at: Duration) {
-    let _ = if v.blocking_count() == 0 {
-        writeln!(log, "prestop-wait: [{}] nothing blocks", fmt_duration(at))
+fn log_change(log: &mut Log<'_>, v: &Summary, at: Duration) {
+    if v.blocking_count() == 0 {
+        say!(log, "[{}] nothing blocks", fmt_duration(at));
     } else {
-        writeln!(
+        say!(
             log,
-            "prestop-wait: [{}] {} blocking: {}",
+            "[{}] {} blocking: {}",
             fmt_duration(at),
             count(v.blocking_count()),
-            render::summary(v.blocking(), v.blocking_count(), LOG_SOCKETS)
-        )
-    };
-    if let Some(note) = render::uninspected_note(v) {
-        let _ = writeln!(log, "prestop-wait: {note}");
+            render::summary(v.first(), v.blocking_count(), LOG_SOCKETS)
+        );
     }
-}
-
-/// Identifies a blocking set (rows, states included) without keeping a copy:
-/// two polls with the same fingerprint log nothing new.
-fn fingerprint(v: &Verdict) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for e in v.blocking() {
-        let s = e.socket;
-        (s.state.to_u8(), s.local, s.remote, s.uid, s.inode).hash(&mut h);
+    if let Some(note) = render::uninspected_note(v.uninspected_processes, v.unreadable_fds) {
+        say!(log, "{note}");
     }
-    v.blocking_count().hash(&mut h);
-    h.finish()
 }
 
 /// Milliseconds precision is what a person reading a log wants; humantime
@@ -282,7 +313,7 @@ pub fn fmt_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::{self, PodFacts, Rules};
+    use crate::decide::{PodFacts, Rules, Tally};
     use crate::procread::{Holders, Socket, TcpState};
     use std::cell::{Cell, RefCell};
 
@@ -333,28 +364,38 @@ mod tests {
         }
     }
 
-    /// A verdict in which one uid-1000 listener on `port` blocks.
-    fn blocking(port: u16) -> Verdict {
-        let socket = Socket {
+    /// What a poll gives when these sockets block (and the facts say so).
+    fn summary(sockets: &[Socket], facts: &PodFacts) -> Summary {
+        let mut t = Tally::new(DEADLINE_SOCKETS);
+        for s in sockets {
+            t.add(s, &[]);
+        }
+        t.finish(facts, &Holders::default())
+    }
+
+    fn nothing() -> Summary {
+        summary(&[], &PodFacts::default())
+    }
+
+    fn listener(port: u16) -> Socket {
+        Socket {
             state: TcpState::Listen,
             local: format!("0.0.0.0:{port}").parse().unwrap(),
             remote: "0.0.0.0:0".parse().unwrap(),
             uid: 1000,
-            inode: port as u64,
-        };
-        decide::decide(
-            vec![socket],
-            &Holders::default(),
-            &Rules::default(),
-            &PodFacts::default(),
-            false,
-        )
+            inode: u64::from(port),
+        }
+    }
+
+    /// A poll in which one uid-1000 listener on `port` blocks.
+    fn blocking(port: u16) -> Summary {
+        summary(&[listener(port)], &PodFacts::default())
     }
 
     fn run(
         clock: &FakeClock,
         o: &WaitOptions,
-        mut script: impl FnMut(Duration) -> Result<Verdict>,
+        mut script: impl FnMut(Duration) -> Result<Summary>,
     ) -> (Outcome, String, usize) {
         let mut log = Vec::new();
         let mut polls = 0;
@@ -366,7 +407,7 @@ mod tests {
                 polls += 1;
                 script(clock.elapsed())
             },
-            &mut log,
+            Some(&mut log),
         )
         .unwrap();
         (out, String::from_utf8(log).unwrap(), polls)
@@ -375,7 +416,7 @@ mod tests {
     #[test]
     fn drains_at_first_poll_when_nothing_blocks() {
         let c = FakeClock::new();
-        let (out, log, polls) = run(&c, &opts(25_000, 250, 0), |_| Ok(Verdict::default()));
+        let (out, log, polls) = run(&c, &opts(25_000, 250, 0), |_| Ok(nothing()));
         assert_eq!(out, Outcome::Drained(Duration::ZERO));
         assert_eq!(polls, 1);
         assert!(log.contains("drained after 0s"), "{log}");
@@ -388,7 +429,7 @@ mod tests {
             Ok(if t < ms(1_100) {
                 blocking(8080)
             } else {
-                Verdict::default()
+                nothing()
             })
         });
         assert_eq!(out, Outcome::Drained(ms(1_250)));
@@ -433,7 +474,7 @@ mod tests {
         assert!(matches!(out, Outcome::DeadlineExceeded(_)));
         assert_eq!(polls, 1);
         assert!(c.sleeps.borrow().is_empty());
-        let (out, _, polls) = run(&c, &opts(0, 250, 0), |_| Ok(Verdict::default()));
+        let (out, _, polls) = run(&c, &opts(0, 250, 0), |_| Ok(nothing()));
         assert!(matches!(out, Outcome::Drained(_)));
         assert_eq!(polls, 1);
     }
@@ -441,7 +482,7 @@ mod tests {
     #[test]
     fn min_wait_holds_even_when_nothing_blocks_and_sees_late_sockets() {
         let c = FakeClock::new();
-        let (out, log, _) = run(&c, &opts(10_000, 1_000, 2_500), |_| Ok(Verdict::default()));
+        let (out, log, _) = run(&c, &opts(10_000, 1_000, 2_500), |_| Ok(nothing()));
         assert_eq!(out, Outcome::Drained(ms(2_500)));
         assert_eq!(*c.sleeps.borrow(), vec![ms(1_000), ms(1_000), ms(500)]);
         assert_eq!(
@@ -457,7 +498,7 @@ mod tests {
             Ok(if t >= ms(1_000) && t < ms(4_000) {
                 blocking(9)
             } else {
-                Verdict::default()
+                nothing()
             })
         });
         assert_eq!(out, Outcome::Drained(ms(4_000)));
@@ -472,7 +513,7 @@ mod tests {
             } else if t < ms(2_000) {
                 blocking(2)
             } else {
-                Verdict::default()
+                nothing()
             })
         });
         assert_eq!(polls, 21);
@@ -493,7 +534,7 @@ mod tests {
             c.now(),
             &opts(1_000, 100, 0),
             || anyhow::bail!("boom"),
-            &mut log,
+            Some(&mut log),
         )
         .unwrap_err();
         assert_eq!(err.to_string(), "boom");
@@ -505,7 +546,7 @@ mod tests {
             } else if t < ms(500) {
                 anyhow::bail!("table vanished")
             } else {
-                Ok(Verdict::default())
+                Ok(nothing())
             }
         });
         assert_eq!(out, Outcome::Drained(ms(500)));
@@ -532,7 +573,7 @@ mod tests {
             Ok(if t < ms(200) || (t >= ms(500) && t < ms(1_000)) {
                 blocking(1)
             } else {
-                Verdict::default()
+                nothing()
             })
         });
         assert_eq!(out, Outcome::Drained(ms(1_500)));
@@ -542,12 +583,12 @@ mod tests {
         let mut o = opts(10_000, 1_000, 2_000);
         o.quiet_period = ms(500);
         let c = FakeClock::new();
-        let (out, _, _) = run(&c, &o, |_| Ok(Verdict::default()));
+        let (out, _, _) = run(&c, &o, |_| Ok(nothing()));
         assert_eq!(out, Outcome::Drained(ms(2_000)));
         let mut o = opts(10_000, 1_000, 100);
         o.quiet_period = ms(700);
         let c = FakeClock::new();
-        let (out, _, _) = run(&c, &o, |_| Ok(Verdict::default()));
+        let (out, _, _) = run(&c, &o, |_| Ok(nothing()));
         assert_eq!(out, Outcome::Drained(ms(700)));
         assert_eq!(*c.sleeps.borrow(), vec![ms(700)]);
     }
@@ -557,7 +598,7 @@ mod tests {
         let mut o = opts(1_000, 100, 0);
         o.quiet_period = ms(5_000);
         let c = FakeClock::new();
-        let (out, log, _) = run(&c, &o, |_| Ok(Verdict::default()));
+        let (out, log, _) = run(&c, &o, |_| Ok(nothing()));
         // Nothing blocks at the deadline: that is a drain, not a failure.
         assert_eq!(out, Outcome::Drained(ms(1_000)));
         assert!(
@@ -577,45 +618,22 @@ mod tests {
             start,
             &opts(1_000, 250, 0),
             || Ok(blocking(1)),
-            &mut log,
+            Some(&mut log),
         )
         .unwrap();
         assert!(matches!(out, Outcome::DeadlineExceeded(_)));
         assert_eq!(c.elapsed(), ms(1_000));
     }
 
-    /// A verdict in which `n` uid-1000 listeners (ports 1..=n) block,
+    /// A poll in which `n` uid-1000 listeners (ports 1..=n) block,
     /// optionally with the kubelet's port listening.
-    fn many(n: u16, node: bool) -> Verdict {
-        let mut sockets: Vec<Socket> = (1..=n)
-            .map(|port| Socket {
-                state: TcpState::Listen,
-                local: format!("0.0.0.0:{port}").parse().unwrap(),
-                remote: "0.0.0.0:0".parse().unwrap(),
-                uid: 1000,
-                inode: u64::from(port),
-            })
-            .collect();
+    fn many(n: u16, node: bool) -> Summary {
+        let sockets: Vec<Socket> = (1..=n).map(listener).collect();
         let mut facts = PodFacts::default();
         if node {
-            let kubelet = Socket {
-                local: "0.0.0.0:10250".parse().unwrap(),
-                uid: 1337,
-                ..sockets[0].clone()
-            };
-            facts.note(&kubelet, &Rules::default());
+            facts.note(&listener(10250), &Rules::default());
         }
-        sockets
-            .iter()
-            .for_each(|s| facts.note(s, &Rules::default()));
-        sockets.shrink_to_fit();
-        decide::decide(
-            sockets,
-            &Holders::default(),
-            &Rules::default(),
-            &facts,
-            false,
-        )
+        summary(&sockets, &facts)
     }
 
     #[test]
@@ -658,5 +676,70 @@ mod tests {
         let c = FakeClock::new();
         let (_, log, _) = run(&c, &opts(1_000, 250, 0), |_| Ok(many(1, false)));
         assert!(!log.contains("node's sockets"), "{log}");
+    }
+
+    #[test]
+    fn costly_polls_stretch_the_interval_and_say_so_once() {
+        let c = FakeClock::new();
+        // 50ms a poll against a 250ms interval: 20% of it, so every 1s.
+        let (out, log, polls) = run(&c, &opts(3_000, 250, 0), |_| {
+            c.advance(ms(50));
+            Ok(blocking(1))
+        });
+        assert_eq!(out, Outcome::DeadlineExceeded(1));
+        assert_eq!(
+            log.matches(
+                "a poll takes 50ms, over 5% of the 250ms interval: polling every 1s instead"
+            )
+            .count(),
+            1,
+            "{log}"
+        );
+        // Polls at 0, 1.05, 2.1 and the deadline (3s), not every 300ms.
+        assert_eq!(polls, 4, "{log}");
+        // Cheap polls: the interval stays.
+        let c = FakeClock::new();
+        let (_, log, polls) = run(&c, &opts(1_000, 250, 0), |_| {
+            c.advance(ms(12));
+            Ok(blocking(1))
+        });
+        assert!(!log.contains("a poll takes"), "{log}");
+        assert_eq!(polls, 5);
+    }
+
+    #[test]
+    fn a_silent_log_gets_nothing_and_changes_nothing() {
+        let c = FakeClock::new();
+        let out = wait_loop(
+            &c,
+            c.now(),
+            &opts(1_000, 100, 0),
+            || {
+                Ok(if c.elapsed() < ms(500) {
+                    blocking(1)
+                } else {
+                    nothing()
+                })
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(out, Outcome::Drained(ms(500)));
+    }
+
+    #[test]
+    fn a_change_of_state_is_a_change_but_order_is_not() {
+        let a = listener(1);
+        let mut b = listener(2);
+        let ab = summary(&[a.clone(), b.clone()], &PodFacts::default());
+        let ba = summary(&[b.clone(), a.clone()], &PodFacts::default());
+        assert_eq!(ab.fingerprint(), ba.fingerprint());
+        b.state = TcpState::Established;
+        let changed = summary(&[a.clone(), b], &PodFacts::default());
+        assert_ne!(ab.fingerprint(), changed.fingerprint());
+        assert_ne!(
+            ab.fingerprint(),
+            summary(&[a], &PodFacts::default()).fingerprint()
+        );
     }
 }

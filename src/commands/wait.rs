@@ -40,7 +40,14 @@ pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Re
         drain_proxy(target, &mut log);
     }
     let mut poller = Poller::new(config.pod.proc_root, config.pod.rules, false);
-    let outcome = waiter::wait_loop(clock, start, &config.timing, || poller.poll(), &mut log)?;
+    let silent = log.is_silent();
+    let outcome = waiter::wait_loop(
+        clock,
+        start,
+        &config.timing,
+        || poller.poll_summary(waiter::DEADLINE_SOCKETS),
+        (!silent).then_some(&mut log as &mut dyn Write),
+    )?;
     let _ = log.flush();
     Ok(match outcome {
         Outcome::Drained(_) => ExitCode::Success,

@@ -160,7 +160,8 @@ impl Holders {
 }
 
 /// Scans every process under `proc_root` for fds that are sockets in `wanted`
-/// (sorted, as a binary search over 8 bytes an inode is smaller than a hash set).
+/// (sorted, as a binary search over 8 bytes an inode is smaller than a hash
+/// set), or for every socket fd when `wanted` is `None`.
 ///
 /// Processes that exit mid-scan (ENOENT/ESRCH) are skipped silently: during
 /// pod shutdown that is the normal case. Processes we may not look into are
@@ -173,10 +174,14 @@ impl Holders {
 /// One `readlinkat` per fd, relative to the open fd directory, is the whole
 /// cost per fd: procfs's `Process::fd()` would add an `fstatat` and more per
 /// entry, and a full-path `readlink` walks `/proc/<pid>/fd/` again each time.
-pub fn scan_holders(proc_root: &Path, wanted: &[u64], skip_uids: &[u32]) -> Result<Holders> {
+pub fn scan_holders(
+    proc_root: &Path,
+    wanted: Option<&[u64]>,
+    skip_uids: &[u32],
+) -> Result<Holders> {
     let mut found = Vec::new();
     let (mut uninspected_processes, mut unreadable_fds) = (0, 0);
-    if wanted.is_empty() {
+    if wanted.is_some_and(<[u64]>::is_empty) {
         return Ok(Holders::default());
     }
     let processes = procfs::process::all_processes_with_root(proc_root)
@@ -223,7 +228,7 @@ pub fn scan_holders(proc_root: &Path, wanted: &[u64], skip_uids: &[u32]) -> Resu
             match rustix::fs::readlinkat(&dir_fd, name, std::mem::take(&mut link)) {
                 Ok(target) => {
                     if let Some(inode) = socket_inode(target.as_bytes())
-                        && wanted.binary_search(&inode).is_ok()
+                        && wanted.is_none_or(|w| w.binary_search(&inode).is_ok())
                     {
                         // Names are read once per process, and only for
                         // processes that hold a socket we asked about.
@@ -396,7 +401,7 @@ mod tests {
         // Not a pid directory: ignored by the process iterator.
         std::fs::create_dir_all(root.join("net")).unwrap();
         let wanted = [100, 200];
-        let h = scan_holders(root, &wanted, &[]).unwrap();
+        let h = scan_holders(root, Some(&wanted), &[]).unwrap();
         assert_eq!(h.len(), 3);
         assert_eq!(
             h.of(100).collect::<Vec<_>>(),
@@ -410,14 +415,14 @@ mod tests {
         assert_eq!((h.uninspected_processes, h.unreadable_fds), (0, 0));
 
         // Both sockets of pid 20 share one copy of its names.
-        let h = scan_holders(root, &[200, 300], &[]).unwrap();
+        let h = scan_holders(root, Some(&[200, 300]), &[]).unwrap();
         assert!(Arc::ptr_eq(
             &h.of(200).next().unwrap().names,
             &h.of(300).next().unwrap().names
         ));
 
         // Nothing asked: nothing scanned, even with a broken root.
-        let none = scan_holders(Path::new("/nonexistent"), &[], &[]).unwrap();
+        let none = scan_holders(Path::new("/nonexistent"), Some(&[]), &[]).unwrap();
         assert!(none.is_empty());
     }
 
@@ -489,12 +494,12 @@ mod tests {
             return;
         }
         let wanted = [100, 200];
-        let all = scan_holders(root, &wanted, &[]).unwrap();
+        let all = scan_holders(root, Some(&wanted), &[]).unwrap();
         assert_eq!((all.of(100).count(), all.of(200).count()), (1, 1));
-        let some = scan_holders(root, &wanted, &[1337]).unwrap();
+        let some = scan_holders(root, Some(&wanted), &[1337]).unwrap();
         assert_eq!((some.of(100).count(), some.of(200).count()), (0, 1));
         assert_eq!(some.uninspected_processes, 0, "skipped is not uninspected");
-        let other = scan_holders(root, &wanted, &[4242]).unwrap();
+        let other = scan_holders(root, Some(&wanted), &[4242]).unwrap();
         assert_eq!(other, all);
     }
 
@@ -503,7 +508,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("42");
         write(&p.join("comm"), "ghost\n");
-        let h = scan_holders(dir.path(), &[1], &[]).unwrap();
+        let h = scan_holders(dir.path(), Some(&[1]), &[]).unwrap();
         assert_eq!(h, Holders::default());
     }
 
