@@ -431,7 +431,7 @@ fn decide(b: Bencher, size: Size) {
         .bench_local_values(|kept| decide::decide(kept, &t.holders, &r, &t.facts, false));
 }
 
-/// One whole poll: both tables, cheap rules, the fd scan, `decide`.
+/// One whole poll of `check`: both tables, cheap rules, the fd scan, `decide`.
 #[divan::bench(args = SIZES, sample_count = 20, max_time = 3)]
 fn poll(b: Bencher, size: Size) {
     let t = tree(size);
@@ -440,6 +440,19 @@ fn poll(b: Bencher, size: Size) {
         let v = poller.poll().expect("polls");
         assert_eq!(v.blocking_count(), t.blocking);
         v
+    });
+}
+
+/// One whole poll of `wait`: the fd scan, then each row decided as it is
+/// read, the first ten kept.
+#[divan::bench(args = SIZES, sample_count = 20, max_time = 3)]
+fn poll_summary(b: Bencher, size: Size) {
+    let t = tree(size);
+    let mut poller = Poller::new(t.root.clone(), rules(), false);
+    b.counter(lines(size)).bench_local(|| {
+        let s = poller.poll_summary(10).expect("polls");
+        assert_eq!(s.blocking_count(), t.blocking);
+        s
     });
 }
 
