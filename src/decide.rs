@@ -258,6 +258,21 @@ pub fn direction(socket: &Socket, facts: &PodFacts) -> Direction {
     }
 }
 
+/// [`direction`] while a table is still being read, or `None` when only
+/// its end can tell: a connection the proxy may yet turn out to have made
+/// (see [`PodFacts::proxy_connected_to`]) whose proxy end has not been read.
+/// The kernel lists a table's LISTEN sockets before its connections
+/// (`tcp_get_idx`: the listening hash, then the established one), so the
+/// listeners are all known by the time a connection is read.
+pub fn direction_so_far(socket: &Socket, facts: &PodFacts) -> Option<Direction> {
+    let d = direction(socket, facts);
+    let peer = socket.remote.ip().to_canonical();
+    let may_change = d == Direction::Outbound
+        && (peer.is_loopback() || peer == socket.local.ip().to_canonical())
+        && !facts.listens_on(socket.remote.port());
+    (!may_change).then_some(d)
+}
+
 /// 127.0.0.6 (also IPv4-mapped) or `::6`.
 fn is_passthrough_source(ip: IpAddr) -> bool {
     match ip {

@@ -10,8 +10,32 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::decide::{self, PodFacts, Rules, Summary, Tally, Verdict};
-use crate::procread::{self, Socket, Table};
+use crate::decide::{self, Direction, Entry, PodFacts, Rules, Summary, Tally, Verdict};
+use crate::procread::{self, HolderList, Holders, Socket, Table};
+
+/// What [`Poller::poll_each`] found beside the rows it handed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamEnd {
+    /// How many sockets block.
+    pub blocking: usize,
+    /// Processes whose fds could not be listed.
+    pub uninspected_processes: usize,
+    /// Fd links that could not be read.
+    pub unreadable_fds: usize,
+    /// The tables are the node's.
+    pub host_network: bool,
+}
+
+impl StreamEnd {
+    fn new(blocking: usize, holders: &Holders, facts: &PodFacts) -> Self {
+        StreamEnd {
+            blocking,
+            uninspected_processes: holders.uninspected_processes,
+            unreadable_fds: holders.unreadable_fds,
+            host_network: facts.node_network(),
+        }
+    }
+}
 
 /// Reads and decides, reusing its read buffer and pod facts across polls.
 #[derive(Debug)]
@@ -91,6 +115,59 @@ impl Poller {
             })?;
         }
         Ok(tally.finish(&self.facts, &holders))
+    }
+
+    /// One poll of `check --json`: each blocking socket handed to `emit` as
+    /// it is read, so that nothing grows with the table. In table order,
+    /// but for a connection whose direction only the end of its table tells
+    /// ([`decide::direction_so_far`]): those follow their table. Returns
+    /// what the document ends with.
+    pub fn poll_each(
+        &mut self,
+        mut emit: impl FnMut(&Entry<'_>) -> std::io::Result<()>,
+    ) -> Result<StreamEnd> {
+        let holders = procread::scan_holders(&self.proc_root, None, &self.rules.proxy_uids)?;
+        self.facts.clear();
+        let (rules, facts) = (&self.rules, &mut self.facts);
+        let mut blocking = 0;
+        let mut failed: Option<std::io::Error> = None;
+        let mut later: Vec<(Socket, HolderList)> = Vec::new();
+        let mut send = |s: &Socket, held: &HolderList, direction: Direction| {
+            if failed.is_none() {
+                let e = Entry {
+                    socket: s,
+                    holders: held,
+                    direction,
+                    to_proxy: decide::to_proxy(s, direction),
+                    reason: None,
+                };
+                failed = emit(&e).err();
+            }
+        };
+        for table in [Table::Tcp, Table::Tcp6] {
+            procread::read_table(&self.proc_root, table, &mut self.buf, |s| {
+                facts.note(&s, rules);
+                if !decide::is_held(&s) {
+                    return;
+                }
+                let held: HolderList = holders.of(s.inode).cloned().collect();
+                if decide::reason(&s, &held, rules).is_some() {
+                    return;
+                }
+                blocking += 1;
+                match decide::direction_so_far(&s, facts) {
+                    Some(d) => send(&s, &held, d),
+                    None => later.push((s, held)),
+                }
+            })?;
+            for (s, held) in later.drain(..) {
+                send(&s, &held, decide::direction(&s, facts));
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        Ok(StreamEnd::new(blocking, &holders, &self.facts))
     }
 
     /// Proxy uids whose processes the fd scan leaves out: those no socket
@@ -183,6 +260,47 @@ mod tests {
     fn agree(root: &Path, rules: Rules) {
         let mut p = Poller::new(root.to_path_buf(), rules, false);
         let v = p.poll().unwrap();
+        let mut streamed = Vec::new();
+        let end = p
+            .poll_each(|e| {
+                streamed.push((
+                    e.socket.clone(),
+                    e.holders.to_vec(),
+                    e.direction,
+                    e.to_proxy,
+                ));
+                Ok(())
+            })
+            .unwrap();
+        let batch: Vec<_> = v
+            .blocking()
+            .map(|e| {
+                (
+                    e.socket.clone(),
+                    e.holders.to_vec(),
+                    e.direction,
+                    e.to_proxy,
+                )
+            })
+            .collect();
+        assert_eq!(
+            streamed, batch,
+            "check --json streams what the table prints"
+        );
+        assert_eq!(
+            (
+                end.blocking,
+                end.uninspected_processes,
+                end.unreadable_fds,
+                end.host_network
+            ),
+            (
+                v.blocking_count(),
+                v.uninspected_processes,
+                v.unreadable_fds,
+                v.host_network
+            )
+        );
         for keep in [0, 1, 3, 100] {
             let s = p.poll_summary(keep).unwrap();
             assert_eq!(s.blocking_count(), v.blocking_count());
@@ -227,5 +345,57 @@ mod tests {
         agree(pod.path(), r);
         let empty = tree(&[], &[]);
         agree(empty.path(), rules());
+    }
+
+    #[test]
+    fn a_connection_the_proxy_made_is_streamed_after_its_table_when_its_end_comes_later() {
+        const LISTEN: u8 = 0x0A;
+        const EST: u8 = 0x01;
+        // The app closed its listener; the proxy's end of the connection it
+        // made to the app is read after the app's end.
+        let pod = tree(
+            &[
+                ("0.0.0.0:15006", "0.0.0.0:0", LISTEN, 1337, 101),
+                ("127.0.0.1:8080", "127.0.0.1:51000", EST, 1000, 201),
+                ("10.1.2.3:45000", "10.9.8.7:443", EST, 1000, 202),
+                ("127.0.0.1:51000", "127.0.0.1:8080", EST, 1337, 102),
+                ("[::]:9090", "[::]:0", LISTEN, 1000, 203),
+            ],
+            &[],
+        );
+        let mut p = Poller::new(pod.path().to_path_buf(), rules(), false);
+        let mut order = Vec::new();
+        p.poll_each(|e| {
+            order.push((e.socket.inode, e.direction));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            order,
+            [
+                (202, Direction::Outbound),
+                (201, Direction::Inbound),
+                (203, Direction::Listen)
+            ]
+        );
+        // The table's own order, with the same directions, in the verdict.
+        let v = p.poll().unwrap();
+        let batch: Vec<_> = v
+            .blocking()
+            .map(|e| (e.socket.inode, e.direction))
+            .collect();
+        assert_eq!(
+            batch,
+            [
+                (201, Direction::Inbound),
+                (202, Direction::Outbound),
+                (203, Direction::Listen)
+            ]
+        );
+        // A writer that fails ends the poll with its error.
+        let err = p
+            .poll_each(|_| Err(std::io::Error::other("pipe closed")))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "pipe closed");
     }
 }

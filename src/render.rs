@@ -319,35 +319,75 @@ pub fn uninspected_note(processes: usize, fds: usize) -> Option<String> {
 /// not through `write!`: at 18,000 rows the formatting machinery was most of
 /// `check`'s own CPU time.
 pub fn write_json(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Result<()> {
-    let mut out = Vec::with_capacity(256);
-    w.write_all(b"{\"blocking\":")?;
-    write_json_array(w, &mut out, verdict.blocking())?;
-    if all {
-        w.write_all(b",\"ignored\":")?;
-        write_json_array(w, &mut out, verdict.ignored())?;
+    let mut json = JsonStream::begin(w)?;
+    for e in verdict.blocking() {
+        json.entry(w, &e)?;
     }
-    writeln!(
+    let ignored = all.then(|| verdict.ignored());
+    json.end(
         w,
-        ",\"uninspected_processes\":{},\"unreadable_fds\":{},\"host_network\":{}}}",
-        verdict.uninspected_processes, verdict.unreadable_fds, verdict.host_network
+        ignored,
+        verdict.uninspected_processes,
+        verdict.unreadable_fds,
+        verdict.host_network,
     )
 }
 
-fn write_json_array<'a>(
-    w: &mut impl Write,
-    out: &mut Vec<u8>,
-    entries: impl Iterator<Item = Entry<'a>>,
-) -> io::Result<()> {
-    w.write_all(b"[")?;
-    for (i, e) in entries.enumerate() {
-        out.clear();
-        if i > 0 {
-            out.push(b',');
-        }
-        json_entry(out, &e);
-        w.write_all(out)?;
+/// The `check --json` object written a blocking entry at a time, as a poll
+/// decides them: the document is never held, and neither are its rows.
+pub struct JsonStream {
+    out: Vec<u8>,
+    entries: usize,
+}
+
+impl JsonStream {
+    /// Writes the opening `{"blocking":[`.
+    pub fn begin(w: &mut impl Write) -> io::Result<JsonStream> {
+        w.write_all(b"{\"blocking\":[")?;
+        Ok(JsonStream {
+            out: Vec::with_capacity(256),
+            entries: 0,
+        })
     }
-    w.write_all(b"]")
+
+    /// Writes one blocking entry.
+    pub fn entry(&mut self, w: &mut impl Write, e: &Entry) -> io::Result<()> {
+        self.out.clear();
+        if self.entries > 0 {
+            self.out.push(b',');
+        }
+        self.entries += 1;
+        json_entry(&mut self.out, e);
+        w.write_all(&self.out)
+    }
+
+    /// Closes the array, writes `ignored` if given (`--all`) and the counts.
+    pub fn end<'a>(
+        mut self,
+        w: &mut impl Write,
+        ignored: Option<impl Iterator<Item = Entry<'a>>>,
+        uninspected_processes: usize,
+        unreadable_fds: usize,
+        host_network: bool,
+    ) -> io::Result<()> {
+        w.write_all(b"]")?;
+        if let Some(ignored) = ignored {
+            w.write_all(b",\"ignored\":[")?;
+            for (i, e) in ignored.enumerate() {
+                self.out.clear();
+                if i > 0 {
+                    self.out.push(b',');
+                }
+                json_entry(&mut self.out, &e);
+                w.write_all(&self.out)?;
+            }
+            w.write_all(b"]")?;
+        }
+        writeln!(
+            w,
+            ",\"uninspected_processes\":{uninspected_processes},\"unreadable_fds\":{unreadable_fds},\"host_network\":{host_network}}}"
+        )
+    }
 }
 
 /// One entry; `reason` only for the ignored ones.
