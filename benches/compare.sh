@@ -125,16 +125,24 @@ inner_node() { # scenario
     *) echo "unknown scenario $scenario" >&2; return 2 ;;
     esac
     ip link set lo up
-    "$PY" "$HERE/sockets.py" pairs "$PAIRS" --listen-uid "$luid" --client-uid "$cuid" \
-        --ready "$WORK/ready-node-$scenario" &
-    local helper=$!
-    wait_ready "$WORK/ready-node-$scenario"
-    echo "#### Node scale, scenario \`$scenario\` (listener uid $luid, clients uid $cuid${nest:+; commands in a PID namespace without the helper}): $(count_sockets); helper: $(cat "$WORK/ready-node-$scenario")"
+    # One helper holds at most 9,000 pairs (18,001 fds: the hard open-file
+    # limit here is 20,000, and root without CAP_SYS_RESOURCE cannot raise
+    # it); more pairs are spread over helpers on listener ports 7000, 7001...
+    local helpers=$(((PAIRS + 8999) / 9000)) pids=() i
+    for ((i = 0; i < helpers; i++)); do
+        "$PY" "$HERE/sockets.py" pairs $((PAIRS / helpers)) --port $((7000 + i)) \
+            --listen-uid "$luid" --client-uid "$cuid" --ready "$WORK/ready-node-$scenario-$i" &
+        pids+=($!)
+    done
+    for ((i = 0; i < helpers; i++)); do
+        wait_ready "$WORK/ready-node-$scenario-$i"
+    done
+    echo "#### Node scale, scenario \`$scenario\` (listener uid $luid, clients uid $cuid${nest:+; commands in a PID namespace without the helper}): $(count_sockets); $helpers helper(s)"
     echo
     "${nest[@]}" bash "$HERE/compare.sh" --inner measure "$scenario"
     echo
-    kill "$helper"
-    wait "$helper" 2>/dev/null || true
+    kill "${pids[@]}"
+    wait "${pids[@]}" 2>/dev/null || true
 }
 
 inner_pod() {
