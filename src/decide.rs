@@ -301,6 +301,18 @@ struct Decision {
     reason: Option<Reason>,
 }
 
+impl Decision {
+    fn entry<'a>(&'a self, socket: &'a Socket) -> Entry<'a> {
+        Entry {
+            socket,
+            holders: &self.holders,
+            direction: self.direction,
+            to_proxy: self.to_proxy,
+            reason: self.reason,
+        }
+    }
+}
+
 /// One decided socket, as output sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry<'a> {
@@ -339,13 +351,7 @@ impl Verdict {
         self.sockets
             .iter()
             .zip(&self.decisions)
-            .map(|(socket, d)| Entry {
-                socket,
-                holders: &d.holders,
-                direction: d.direction,
-                to_proxy: d.to_proxy,
-                reason: d.reason,
-            })
+            .map(|(socket, d)| d.entry(socket))
     }
 
     /// The sockets that hold the proxy back, in table order (tcp, then tcp6).
@@ -462,13 +468,7 @@ impl Summary {
         self.first
             .iter()
             .zip(&self.first_decisions)
-            .map(|(socket, d)| Entry {
-                socket,
-                holders: &d.holders,
-                direction: d.direction,
-                to_proxy: d.to_proxy,
-                reason: d.reason,
-            })
+            .map(|(socket, d)| d.entry(socket))
     }
 
     /// Every blocking socket, counted by owner uid.
