@@ -37,6 +37,14 @@ impl StreamEnd {
     }
 }
 
+/// What [`Poller::stream_blocking`] hands on.
+enum Streamed<'a> {
+    /// A socket that blocks, with its visible holders.
+    Blocking(&'a Socket, &'a HolderList),
+    /// The end of a table: its facts are complete.
+    TableEnd,
+}
+
 /// Reads and decides, reusing its read buffer and pod facts across polls.
 #[derive(Debug)]
 pub struct Poller {
@@ -93,27 +101,14 @@ impl Poller {
     }
 
     /// One poll of `wait`: the same rules, in memory that does not grow with
-    /// the table. The fd scan comes first (it finds holders for any socket
-    /// of a visible process), so each row can be decided as it is read;
-    /// without `--all` that scan leaves out the proxy's own processes, as
-    /// [`Poller::poll`] does.
+    /// the table (see [`Poller::stream_blocking`]).
     pub fn poll_summary(&mut self, keep: usize) -> Result<Summary> {
-        let holders = procread::scan_holders(&self.proc_root, None, &self.rules.proxy_uids)?;
         let mut tally = Tally::new(keep);
-        self.facts.clear();
-        let (rules, facts) = (&self.rules, &mut self.facts);
-        for table in [Table::Tcp, Table::Tcp6] {
-            procread::read_table(&self.proc_root, table, &mut self.buf, |s| {
-                facts.note(&s, rules);
-                if !decide::is_held(&s) {
-                    return;
-                }
-                let held_by: Vec<_> = holders.of(s.inode).cloned().collect();
-                if decide::reason(&s, &held_by, rules).is_none() {
-                    tally.add(&s, &held_by);
-                }
-            })?;
-        }
+        let holders = self.stream_blocking(|row, _| {
+            if let Streamed::Blocking(s, held) = row {
+                tally.add(s, held);
+            }
+        })?;
         Ok(tally.finish(&self.facts, &holders))
     }
 
@@ -126,9 +121,6 @@ impl Poller {
         &mut self,
         mut emit: impl FnMut(&Entry<'_>) -> std::io::Result<()>,
     ) -> Result<StreamEnd> {
-        let holders = procread::scan_holders(&self.proc_root, None, &self.rules.proxy_uids)?;
-        self.facts.clear();
-        let (rules, facts) = (&self.rules, &mut self.facts);
         let mut blocking = 0;
         let mut failed: Option<std::io::Error> = None;
         let mut later: Vec<(Socket, HolderList)> = Vec::new();
@@ -144,6 +136,36 @@ impl Poller {
                 failed = emit(&e).err();
             }
         };
+        let holders = self.stream_blocking(|row, facts| match row {
+            Streamed::Blocking(s, held) => {
+                blocking += 1;
+                match decide::direction_so_far(s, facts) {
+                    Some(d) => send(s, held, d),
+                    None => later.push((s.clone(), held.clone())),
+                }
+            }
+            Streamed::TableEnd => {
+                for (s, held) in later.drain(..) {
+                    send(&s, &held, decide::direction(&s, facts));
+                }
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        Ok(StreamEnd::new(blocking, &holders, &self.facts))
+    }
+
+    /// The streaming poll behind [`Poller::poll_summary`] and
+    /// [`Poller::poll_each`]. The fd scan comes first (it finds holders for
+    /// any socket of a visible process, leaving out the proxy's own
+    /// processes as [`Poller::poll`] does without `--all`), so each row can
+    /// be decided as it is read: `on` gets every blocking one with the pod
+    /// facts so far, and the end of each table. Returns the scan.
+    fn stream_blocking(&mut self, mut on: impl FnMut(Streamed<'_>, &PodFacts)) -> Result<Holders> {
+        let holders = procread::scan_holders(&self.proc_root, None, &self.rules.proxy_uids)?;
+        self.facts.clear();
+        let (rules, facts) = (&self.rules, &mut self.facts);
         for table in [Table::Tcp, Table::Tcp6] {
             procread::read_table(&self.proc_root, table, &mut self.buf, |s| {
                 facts.note(&s, rules);
@@ -151,23 +173,13 @@ impl Poller {
                     return;
                 }
                 let held: HolderList = holders.of(s.inode).cloned().collect();
-                if decide::reason(&s, &held, rules).is_some() {
-                    return;
-                }
-                blocking += 1;
-                match decide::direction_so_far(&s, facts) {
-                    Some(d) => send(&s, &held, d),
-                    None => later.push((s, held)),
+                if decide::reason(&s, &held, rules).is_none() {
+                    on(Streamed::Blocking(&s, &held), facts);
                 }
             })?;
-            for (s, held) in later.drain(..) {
-                send(&s, &held, decide::direction(&s, facts));
-            }
+            on(Streamed::TableEnd, facts);
         }
-        if let Some(e) = failed {
-            return Err(e.into());
-        }
-        Ok(StreamEnd::new(blocking, &holders, &self.facts))
+        Ok(holders)
     }
 
     /// Proxy uids whose processes the fd scan leaves out: those no socket
