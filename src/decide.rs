@@ -224,15 +224,18 @@ pub fn keep_row(socket: &Socket, rules: &Rules, keep_ignored: bool) -> bool {
 /// rules in their documented order, then the proxy-process rule.
 pub fn reason(socket: &Socket, holders: &[Holder], rules: &Rules) -> Option<Reason> {
     row_reason(socket, rules).or_else(|| {
-        (!holders.is_empty() && holders.iter().all(|h| is_proxy_process(h, rules)))
-            .then_some(Reason::ProxyProcess)
+        (!holders.is_empty()
+            && holders
+                .iter()
+                .all(|h| is_proxy_process(h, &rules.proxy_names)))
+        .then_some(Reason::ProxyProcess)
     })
 }
 
-/// Whether a process is one of the proxy's, by `comm` or `argv[0]` basename.
-pub fn is_proxy_process(holder: &Holder, rules: &Rules) -> bool {
-    rules
-        .proxy_names
+/// Whether a process is one of the proxy's, its `comm` or `argv[0]`
+/// basename one of `proxy_names`.
+pub fn is_proxy_process(holder: &Holder, proxy_names: &[String]) -> bool {
+    proxy_names
         .iter()
         .any(|n| n == holder.comm() || n == holder.argv0())
 }

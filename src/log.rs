@@ -8,6 +8,7 @@ use std::io::{LineWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::cli::LogFile;
+use crate::decide::is_proxy_process;
 use crate::procread::{process_uid, processes_of_uid};
 
 /// Writes every log line to stderr (unless quiet) and to the log file.
@@ -89,13 +90,18 @@ pub fn find_proxy_log(
         ));
     }
     let pid1 = pid1.map_or("cannot be seen".to_owned(), |u| format!("runs as uid {u}"));
-    let processes = processes_of_uid(proc_root, uid, proxy_names).map_err(|e| format!("{e:#}"))?;
-    match processes.iter().find(|p| p.named) {
-        Some(p) => Ok((
-            proc_root.join(format!("{}/fd/2", p.pid)),
+    let processes = processes_of_uid(proc_root, uid).map_err(|e| format!("{e:#}"))?;
+    match processes
+        .iter()
+        .map(|p| &p.holder)
+        .find(|h| is_proxy_process(h, proxy_names))
+    {
+        Some(h) => Ok((
+            proc_root.join(format!("{}/fd/2", h.pid)),
             format!(
                 "--log-file auto: PID 1 {pid1}; pid {} ({}) is the oldest proxy process of uid {uid}",
-                p.pid, p.name
+                h.pid,
+                h.name()
             ),
         )),
         None => Err(format!(

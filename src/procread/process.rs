@@ -282,17 +282,12 @@ fn process_names(proc_root: &Path, pid: i32) -> Arc<ProcessNames> {
         .unwrap_or_else(|_| "".into());
     Arc::new(ProcessNames { comm, argv0 })
 }
-/// A visible process as `--log-file auto` sees it.
+
+/// A visible process with its start time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessInfo {
-    /// Its pid, in the reader's PID namespace.
-    pub pid: i32,
-    /// Its effective uid: the owner of `<proc>/<pid>`.
-    pub uid: u32,
-    /// `comm`, else the basename of `argv[0]`.
-    pub name: String,
-    /// Whether `comm` or `argv[0]` is one of the names asked about.
-    pub named: bool,
+    /// Its pid and names.
+    pub holder: Holder,
     /// Start time in clock ticks since boot (`stat` field 22); `u64::MAX`
     /// when unreadable, so such a process is never taken for the oldest.
     pub start: u64,
@@ -306,10 +301,9 @@ pub fn process_uid(proc_root: &Path, pid: i32) -> Option<u32> {
         .map(|m| m.uid())
 }
 
-/// Every visible process whose effective uid is `uid`, with its names
-/// checked against `names` and its start time. Processes that vanish
-/// mid-listing are skipped.
-pub fn processes_of_uid(proc_root: &Path, uid: u32, names: &[String]) -> Result<Vec<ProcessInfo>> {
+/// Every visible process whose effective uid is `uid`, oldest first.
+/// Processes that vanish mid-listing are skipped.
+pub fn processes_of_uid(proc_root: &Path, uid: u32) -> Result<Vec<ProcessInfo>> {
     let dir = std::fs::read_dir(proc_root)
         .with_context(|| format!("cannot list processes in {}", proc_root.display()))?;
     let mut found = Vec::new();
@@ -324,19 +318,16 @@ pub fn processes_of_uid(proc_root: &Path, uid: u32, names: &[String]) -> Result<
         if process_uid(proc_root, pid) != Some(uid) {
             continue;
         }
-        let n = process_names(proc_root, pid);
-        let named = names.iter().any(|x| **x == *n.comm || **x == *n.argv0);
-        let name = if n.comm.is_empty() { &n.argv0 } else { &n.comm };
         let stat = std::fs::read(proc_root.join(pid.to_string()).join("stat")).unwrap_or_default();
         found.push(ProcessInfo {
-            pid,
-            uid,
-            name: name.to_string(),
-            named,
+            holder: Holder {
+                pid,
+                names: process_names(proc_root, pid),
+            },
             start: start_time(&stat).unwrap_or(u64::MAX),
         });
     }
-    found.sort_by_key(|p| (p.start, p.pid));
+    found.sort_by_key(|p| (p.start, p.holder.pid));
     Ok(found)
 }
 
@@ -521,7 +512,7 @@ mod tests {
     }
 
     #[test]
-    fn processes_of_a_uid_are_listed_oldest_first_with_names_checked() {
+    fn processes_of_a_uid_are_listed_oldest_first() {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
@@ -539,24 +530,23 @@ mod tests {
                 &format!("{pid} ({comm}) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0"),
             );
         }
-        let names = vec!["envoy".to_owned(), "pilot-agent".to_owned()];
-        let found = processes_of_uid(root, me, &names).unwrap();
-        let got: Vec<(i32, &str, bool)> = found
+        let found = processes_of_uid(root, me).unwrap();
+        let got: Vec<(i32, &str, u64)> = found
             .iter()
-            .map(|p| (p.pid, p.name.as_str(), p.named))
+            .map(|p| (p.holder.pid, p.holder.name(), p.start))
             .collect();
         assert_eq!(
             got,
             vec![
-                (9, "app", false),
-                (12, "pilot-agent", true),
-                (30, "envoy", true)
+                (9, "app", 100),
+                (12, "pilot-agent", 200),
+                (30, "envoy", 500)
             ]
         );
         assert_eq!(process_uid(root, 12), Some(me));
         assert_eq!(process_uid(root, 13), None);
         assert!(
-            processes_of_uid(root, me.wrapping_add(1), &names)
+            processes_of_uid(root, me.wrapping_add(1))
                 .unwrap()
                 .is_empty()
         );
