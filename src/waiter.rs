@@ -67,7 +67,7 @@ const CPU_SHARE: u32 = 20; // 1/20 = 5%
 
 /// Where the loop's lines go: `None` when nobody reads them (`--quiet`
 /// without `--log-file`), and then nothing is formatted at all.
-pub type Log<'a> = Option<&'a mut dyn Write>;
+pub type Lines<'a> = Option<&'a mut dyn Write>;
 
 /// Runs the loop. `start` is when the hook started (anything done before the
 /// first poll, such as the drain call, counts against the deadline); `poll` is
@@ -86,7 +86,7 @@ pub fn wait_loop(
     start: Instant,
     opts: &WaitOptions,
     mut poll: impl FnMut() -> Result<Summary>,
-    log: Log<'_>,
+    log: Lines<'_>,
 ) -> Result<Outcome> {
     let mut wait = Progress::new(start, opts, log);
     loop {
@@ -104,7 +104,7 @@ pub fn wait_loop(
 /// What the loop knows between polls.
 struct Progress<'a, 'w> {
     opts: &'a WaitOptions,
-    log: Log<'w>,
+    log: Lines<'w>,
     start: Instant,
     deadline: Instant,
     /// The earliest moment to report drained (`--min-wait`).
@@ -131,7 +131,7 @@ macro_rules! say {
 }
 
 impl<'a, 'w> Progress<'a, 'w> {
-    fn new(start: Instant, opts: &'a WaitOptions, log: Log<'w>) -> Self {
+    fn new(start: Instant, opts: &'a WaitOptions, log: Lines<'w>) -> Self {
         Progress {
             opts,
             log,
@@ -286,7 +286,7 @@ fn log_deadline(log: &mut dyn Write, v: &Summary, timeout: Duration, took: Durat
     );
 }
 
-fn log_change(log: &mut Log<'_>, v: &Summary, at: Duration) {
+fn log_change(log: &mut Lines<'_>, v: &Summary, at: Duration) {
     if v.blocking_count() == 0 {
         say!(log, "[{}] nothing blocks", fmt_duration(at));
     } else {
