@@ -72,7 +72,7 @@ impl Reason {
 pub enum Direction {
     /// A listening socket.
     Listen,
-    /// A connection accepted on a listening port, or from Istio's 127.0.0.6.
+    /// A connection into the pod: see [`direction`].
     Inbound,
     /// A connection the app made; it needs the proxy until it closes.
     Outbound,
@@ -99,18 +99,51 @@ impl Direction {
 /// mislabel a direction, never change what blocks.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PodFacts {
-    listening: Box<[u64; PORT_WORDS]>,
+    listening: PortSet,
     proxy_connections: Box<[u64; BLOOM_WORDS]>,
 }
 
-const PORT_WORDS: usize = 65536 / 64;
+/// A bit per TCP port: 8 KiB, whatever the table holds.
+#[derive(Clone, PartialEq, Eq)]
+struct PortSet(Box<[u64; 65536 / 64]>);
+
+impl PortSet {
+    fn new() -> Self {
+        PortSet(Box::new([0; 65536 / 64]))
+    }
+
+    fn insert(&mut self, port: u16) {
+        let p = usize::from(port);
+        self.0[p / 64] |= 1 << (p % 64);
+    }
+
+    fn contains(&self, port: u16) -> bool {
+        let p = usize::from(port);
+        self.0[p / 64] & (1 << (p % 64)) != 0
+    }
+
+    fn clear(&mut self) {
+        self.0.fill(0);
+    }
+
+    /// The ports in the set, ascending.
+    fn ports(&self) -> impl Iterator<Item = u16> + '_ {
+        (0..=u16::MAX).filter(|&p| self.contains(p))
+    }
+}
+
+impl std::fmt::Debug for PortSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.ports()).finish()
+    }
+}
 /// 2^19 bits: at 20,000 proxy connections a false positive is about 1 in 1,000.
 const BLOOM_WORDS: usize = (1 << 19) / 64;
 
 impl Default for PodFacts {
     fn default() -> Self {
         PodFacts {
-            listening: Box::new([0; PORT_WORDS]),
+            listening: PortSet::new(),
             proxy_connections: Box::new([0; BLOOM_WORDS]),
         }
     }
@@ -118,9 +151,8 @@ impl Default for PodFacts {
 
 impl std::fmt::Debug for PodFacts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ports: Vec<u16> = (0..=u16::MAX).filter(|&p| self.listens_on(p)).collect();
         f.debug_struct("PodFacts")
-            .field("listening", &ports)
+            .field("listening", &self.listening)
             .finish_non_exhaustive()
     }
 }
@@ -128,15 +160,14 @@ impl std::fmt::Debug for PodFacts {
 impl PodFacts {
     /// Forgets everything, for the next poll.
     pub fn clear(&mut self) {
-        self.listening.fill(0);
+        self.listening.clear();
         self.proxy_connections.fill(0);
     }
 
     /// Takes in one row of either table.
     pub fn note(&mut self, socket: &Socket, rules: &Rules) {
         if socket.state == TcpState::Listen {
-            let p = usize::from(socket.local.port());
-            self.listening[p / 64] |= 1 << (p % 64);
+            self.listening.insert(socket.local.port());
         } else if rules.proxy_uids.contains(&socket.uid) {
             for bit in bloom_bits(connection_key(socket.local, socket.remote)) {
                 self.proxy_connections[bit / 64] |= 1 << (bit % 64);
@@ -146,8 +177,7 @@ impl PodFacts {
 
     /// Whether something in the pod listens on `port`, whoever owns it.
     pub fn listens_on(&self, port: u16) -> bool {
-        let p = usize::from(port);
-        self.listening[p / 64] & (1 << (p % 64)) != 0
+        self.listening.contains(port)
     }
 
     /// Whether these tables are the node's rather than a pod's: the kubelet
@@ -157,6 +187,14 @@ impl PodFacts {
         self.listens_on(KUBELET_PORT)
     }
 
+    /// Whether `socket`'s peer could be the proxy's end of a connection the
+    /// proxy made: an address of the pod, on a port nothing listens on.
+    fn proxy_may_have_connected(&self, socket: &Socket) -> bool {
+        let peer = socket.remote.ip().to_canonical();
+        (peer.is_loopback() || peer == socket.local.ip().to_canonical())
+            && !self.listens_on(socket.remote.port())
+    }
+
     /// Whether the proxy holds the other end of `socket`, having connected
     /// to it from inside the pod: the proxy's end is `socket` mirrored, its
     /// local port is no listener's (so it made the connection rather than
@@ -164,9 +202,7 @@ impl PodFacts {
     /// app's address). That last part keeps TPROXY's outbound connections
     /// out: there the proxy's accepted end has the remote service's address.
     fn proxy_connected_to(&self, socket: &Socket) -> bool {
-        let peer = socket.remote.ip().to_canonical();
-        (peer.is_loopback() || peer == socket.local.ip().to_canonical())
-            && !self.listens_on(socket.remote.port())
+        self.proxy_may_have_connected(socket)
             && bloom_bits(connection_key(socket.remote, socket.local))
                 .iter()
                 .all(|&bit| self.proxy_connections[bit / 64] & (1 << (bit % 64)) != 0)
@@ -269,10 +305,7 @@ pub fn direction(socket: &Socket, facts: &PodFacts) -> Direction {
 /// listeners are all known by the time a connection is read.
 pub fn direction_so_far(socket: &Socket, facts: &PodFacts) -> Option<Direction> {
     let d = direction(socket, facts);
-    let peer = socket.remote.ip().to_canonical();
-    let may_change = d == Direction::Outbound
-        && (peer.is_loopback() || peer == socket.local.ip().to_canonical())
-        && !facts.listens_on(socket.remote.port());
+    let may_change = d == Direction::Outbound && facts.proxy_may_have_connected(socket);
     (!may_change).then_some(d)
 }
 
@@ -394,21 +427,20 @@ pub struct OwnerGroup {
 /// Counts blocking sockets by owner uid, a bit per local port: flat in
 /// memory however many sockets a uid holds.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Owners(Vec<(u32, usize, Box<[u64; PORT_WORDS]>)>);
+struct Owners(Vec<(u32, usize, PortSet)>);
 
 impl Owners {
     fn add(&mut self, socket: &Socket) {
         let i = match self.0.iter().position(|(uid, ..)| *uid == socket.uid) {
             Some(i) => i,
             None => {
-                self.0.push((socket.uid, 0, Box::new([0; PORT_WORDS])));
+                self.0.push((socket.uid, 0, PortSet::new()));
                 self.0.len() - 1
             }
         };
         let (_, n, ports) = &mut self.0[i];
         *n += 1;
-        let p = usize::from(socket.local.port());
-        ports[p / 64] |= 1 << (p % 64);
+        ports.insert(socket.local.port());
     }
 
     /// By ascending uid.
@@ -419,9 +451,7 @@ impl Owners {
             .map(|(uid, n, ports)| OwnerGroup {
                 uid: *uid,
                 sockets: *n,
-                ports: (0..=u16::MAX)
-                    .filter(|&p| ports[usize::from(p) / 64] & (1 << (p % 64)) != 0)
-                    .collect(),
+                ports: ports.ports().collect(),
             })
             .collect();
         groups.sort_by_key(|g| g.uid);
