@@ -292,13 +292,12 @@ fn fixture_cases() -> Vec<(&'static str, Fixture, Vec<Vec<&'static str>>)> {
 }
 
 fn output(cmd: &mut Command, f: &Fixture, args: &[&str]) -> Output {
-    cmd.args(args).arg("--proc").arg(f.path());
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("PRESTOP_WAIT_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.output().expect("run prestop-wait")
+    without_our_env(cmd)
+        .args(args)
+        .arg("--proc")
+        .arg(f.path())
+        .output()
+        .expect("run prestop-wait")
 }
 
 /// The arm64 build under qemu against the host build, on every fixture

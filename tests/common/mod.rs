@@ -20,6 +20,12 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_prestop-wait");
 /// The binary with no `PRESTOP_WAIT_*` variable leaking in from the caller.
 pub fn bin() -> Command {
     let mut c = Command::new(BIN);
+    without_our_env(&mut c);
+    c
+}
+
+/// Keeps the caller's `PRESTOP_WAIT_*` variables from reaching `c`.
+pub fn without_our_env(c: &mut Command) -> &mut Command {
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("PRESTOP_WAIT_") {
             c.env_remove(k);
