@@ -231,7 +231,7 @@ fn build(size: Size) -> Tree {
     }
     let mut wanted: Vec<u64> = kept.iter().map(|s| s.inode).collect();
     wanted.sort_unstable();
-    let holders = procread::scan_holders(&root, Some(&wanted), &[]).expect("scan fixture");
+    let holders = procread::scan_holders(&root, Some(&wanted), &|| false).expect("scan fixture");
     assert_eq!(holders.len(), wanted.len(), "every app socket found");
     let blocking = decide::decide(kept.clone(), &holders, &r, &facts, false).blocking_count();
     Tree {
@@ -401,7 +401,7 @@ mod scan {
     fn ours_readlinkat(b: Bencher, size: Size) {
         let t = tree(size);
         b.counter(lines(size))
-            .bench(|| procread::scan_holders(&t.root, Some(&t.wanted), &[]).expect("scans"));
+            .bench(|| procread::scan_holders(&t.root, Some(&t.wanted), &|| false).expect("scans"));
     }
 
     /// `readlink` of each full path (see `scan_full_path`).
@@ -450,7 +450,7 @@ fn poll_summary(b: Bencher, size: Size) {
     let t = tree(size);
     let mut poller = Poller::new(t.root.clone(), rules(), false);
     b.counter(lines(size)).bench_local(|| {
-        let s = poller.poll_summary(10).expect("polls");
+        let s = poller.poll_summary(10, &|| false).expect("polls");
         assert_eq!(s.blocking_count(), t.blocking);
         s
     });

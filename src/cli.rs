@@ -2,11 +2,14 @@
 //!
 //! Nothing past [`Config::from_cli`] sees a clap type.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::builder::BoolishValueParser;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::decide::Rules;
 use crate::drain::{self, DrainTarget};
@@ -26,19 +29,12 @@ pub const VERSION: &str = concat!(
 /// has closed its TCP sockets, or a deadline passes.
 ///
 /// Run it as the proxy container's preStop exec hook. Without a subcommand it
-/// runs `wait`.
+/// runs `wait` (`prestop-wait --timeout=20s` is `prestop-wait wait --timeout=20s`).
 #[derive(Debug, Parser)]
-#[command(
-    name = "prestop-wait",
-    version = VERSION,
-    after_help = exit_codes::HELP,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "prestop-wait", version = VERSION, after_help = exit_codes::HELP)]
 pub struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    wait: WaitArgs,
+    command: Command,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,7 +113,7 @@ struct CommonArgs {
     ignore_port: Vec<u16>,
 
     /// Only LISTEN sockets block (the old `netstat -plunt` loop's rule).
-    #[arg(long, env = "PRESTOP_WAIT_LISTEN_ONLY")]
+    #[arg(long, env = "PRESTOP_WAIT_LISTEN_ONLY", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     listen_only: bool,
 }
 
@@ -198,7 +194,7 @@ struct WaitArgs {
     grace_period: Option<Duration>,
 
     /// Print nothing but errors on stderr (--log-file still gets every line).
-    #[arg(short, long, env = "PRESTOP_WAIT_QUIET")]
+    #[arg(short, long, env = "PRESTOP_WAIT_QUIET", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     quiet: bool,
 }
 
@@ -208,17 +204,34 @@ struct CheckArgs {
     common: CommonArgs,
 
     /// Print one JSON object: {"blocking": [...], "ignored": [...]}.
-    #[arg(long, env = "PRESTOP_WAIT_JSON")]
+    #[arg(long, env = "PRESTOP_WAIT_JSON", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     json: bool,
 
     /// Also list the sockets that do not block, with the reason.
-    #[arg(long, env = "PRESTOP_WAIT_ALL")]
+    #[arg(long, env = "PRESTOP_WAIT_ALL", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     all: bool,
 }
 
-/// humantime syntax: `500ms`, `25s`, `1m30s`.
+/// The longest duration taken; longer ones count as this. Far past any grace
+/// period, and small enough that no deadline sum overflows an `Instant`
+/// (which would abort the hook).
+/// (100 of humantime's years of 365.25 days, so it prints as `100years`.)
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
+
+/// humantime syntax: `500ms`, `25s`, `1m30s`. A unit is always needed, `0`
+/// included (humantime alone takes a bare `0` but no other bare number);
+/// values over [`MAX_DURATION`] saturate to it.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| e.to_string())
+    if !s.is_empty() && s.trim().bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "a duration needs a unit, as in {}s or {}ms",
+            s.trim(),
+            s.trim()
+        ));
+    }
+    humantime::parse_duration(s)
+        .map(|d| d.min(MAX_DURATION))
+        .map_err(|e| e.to_string())
 }
 
 /// What to do, fully resolved from the command line and environment: one
@@ -260,6 +273,10 @@ pub struct WaitConfig {
     pub log_file: Option<LogFile>,
     /// The pod's grace period, when stated.
     pub grace_period: Option<Duration>,
+    /// Flags that were wrong and dropped, one line each: `wait` says them
+    /// where they will be read, waits without them, and exits 2 at the end
+    /// (see [`parse`]).
+    pub config_errors: Vec<String>,
 }
 
 /// Where `--log-file` appends: a path, or the proxy container's own log.
@@ -295,25 +312,50 @@ pub enum Format {
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 impl Config {
-    /// Validates the arguments that clap cannot check on its own.
+    /// Validates the arguments that clap cannot check on its own. An error
+    /// about one flag is a [`FlagError`].
     pub fn from_cli(cli: Cli) -> Result<Config> {
         Ok(match cli.command {
-            None => Config::Wait(wait_config(cli.wait)?),
-            Some(Command::Wait(w)) => Config::Wait(wait_config(w)?),
-            Some(Command::Check(c)) => Config::Check(CheckConfig {
+            Command::Wait(w) => Config::Wait(wait_config(w)?),
+            Command::Check(c) => Config::Check(CheckConfig {
                 pod: pod(c.common)?,
                 format: if c.json { Format::Json } else { Format::Text },
                 all: c.all,
             }),
-            Some(Command::Sleep { duration }) => Config::Sleep(duration),
-            Some(Command::Install { dir }) => Config::Install(dir),
+            Command::Sleep { duration } => Config::Sleep(duration),
+            Command::Install { dir } => Config::Install(dir),
         })
     }
 }
 
+/// A value clap accepted that [`Config::from_cli`] does not: `id` is the
+/// flag's clap id, so that `wait` can go on without it.
+#[derive(Debug)]
+pub struct FlagError {
+    /// The clap id of the flag at fault.
+    pub id: &'static str,
+    /// One line saying what was wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for FlagError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for FlagError {}
+
+fn flag_error(id: &'static str, message: String) -> anyhow::Error {
+    FlagError { id, message }.into()
+}
+
 fn pod(common: CommonArgs) -> Result<Pod> {
     if let Some(bad) = common.proxy_name.iter().find(|n| n.is_empty()) {
-        bail!("--proxy-name: empty name {bad:?} is not allowed");
+        return Err(flag_error(
+            "proxy_name",
+            format!("--proxy-name: empty name {bad:?} is not allowed"),
+        ));
     }
     Ok(Pod {
         proc_root: common.proc_root,
@@ -329,20 +371,31 @@ fn pod(common: CommonArgs) -> Result<Pod> {
 
 fn wait_config(w: WaitArgs) -> Result<WaitConfig> {
     if w.interval < MIN_INTERVAL {
-        bail!(
-            "--interval must be at least {}, got {}",
-            humantime::format_duration(MIN_INTERVAL),
-            humantime::format_duration(w.interval)
-        );
+        return Err(flag_error(
+            "interval",
+            format!(
+                "--interval must be at least {}, got {}",
+                humantime::format_duration(MIN_INTERVAL),
+                humantime::format_duration(w.interval)
+            ),
+        ));
     }
     if w.min_wait > w.timeout {
-        bail!(
-            "--min-wait ({}) must not be longer than --timeout ({})",
-            humantime::format_duration(w.min_wait),
-            humantime::format_duration(w.timeout)
-        );
+        return Err(flag_error(
+            "min_wait",
+            format!(
+                "--min-wait ({}) must not be longer than --timeout ({})",
+                humantime::format_duration(w.min_wait),
+                humantime::format_duration(w.timeout)
+            ),
+        ));
     }
-    let drain = w.drain.as_deref().map(drain::parse_url).transpose()?;
+    let drain = w
+        .drain
+        .as_deref()
+        .map(drain::parse_url)
+        .transpose()
+        .map_err(|e| flag_error("drain", format!("{e:#}")))?;
     Ok(WaitConfig {
         pod: pod(w.common)?,
         timing: WaitOptions {
@@ -361,7 +414,237 @@ fn wait_config(w: WaitArgs) -> Result<WaitConfig> {
             }
         }),
         grace_period: w.grace_period,
+        config_errors: Vec::new(),
     })
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one value per run, as Config
+pub enum Parsed {
+    /// Run this.
+    Run(Config),
+    /// Print this on stdout and exit 0 (`--help`, `--version`).
+    Print(String),
+}
+
+/// How many bad flags `wait` goes on without before it gives up.
+const MAX_DROPPED: usize = 32;
+
+/// Parses arguments and `PRESTOP_WAIT_*` variables into a [`Parsed`].
+///
+/// Without a subcommand (or with options first) it is `wait`'s command line.
+/// Any command but `wait` fails on the first bad value. `wait` fails safe:
+/// the hook exists to hold the proxy's shutdown, and a hook that exits at
+/// once on a typo in a mesh-wide variable lets every proxy stop under its
+/// app. So each flag whose value (from the command line or the environment)
+/// is wrong, and each argument it does not know, is dropped, as if not
+/// given, and its error kept in [`WaitConfig::config_errors`]: `wait` logs
+/// them, waits with the defaults in their place, and exits 2 at the end.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed> {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut args = default_command(args.into_iter().collect());
+    let is_wait = args.get(1).is_some_and(|a| a == "wait");
+    let mut no_env: Vec<String> = Vec::new();
+    let mut errors = Vec::new();
+    loop {
+        let mut cmd = Cli::command();
+        for id in &no_env {
+            cmd = cmd.mut_subcommand("wait", |w| w.mut_arg(id, |a| a.env(None::<&str>)));
+        }
+        let wait_cmd = cmd.find_subcommand("wait").cloned();
+        let failure = match cmd.try_get_matches_from_mut(&args) {
+            Ok(m) => match Cli::from_arg_matches(&m)
+                .map_err(Into::into)
+                .and_then(Config::from_cli)
+            {
+                Ok(mut config) => {
+                    if let Config::Wait(w) = &mut config {
+                        w.config_errors = errors;
+                    }
+                    return Ok(Parsed::Run(config));
+                }
+                Err(e) => match e.downcast::<FlagError>() {
+                    Ok(f) => Failure::Flag(f),
+                    Err(e) => return Err(e),
+                },
+            },
+            Err(e) => match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    return Ok(Parsed::Print(e.render().to_string()));
+                }
+                _ => Failure::Clap(e),
+            },
+        };
+        let message = failure.message();
+        let (Some(wait_cmd), true) = (wait_cmd, is_wait && errors.len() < MAX_DROPPED) else {
+            bail!("{message}");
+        };
+        let dropped = match &failure {
+            Failure::Flag(f) => Some(f.id.to_owned()),
+            Failure::Clap(e) => offending_arg(e, &wait_cmd),
+        };
+        let before = args.len();
+        match dropped {
+            Some(id) => {
+                let arg = wait_cmd
+                    .get_arguments()
+                    .find(|a| a.get_id() == id.as_str())
+                    .expect("the id comes from this command");
+                drop_arg(&mut args, arg);
+                if !no_env.contains(&id) {
+                    no_env.push(id);
+                } else if args.len() == before {
+                    bail!("{message}");
+                }
+            }
+            None => {
+                let Some(token) = invalid_token(&failure) else {
+                    bail!("{message}");
+                };
+                drop_token(&mut args, &token);
+                if args.len() == before {
+                    bail!("{message}");
+                }
+            }
+        }
+        errors.push(message);
+    }
+}
+
+/// Why one parse failed.
+enum Failure {
+    Clap(clap::Error),
+    Flag(FlagError),
+}
+
+impl Failure {
+    /// One line: clap's first line without its `error: ` (its usage block
+    /// and tips are for a terminal), or ours.
+    fn message(&self) -> String {
+        match self {
+            Failure::Flag(f) => f.message.clone(),
+            Failure::Clap(e) => {
+                // The first paragraph, on one line: "the following required
+                // arguments were not provided:" continues on the next.
+                let text = e.render().to_string();
+                let first: Vec<&str> = text
+                    .lines()
+                    .skip_while(|l| l.trim().is_empty())
+                    .take_while(|l| !l.trim().is_empty())
+                    .map(str::trim)
+                    .collect();
+                let first = first.join(" ");
+                let first = first.strip_prefix("error: ").unwrap_or(&first);
+                if first.is_empty() {
+                    "invalid arguments (see --help)".to_owned()
+                } else {
+                    format!("{first} (see --help)")
+                }
+            }
+        }
+    }
+}
+
+/// Puts `wait` in front of a bare command line: `prestop-wait` and
+/// `prestop-wait --timeout=20s` are `wait`'s, `--help` and `--version` stay
+/// the program's own.
+fn default_command(mut args: Vec<OsString>) -> Vec<OsString> {
+    if args.is_empty() {
+        args.push("prestop-wait".into());
+    }
+    let bare = match args.get(1).and_then(|a| a.to_str()) {
+        None => args.len() == 1,
+        Some(first) => {
+            first.starts_with('-') && !["-h", "--help", "-V", "--version"].contains(&first)
+        }
+    };
+    if bare {
+        args.insert(1, "wait".into());
+    }
+    args
+}
+
+/// The clap id of the `wait` flag a clap error is about, if it names one.
+fn offending_arg(e: &clap::Error, wait: &clap::Command) -> Option<String> {
+    let shown = match e.get(ContextKind::InvalidArg)? {
+        ContextValue::String(s) => s.clone(),
+        _ => return None,
+    };
+    let name = shown.split([' ', '=']).next()?;
+    wait.get_arguments()
+        .find(|a| {
+            name.strip_prefix("--")
+                .is_some_and(|l| a.get_long() == Some(l))
+                || name
+                    .strip_prefix('-')
+                    .and_then(|s| s.chars().next())
+                    .is_some_and(|c| a.get_short() == Some(c) && name.len() == 2)
+        })
+        .map(|a| a.get_id().as_str().to_owned())
+}
+
+/// The argument an unknown-argument error is about, as typed.
+fn invalid_token(failure: &Failure) -> Option<String> {
+    let Failure::Clap(e) = failure else {
+        return None;
+    };
+    match e.get(ContextKind::InvalidArg)? {
+        ContextValue::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Removes every occurrence of `arg` from `args` (after the subcommand),
+/// with its value when that is the next argument.
+fn drop_arg(args: &mut Vec<OsString>, arg: &clap::Arg) {
+    let takes_value = arg.get_action().takes_values();
+    let separate_value = takes_value && !arg.is_require_equals_set();
+    let long = arg.get_long().map(|l| format!("--{l}"));
+    let short = arg.get_short().map(|c| format!("-{c}"));
+    let mut i = 2;
+    while i < args.len() {
+        let Some(a) = args[i].to_str() else {
+            i += 1;
+            continue;
+        };
+        if a == "--" {
+            break;
+        }
+        let exact = long.as_deref() == Some(a) || short.as_deref() == Some(a);
+        let attached = long
+            .as_deref()
+            .is_some_and(|l| a.strip_prefix(l).is_some_and(|r| r.starts_with('=')))
+            || (takes_value
+                && short
+                    .as_deref()
+                    .is_some_and(|s| a.starts_with(s) && a.len() > 2));
+        if exact {
+            let n = if separate_value && i + 1 < args.len() {
+                2
+            } else {
+                1
+            };
+            args.drain(i..i + n);
+        } else if attached {
+            args.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// Removes an argument clap does not know (`--bogus`, `--bogus=1`, a stray word).
+fn drop_token(args: &mut Vec<OsString>, token: &str) {
+    let mut i = 2;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if a == token || (token.starts_with("--") && a.starts_with(&format!("{token}="))) {
+            args.remove(i);
+        } else {
+            i += 1;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -370,7 +653,8 @@ mod tests {
     use clap::CommandFactory;
 
     fn config(args: &[&str]) -> Result<Config> {
-        let cli = Cli::try_parse_from(std::iter::once("prestop-wait").chain(args.iter().copied()))?;
+        let args = std::iter::once("prestop-wait").chain(args.iter().copied());
+        let cli = Cli::try_parse_from(default_command(args.map(OsString::from).collect()))?;
         Config::from_cli(cli)
     }
 
@@ -416,6 +700,7 @@ mod tests {
                 drain: None,
                 log_file: None,
                 grace_period: None,
+                config_errors: Vec::new(),
             })
         );
         assert_eq!(

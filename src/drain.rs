@@ -9,18 +9,20 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::waiter::Clock;
 
 /// Envoy admin on Istio's default port: inbound listeners only, gracefully.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:15000/drain_listeners?inboundonly&graceful";
 
-/// Connecting to loopback either works at once or is refused; a listener that
-/// does not accept within this is wedged, and the hook must not wait on it.
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-/// Envoy answers the drain call at once (draining itself is asynchronous).
-const IO_TIMEOUT: Duration = Duration::from_secs(1);
+/// The whole call, connect (to the fallback too), send and status line:
+/// Envoy answers at once on loopback (draining itself is asynchronous), and
+/// an admin port that does not is wedged; the hook must not wait on it. The
+/// caller also cuts it at the hook's deadline.
+pub const BUDGET: Duration = Duration::from_secs(1);
 
 /// Where to POST.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +65,13 @@ pub fn parse_url(url: &str) -> Result<DrainTarget> {
         let (ip, after) = v6
             .split_once(']')
             .with_context(|| format!("--drain: {url:?} has an unclosed '['"))?;
-        (ip, after.strip_prefix(':'))
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').with_context(|| {
+                format!("--drain: {url:?} has {after:?} after ']' where only :PORT may be")
+            })?),
+        };
+        (ip, port)
     } else {
         match authority.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
@@ -72,9 +80,9 @@ pub fn parse_url(url: &str) -> Result<DrainTarget> {
     };
     let port: u16 = match port {
         None => 80,
-        Some(p) => p
-            .parse()
-            .ok()
+        Some(p) => Some(p)
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse().ok())
             .filter(|&p| p != 0)
             .with_context(|| format!("--drain: bad port {p:?} in {url:?}"))?,
     };
@@ -102,14 +110,26 @@ pub fn parse_url(url: &str) -> Result<DrainTarget> {
 /// Sends the POST and returns the response's status line and the address
 /// that answered (the fallback when the first address could not be reached).
 ///
-/// Bounded by [`CONNECT_TIMEOUT`] and [`IO_TIMEOUT`] per address; the caller
-/// logs an error and goes on waiting, since a proxy that cannot be told to
-/// drain still needs its app's connections to finish.
-pub fn post(target: &DrainTarget) -> Result<(String, SocketAddr)> {
-    let (mut stream, addr) = match TcpStream::connect_timeout(&target.addr, CONNECT_TIMEOUT) {
+/// The call as a whole, both connects, the request and every read of the
+/// status line, ends by `until`: a server that accepts and says nothing, or
+/// trickles a byte at a time, costs no more than that. The caller logs an
+/// error and goes on waiting, since a proxy that cannot be told to drain
+/// still needs its app's connections to finish.
+pub fn post(
+    target: &DrainTarget,
+    clock: &impl Clock,
+    until: Instant,
+) -> Result<(String, SocketAddr)> {
+    let left = || {
+        until
+            .checked_duration_since(clock.now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| anyhow!("no complete status line in time"))
+    };
+    let (mut stream, addr) = match TcpStream::connect_timeout(&target.addr, left()?) {
         Ok(s) => (s, target.addr),
         Err(first) => match target.fallback {
-            Some(fallback) => match TcpStream::connect_timeout(&fallback, CONNECT_TIMEOUT) {
+            Some(fallback) => match TcpStream::connect_timeout(&fallback, left()?) {
                 Ok(s) => (s, fallback),
                 Err(second) => bail!(
                     "cannot connect to {} ({first}) nor to {fallback} ({second})",
@@ -119,14 +139,13 @@ pub fn post(target: &DrainTarget) -> Result<(String, SocketAddr)> {
             None => bail!("cannot connect to {}: {first}", target.addr),
         },
     };
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let request = format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: prestop-wait/{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         target.path,
         target.host,
         env!("CARGO_PKG_VERSION")
     );
+    stream.set_write_timeout(Some(left()?))?;
     stream
         .write_all(request.as_bytes())
         .context("cannot send the request")?;
@@ -134,6 +153,7 @@ pub fn post(target: &DrainTarget) -> Result<(String, SocketAddr)> {
     let mut buf = [0u8; 512];
     let mut len = 0;
     while len < buf.len() {
+        stream.set_read_timeout(Some(left()?))?;
         match stream.read(&mut buf[len..]) {
             Ok(0) => break,
             Ok(n) => {
@@ -142,11 +162,30 @@ pub fn post(target: &DrainTarget) -> Result<(String, SocketAddr)> {
                     break;
                 }
             }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // The read timeout is what was left of the budget.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                bail!("no complete status line in time ({len} bytes came)")
+            }
             Err(e) => return Err(e).context("no response"),
         }
     }
     let head = String::from_utf8_lossy(&buf[..len]);
-    let status = head.lines().next().unwrap_or_default().trim().to_owned();
+    // For the log: at most 80 characters, nothing that could end its line.
+    let status: String = head
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .take(80)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
     let code = status
         .strip_prefix("HTTP/1.")
         .and_then(|s| s.get(2..5))
@@ -161,6 +200,11 @@ pub fn post(target: &DrainTarget) -> Result<(String, SocketAddr)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::waiter::SystemClock;
+
+    fn soon() -> Instant {
+        Instant::now() + BUDGET
+    }
 
     #[test]
     fn default_url_is_envoy_admin_inbound_graceful() {
@@ -239,9 +283,17 @@ mod tests {
             "http://{addr}/drain_listeners?inboundonly&graceful"
         ))
         .unwrap();
-        assert_eq!(post(&t).unwrap(), ("HTTP/1.1 200 OK".to_owned(), addr));
-        assert!(format!("{:#}", post(&t).unwrap_err()).contains("404 Not Found"));
-        assert!(format!("{:#}", post(&t).unwrap_err()).contains("not an HTTP response"));
+        assert_eq!(
+            post(&t, &SystemClock, soon()).unwrap(),
+            ("HTTP/1.1 200 OK".to_owned(), addr)
+        );
+        assert!(
+            format!("{:#}", post(&t, &SystemClock, soon()).unwrap_err()).contains("404 Not Found")
+        );
+        assert!(
+            format!("{:#}", post(&t, &SystemClock, soon()).unwrap_err())
+                .contains("not an HTTP response")
+        );
         let requests = server.join().unwrap();
         assert!(requests[0].starts_with("POST /drain_listeners?inboundonly&graceful HTTP/1.1\r\n"));
         assert!(requests[0].contains("Content-Length: 0\r\n"));
@@ -252,7 +304,7 @@ mod tests {
             .local_addr()
             .unwrap();
         let t = parse_url(&format!("http://{closed}/")).unwrap();
-        let err = format!("{:#}", post(&t).unwrap_err());
+        let err = format!("{:#}", post(&t, &SystemClock, soon()).unwrap_err());
         assert!(err.contains("cannot connect"), "{err}");
     }
 
@@ -285,12 +337,12 @@ mod tests {
             s.write_all(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
         });
         let t = parse_url(&format!("http://127.0.0.1:{port}/drain_listeners")).unwrap();
-        let (status, via) = post(&t).unwrap();
+        let (status, via) = post(&t, &SystemClock, soon()).unwrap();
         assert_eq!(status, "HTTP/1.1 200 OK");
         assert_eq!(via, format!("[::1]:{port}").parse().unwrap());
         server.join().unwrap();
         // Neither answers: one error naming both.
-        let err = format!("{:#}", post(&t).unwrap_err());
+        let err = format!("{:#}", post(&t, &SystemClock, soon()).unwrap_err());
         assert!(
             err.contains(&format!("cannot connect to 127.0.0.1:{port}")),
             "{err}"
@@ -304,8 +356,11 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let t = parse_url(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
         // Accepted by the kernel backlog but never answered.
-        let err = format!("{:#}", post(&t).unwrap_err());
-        assert!(err.contains("no response"), "{err}");
+        let err = format!("{:#}", post(&t, &SystemClock, soon()).unwrap_err());
+        assert!(
+            err.contains("no complete status line in time (0 bytes came)"),
+            "{err}"
+        );
         drop(listener);
     }
 }

@@ -16,15 +16,15 @@ pub mod log;
 pub mod poll;
 pub mod procread;
 pub mod render;
+pub mod stdout;
 pub mod waiter;
 
 use std::ffi::OsString;
 use std::io::Write;
 
-use anyhow::{Result, anyhow};
-use clap::Parser;
+use anyhow::Result;
 
-use cli::{Cli, Config};
+use cli::{Config, Parsed};
 use exit_codes::ExitCode;
 use waiter::SystemClock;
 
@@ -37,35 +37,14 @@ pub fn run(
     stdout: &mut impl Write,
     stderr: &mut dyn Write,
 ) -> Result<ExitCode> {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
-        Err(e) => return clap_outcome(e, stdout),
-    };
-    match Config::from_cli(cli)? {
-        Config::Check(config) => commands::check::run(config, stdout),
-        Config::Wait(config) => commands::wait::run(config, &SystemClock, stderr),
-        Config::Sleep(duration) => Ok(commands::sleep(duration, &SystemClock)),
-        Config::Install(dir) => commands::install::run(&dir, stdout),
-    }
-}
-
-/// `--help` and `--version` are successes printed to stdout; every other clap
-/// error becomes one line naming the flag, instead of clap's multi-line usage.
-fn clap_outcome(e: clap::Error, stdout: &mut impl Write) -> Result<ExitCode> {
-    use clap::error::ErrorKind;
-    match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            write!(stdout, "{}", e.render())?;
+    match cli::parse(args)? {
+        Parsed::Print(text) => {
+            stdout.write_all(text.as_bytes())?;
             Ok(ExitCode::Success)
         }
-        _ => {
-            let text = e.render().to_string();
-            let first = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            Err(anyhow!("{first} (see --help)"))
-        }
+        Parsed::Run(Config::Check(config)) => commands::check::run(config, stdout),
+        Parsed::Run(Config::Wait(config)) => commands::wait::run(config, &SystemClock, stderr),
+        Parsed::Run(Config::Sleep(duration)) => Ok(commands::sleep(duration, &SystemClock)),
+        Parsed::Run(Config::Install(dir)) => commands::install::run(&dir, stdout),
     }
 }

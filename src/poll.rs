@@ -88,8 +88,7 @@ impl Poller {
         wanted.sort_unstable();
         wanted.dedup();
         // The fd scan walks every process: it returns at once when no socket needs it.
-        let holders =
-            procread::scan_holders(&self.proc_root, Some(&wanted), &self.skip_uids(&rows))?;
+        let holders = procread::scan_holders(&self.proc_root, Some(&wanted), &|| false)?;
         drop(wanted);
         Ok(decide::decide(
             rows,
@@ -101,10 +100,11 @@ impl Poller {
     }
 
     /// One poll of `wait`: the same rules, in memory that does not grow with
-    /// the table (see [`Poller::stream_blocking`]).
-    pub fn poll_summary(&mut self, keep: usize) -> Result<Summary> {
+    /// the table (see [`Poller::stream_blocking`]). Gives up with
+    /// [`procread::Stopped`] once `stop()` says so (the deadline).
+    pub fn poll_summary(&mut self, keep: usize, stop: &dyn Fn() -> bool) -> Result<Summary> {
         let mut tally = Tally::new(keep);
-        let holders = self.stream_blocking(|row, _| {
+        let holders = self.stream_blocking(stop, |row, _| {
             if let Streamed::Blocking(s, held) = row {
                 tally.add(s, held);
             }
@@ -136,7 +136,7 @@ impl Poller {
                 failed = emit(&e).err();
             }
         };
-        let holders = self.stream_blocking(|row, facts| match row {
+        let holders = self.stream_blocking(&|| false, |row, facts| match row {
             Streamed::Blocking(s, held) => {
                 blocking += 1;
                 match decide::direction_so_far(s, facts) {
@@ -158,16 +158,19 @@ impl Poller {
 
     /// The streaming poll behind [`Poller::poll_summary`] and
     /// [`Poller::poll_each`]. The fd scan comes first (it finds holders for
-    /// any socket of a visible process, leaving out the proxy's own
-    /// processes as [`Poller::poll`] does without `--all`), so each row can
-    /// be decided as it is read: `on` gets every blocking one with the pod
-    /// facts so far, and the end of each table. Returns the scan.
-    fn stream_blocking(&mut self, mut on: impl FnMut(Streamed<'_>, &PodFacts)) -> Result<Holders> {
-        let holders = procread::scan_holders(&self.proc_root, None, &self.rules.proxy_uids)?;
+    /// any socket of a visible process), so each row can be decided as it
+    /// is read: `on` gets every blocking one with the pod facts so far, and
+    /// the end of each table. Returns the scan.
+    fn stream_blocking(
+        &mut self,
+        stop: &dyn Fn() -> bool,
+        mut on: impl FnMut(Streamed<'_>, &PodFacts),
+    ) -> Result<Holders> {
+        let holders = procread::scan_holders(&self.proc_root, None, stop)?;
         self.facts.clear();
         let (rules, facts) = (&self.rules, &mut self.facts);
         for table in [Table::Tcp, Table::Tcp6] {
-            procread::read_table(&self.proc_root, table, &mut self.buf, |s| {
+            procread::read_table_until(&self.proc_root, table, &mut self.buf, stop, |s| {
                 facts.note(&s, rules);
                 if !decide::is_held(&s) {
                     return;
@@ -180,23 +183,6 @@ impl Poller {
             on(Streamed::TableEnd, facts);
         }
         Ok(holders)
-    }
-
-    /// Proxy uids whose processes the fd scan leaves out: those no socket
-    /// left to decide has, which is every one without `--all` (the row
-    /// rules excuse them all) and so the whole wait in an Istio pod. Every
-    /// socket such a process makes is excused by its uid already; what the
-    /// scan could find there is only a socket made under another uid and
-    /// handed over, and that then blocks: a longer wait, never a shorter
-    /// one. What it saves is a readlink per fd of a busy Envoy on every
-    /// poll, tens of milliseconds at 20,000 connections.
-    fn skip_uids(&self, rows: &[Socket]) -> Vec<u32> {
-        self.rules
-            .proxy_uids
-            .iter()
-            .copied()
-            .filter(|&uid| !rows.iter().any(|s| s.uid == uid))
-            .collect()
     }
 }
 
@@ -314,7 +300,7 @@ mod tests {
             )
         );
         for keep in [0, 1, 3, 100] {
-            let s = p.poll_summary(keep).unwrap();
+            let s = p.poll_summary(keep, &|| false).unwrap();
             assert_eq!(s.blocking_count(), v.blocking_count());
             let want: Vec<_> = v.blocking().take(keep).collect();
             let got: Vec<_> = s.first().collect();

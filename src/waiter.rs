@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::decide::Summary;
+use crate::procread::Stopped;
 use crate::render;
 
 /// How long to wait and how often to look.
@@ -29,8 +30,9 @@ pub struct WaitOptions {
 pub enum Outcome {
     /// Nothing blocked any more, after this long.
     Drained(Duration),
-    /// The deadline passed; this many sockets still blocked at the last poll.
-    DeadlineExceeded(usize),
+    /// The deadline passed; this many sockets still blocked at the last poll
+    /// that finished (`None`: no poll finished before the deadline).
+    DeadlineExceeded(Option<usize>),
 }
 
 /// Source of time for the loop.
@@ -69,14 +71,31 @@ const CPU_SHARE: u32 = 20; // 1/20 = 5%
 /// without `--log-file`), and then nothing is formatted at all.
 pub type Lines<'a> = Option<&'a mut dyn Write>;
 
+/// `t + d`, saturating: no duration may abort the hook. (Flags are capped
+/// at [`crate::cli::MAX_DURATION`]; this keeps the loop safe for any value.)
+pub fn after(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(crate::cli::MAX_DURATION))
+        .unwrap_or(t)
+}
+
 /// Runs the loop. `start` is when the hook started (anything done before the
 /// first poll, such as the drain call, counts against the deadline); `poll` is
-/// one look at the pod; `log` receives the `prestop-wait: ` lines.
+/// one look at the pod, given a `stop` to ask between reads; `log` receives
+/// the `prestop-wait: ` lines.
 ///
 /// The first poll's error is returned (wrong `--proc`, unreadable table: a
 /// configuration problem to report at once). A later error is logged once and
 /// the last known state is kept: giving up early would let the proxy stop
 /// under the app, which is the failure this tool prevents.
+///
+/// Nothing runs past the deadline. The last poll is started early enough
+/// that the one before it says it will finish in time (its cost and half
+/// again); the loop then sleeps to the deadline and judges by it. A poll
+/// still running at the deadline (a slower one than the last, a drain call
+/// that took the time) is cut short by its `stop`, and the verdict is the
+/// last one that finished. `--timeout 0s` is the one exception: one poll,
+/// uncut, so that `wait --timeout 0s` gives a verdict at all.
 ///
 /// A poll that costs more than 5% of the interval (tens of thousands of
 /// sockets, a slow node) stretches the interval to twenty times its cost,
@@ -85,19 +104,25 @@ pub fn wait_loop(
     clock: &impl Clock,
     start: Instant,
     opts: &WaitOptions,
-    mut poll: impl FnMut() -> Result<Summary>,
+    mut poll: impl FnMut(&dyn Fn() -> bool) -> Result<Summary>,
     log: Lines<'_>,
 ) -> Result<Outcome> {
     let mut wait = Progress::new(start, opts, log);
+    let (deadline, cut) = (wait.deadline, !opts.timeout.is_zero());
+    let stop = || cut && clock.now() > deadline;
+    let mut now = clock.now();
     loop {
-        let polled_at = clock.now();
-        let polled = poll();
-        let now = clock.now();
-        wait.observe(polled, polled_at, now - polled_at)?;
+        if !wait.final_polled {
+            let polled = poll(&stop);
+            let done = clock.now();
+            wait.observe(polled, now, done)?;
+            now = done;
+        }
         if let Some(outcome) = wait.outcome(now) {
             return Ok(outcome);
         }
         clock.sleep(wait.next_wake(now).saturating_duration_since(now));
+        now = clock.now();
     }
 }
 
@@ -111,8 +136,14 @@ struct Progress<'a, 'w> {
     earliest: Instant,
     /// The interval in force: `--interval`, or longer when polls are costly.
     interval: Duration,
-    /// The last poll that succeeded.
-    last: Option<Summary>,
+    /// What the last poll that finished cost.
+    cost: Duration,
+    /// The last poll that succeeded, and when it started.
+    last: Option<(Summary, Instant)>,
+    /// No poll can start and finish before the deadline any more.
+    final_polled: bool,
+    /// A poll was cut short at the deadline.
+    cut_short: bool,
     /// When the current stretch of "nothing blocks" began, for `--quiet-period`.
     clear_since: Option<Instant>,
     warned_error: bool,
@@ -136,10 +167,13 @@ impl<'a, 'w> Progress<'a, 'w> {
             opts,
             log,
             start,
-            deadline: start + opts.timeout,
-            earliest: start + opts.min_wait,
+            deadline: after(start, opts.timeout),
+            earliest: after(start, opts.min_wait),
             interval: opts.interval,
+            cost: Duration::ZERO,
             last: None,
+            final_polled: false,
+            cut_short: false,
             clear_since: None,
             warned_error: false,
             warned_hold: false,
@@ -147,10 +181,24 @@ impl<'a, 'w> Progress<'a, 'w> {
         }
     }
 
-    /// Takes in one poll, made at `at` at a cost of `took`: logs a change of
-    /// the blocking set, or the first failure after a success; returns a
-    /// failure of the very first poll.
-    fn observe(&mut self, polled: Result<Summary>, at: Instant, took: Duration) -> Result<()> {
+    /// Takes in one poll, started at `at` and done at `done`: logs a change
+    /// of the blocking set, or the first failure after a success; returns a
+    /// failure of the very first poll. A poll cut short at the deadline is
+    /// no failure: the last one that finished stands.
+    fn observe(&mut self, polled: Result<Summary>, at: Instant, done: Instant) -> Result<()> {
+        let took = done.saturating_duration_since(at);
+        let polled = match polled {
+            Err(e) if e.is::<Stopped>() => {
+                self.cut_short = true;
+                self.final_polled = true;
+                return Ok(());
+            }
+            other => other,
+        };
+        self.cost = took;
+        // Half again the last cost: room for a poll a little slower than it.
+        let margin = took.saturating_add(took / 2);
+        self.final_polled = after(done, margin) >= self.deadline;
         let v = match polled {
             Ok(v) => v,
             Err(e) if self.last.is_none() => return Err(e),
@@ -169,25 +217,26 @@ impl<'a, 'w> Progress<'a, 'w> {
         if self.last.is_none() && v.host_network {
             say!(self.log, "warning: {}", render::HOST_NETWORK_NOTE);
         }
-        let changed = self.last.as_ref().is_none_or(|old| {
+        let changed = self.last.as_ref().is_none_or(|(old, _)| {
             old.fingerprint() != v.fingerprint() || old.blocking_count() != v.blocking_count()
         });
         if changed && self.log.is_some() {
-            log_change(&mut self.log, &v, at - self.start);
+            log_change(&mut self.log, &v, at.saturating_duration_since(self.start));
         }
         if v.blocking_count() == 0 {
             self.clear_since.get_or_insert(at);
         } else {
             self.clear_since = None;
         }
-        self.last = Some(v);
+        self.last = Some((v, at));
         Ok(())
     }
 
     /// Stretches the interval when a poll costs over 5% of it.
     fn pace(&mut self, took: Duration) {
-        let wanted = (took * CPU_SHARE).max(self.opts.interval);
-        if wanted > self.interval && !self.warned_cost {
+        let wanted = took.saturating_mul(CPU_SHARE).max(self.opts.interval);
+        // Compared in whole milliseconds, as the line shows them.
+        if wanted.as_millis() > self.interval.as_millis() && !self.warned_cost {
             say!(
                 self.log,
                 "a poll takes {}, over 5% of the {} interval: polling every {} instead",
@@ -200,19 +249,19 @@ impl<'a, 'w> Progress<'a, 'w> {
         self.interval = wanted;
     }
 
-    fn blocking(&self) -> usize {
-        self.last.as_ref().map_or(0, Summary::blocking_count)
+    fn blocking(&self) -> Option<usize> {
+        self.last.as_ref().map(|(v, _)| v.blocking_count())
     }
 
     /// The moment we may report drained, if nothing blocks until then.
     fn release(&self) -> Option<Instant> {
         self.clear_since
-            .map(|since| (since + self.opts.quiet_period).max(self.earliest))
+            .map(|since| after(since, self.opts.quiet_period).max(self.earliest))
     }
 
     /// Whether the wait is over at `now`, and how; logs the last line.
     fn outcome(&mut self, now: Instant) -> Option<Outcome> {
-        let took = now - self.start;
+        let took = now.saturating_duration_since(self.start);
         if let Some(release) = self.release() {
             if now >= release {
                 say!(self.log, "drained after {}", fmt_duration(took));
@@ -222,7 +271,7 @@ impl<'a, 'w> Progress<'a, 'w> {
                 say!(
                     self.log,
                     "nothing blocks; holding until {} (--min-wait {}, --quiet-period {})",
-                    fmt_duration(release - self.start),
+                    fmt_duration(release.saturating_duration_since(self.start)),
                     fmt_duration(self.opts.min_wait),
                     fmt_duration(self.opts.quiet_period)
                 );
@@ -232,7 +281,24 @@ impl<'a, 'w> Progress<'a, 'w> {
         if now < self.deadline {
             return None;
         }
-        let blocking = self.blocking();
+        if self.cut_short {
+            match &self.last {
+                Some((_, at)) => say!(
+                    self.log,
+                    "the last poll was cut short at the deadline; judging by the one at {}",
+                    fmt_duration(at.saturating_duration_since(self.start))
+                ),
+                None => say!(
+                    self.log,
+                    "deadline {} passed (at {}) before any poll finished: the proxy stops with whatever the app still holds",
+                    fmt_duration(self.opts.timeout),
+                    fmt_duration(took)
+                ),
+            }
+        }
+        let Some(blocking) = self.blocking() else {
+            return Some(Outcome::DeadlineExceeded(None));
+        };
         if blocking == 0 {
             // Held only by --min-wait or --quiet-period: the app has no socket
             // left, so this is a drain, not a failure.
@@ -243,18 +309,25 @@ impl<'a, 'w> Progress<'a, 'w> {
             );
             return Some(Outcome::Drained(took));
         }
-        if let (Some(v), Some(log)) = (&self.last, self.log.as_mut()) {
+        if let (Some((v, _)), Some(log)) = (&self.last, self.log.as_mut()) {
             log_deadline(&mut **log, v, self.opts.timeout, took);
         }
-        Some(Outcome::DeadlineExceeded(blocking))
+        Some(Outcome::DeadlineExceeded(Some(blocking)))
     }
 
-    /// When to poll next. Sleeps are cut to the deadline (and to the release
-    /// time when nothing blocks), so the last poll happens exactly there and
-    /// never after.
+    /// When to wake next. While polls are due, the next is an interval on,
+    /// or earlier: at the release time when nothing blocks, and at the last
+    /// moment a poll of the last one's cost (and half again) still ends
+    /// before the deadline. After the final poll, the deadline itself.
     fn next_wake(&self, now: Instant) -> Instant {
-        let wake = (now + self.interval).min(self.deadline);
-        self.release().map_or(wake, |release| wake.min(release))
+        let release = self.release();
+        if self.final_polled {
+            return release.map_or(self.deadline, |r| r.min(self.deadline));
+        }
+        let margin = self.cost.saturating_add(self.cost / 2);
+        let latest = self.deadline.checked_sub(margin).unwrap_or(now).max(now);
+        let wake = after(now, self.interval).min(latest);
+        release.map_or(wake, |r| wake.min(r))
     }
 }
 
@@ -403,7 +476,7 @@ mod tests {
             clock,
             clock.now(),
             o,
-            || {
+            |_| {
                 polls += 1;
                 script(clock.elapsed())
             },
@@ -441,7 +514,7 @@ mod tests {
         let c = FakeClock::new();
         // 300ms interval does not divide 1000ms: the last sleep is cut to 100ms.
         let (out, log, polls) = run(&c, &opts(1_000, 300, 0), |_| Ok(blocking(8080)));
-        assert_eq!(out, Outcome::DeadlineExceeded(1));
+        assert_eq!(out, Outcome::DeadlineExceeded(Some(1)));
         assert_eq!(c.elapsed(), ms(1_000));
         assert_eq!(polls, 5);
         assert_eq!(*c.sleeps.borrow(), vec![ms(300), ms(300), ms(300), ms(100)]);
@@ -533,7 +606,7 @@ mod tests {
             &c,
             c.now(),
             &opts(1_000, 100, 0),
-            || anyhow::bail!("boom"),
+            |_| anyhow::bail!("boom"),
             Some(&mut log),
         )
         .unwrap_err();
@@ -617,7 +690,7 @@ mod tests {
             &c,
             start,
             &opts(1_000, 250, 0),
-            || Ok(blocking(1)),
+            |_| Ok(blocking(1)),
             Some(&mut log),
         )
         .unwrap();
@@ -640,7 +713,7 @@ mod tests {
     fn the_deadline_names_ten_then_groups_by_owner_with_a_hint() {
         let c = FakeClock::new();
         let (out, log, _) = run(&c, &opts(500, 250, 0), |_| Ok(many(25, false)));
-        assert_eq!(out, Outcome::DeadlineExceeded(25));
+        assert_eq!(out, Outcome::DeadlineExceeded(Some(25)));
         let lines: Vec<&str> = log.lines().collect();
         let n = lines.len();
         assert!(n >= 3, "{log}");
@@ -686,7 +759,7 @@ mod tests {
             c.advance(ms(50));
             Ok(blocking(1))
         });
-        assert_eq!(out, Outcome::DeadlineExceeded(1));
+        assert_eq!(out, Outcome::DeadlineExceeded(Some(1)));
         assert_eq!(
             log.matches(
                 "a poll takes 50ms, over 5% of the 250ms interval: polling every 1s instead"
@@ -714,7 +787,7 @@ mod tests {
             &c,
             c.now(),
             &opts(1_000, 100, 0),
-            || {
+            |_| {
                 Ok(if c.elapsed() < ms(500) {
                     blocking(1)
                 } else {

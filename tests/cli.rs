@@ -264,21 +264,14 @@ fn unreadable_table_and_missing_dir_exit_2() {
 #[test]
 fn usage_errors_are_one_line_and_exit_2() {
     let cases: &[(&[&str], &str)] = &[
-        (
-            &["--timeout", "soon"],
-            "invalid value 'soon' for '--timeout <DURATION>'",
-        ),
-        (
-            &["wait", "--interval", "1ns"],
-            "--interval must be at least 10ms",
-        ),
-        (
-            &["wait", "--min-wait", "1m"],
-            "--min-wait (1m) must not be longer than --timeout (25s)",
-        ),
         (&["check", "--ignore-port", "http"], "--ignore-port"),
         (&["check", "--proxy-uid", "root"], "--proxy-uid"),
         (&["check", "--bogus"], "--bogus"),
+        (&["check", "--proxy-name="], "--proxy-name"),
+        (&["check", "--json=maybe"], "--json"),
+        (&["sleep", "5"], "a duration needs a unit"),
+        (&["sleep", "0"], "a duration needs a unit, as in 0s"),
+        (&["install"], "DIR"),
         (&["sleepy"], "sleepy"),
     ];
     for (args, want) in cases {
@@ -292,16 +285,194 @@ fn usage_errors_are_one_line_and_exit_2() {
         );
         assert!(o.stdout.is_empty());
     }
+}
+
+/// `wait` fails safe: a bad value is said (on stderr even with --quiet, and
+/// in the log file), the wait goes on with that flag's default in its place,
+/// and the exit is 2 whatever it found. Every other flag still applies.
+#[test]
+fn wait_with_bad_values_holds_with_defaults_and_exits_2() {
+    let f = Fixture::new(); // nothing blocks: each run drains at once
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("hook.log");
+    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        (
+            &["--timeout", "soon"],
+            &[],
+            "invalid value 'soon' for '--timeout <DURATION>'",
+        ),
+        (
+            &["wait", "--timeout=30"],
+            &[],
+            "a duration needs a unit, as in 30s",
+        ),
+        (
+            &["wait", "--interval", "1ns"],
+            &[],
+            "--interval must be at least 10ms",
+        ),
+        (
+            &["wait", "--min-wait", "1m"],
+            &[],
+            "--min-wait (1m) must not be longer than --timeout (25s)",
+        ),
+        (&["wait", "--bogus"], &[], "unexpected argument '--bogus'"),
+        (
+            &["wait", "--drain=http://[::1]15000/drain_listeners"],
+            &[],
+            "--drain: \"http://[::1]15000/drain_listeners\" has \"15000\" after ']'",
+        ),
+        (
+            &["wait"],
+            &[("PRESTOP_WAIT_TIMEOUT", "forever")],
+            "--timeout",
+        ),
+        (&["wait"], &[("PRESTOP_WAIT_QUIET", "maybe")], "--quiet"),
+        (
+            &["wait"],
+            &[("PRESTOP_WAIT_PROXY_UID", "istio")],
+            "--proxy-uid",
+        ),
+    ];
+    for (args, env, want) in cases {
+        let _ = std::fs::remove_file(&log);
+        let o = bin()
+            .args(*args)
+            .arg("--proc")
+            .arg(f.path())
+            .arg(format!("--log-file={}", log.display()))
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(code(&o), 2, "{args:?} {env:?}: {err}");
+        let first = err.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("prestop-wait: ") && first.contains(want),
+            "{args:?} {env:?}: {err}"
+        );
+        assert!(
+            first.ends_with("; waiting without it (its default), then exit 2"),
+            "{err}"
+        );
+        assert!(
+            err.contains("prestop-wait: drained after"),
+            "{args:?}: {err}"
+        );
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            logged.lines().next(),
+            Some(first),
+            "the log file has it too"
+        );
+    }
+    // The flags that were right still apply: --timeout 700ms with a blocking
+    // app and a bad --interval ends at the deadline, not after 25s.
+    let start = Instant::now();
+    let o = run(
+        &istio_pod(),
+        &["wait", "--timeout=700ms", "--interval=1ns", "--quiet"],
+    );
+    assert_eq!(code(&o), 2);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let err = stderr(&o);
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "--quiet keeps only the error: {err}"
+    );
+    // Two bad values: both said, both dropped.
     let o = bin()
-        .env("PRESTOP_WAIT_TIMEOUT", "forever")
+        .args(["wait", "--timeout=x", "--interval=y", "--proc"])
+        .arg(f.path())
         .output()
         .unwrap();
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("--timeout"), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.matches("then exit 2").count(), 2, "{err}");
+}
+
+/// Boolean variables take what people write in a pod spec.
+#[test]
+fn boolean_env_values_as_people_write_them() {
+    let f = istio_pod();
+    for (value, quiet) in [
+        ("1", true),
+        ("true", true),
+        ("yes", true),
+        ("on", true),
+        ("TRUE", true),
+        ("0", false),
+        ("false", false),
+        ("no", false),
+        ("off", false),
+    ] {
+        let o = bin()
+            .args(["wait", "--timeout=0s", "--proc"])
+            .arg(f.path())
+            .env("PRESTOP_WAIT_QUIET", value)
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 1, "PRESTOP_WAIT_QUIET={value}: {}", stderr(&o));
+        assert_eq!(o.stderr.is_empty(), quiet, "PRESTOP_WAIT_QUIET={value}");
+        let o = bin()
+            .args(["check", "--proc"])
+            .arg(f.path())
+            .env("PRESTOP_WAIT_JSON", value)
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 1, "PRESTOP_WAIT_JSON={value}");
+        assert_eq!(
+            stdout(&o).starts_with('{'),
+            quiet,
+            "PRESTOP_WAIT_JSON={value}"
+        );
+    }
+}
+
+/// A `PRESTOP_WAIT_*` value of a flag a command does not take is not that
+/// command's business.
+#[test]
+fn env_of_another_commands_flag_never_breaks_a_command() {
+    let f = istio_pod();
+    let bad = [
+        ("PRESTOP_WAIT_TIMEOUT", "forever"),
+        ("PRESTOP_WAIT_INTERVAL", "1ns"),
+        ("PRESTOP_WAIT_QUIET", "maybe"),
+        ("PRESTOP_WAIT_DRAIN", "http://10.0.0.1/"),
+        ("PRESTOP_WAIT_GRACE_PERIOD", "30"),
+    ];
+    let o = bin()
+        .args(["check", "--proc"])
+        .arg(f.path())
+        .envs(bad)
+        .output()
+        .unwrap();
+    assert_eq!((code(&o), stderr(&o)), (1, String::new()));
+    let o = bin().args(["sleep", "10ms"]).envs(bad).output().unwrap();
+    assert_eq!((code(&o), stderr(&o)), (0, String::new()));
+    let dir = tempfile::tempdir().unwrap();
+    let o = bin()
+        .arg("install")
+        .arg(dir.path())
+        .envs(bad)
+        .output()
+        .unwrap();
+    assert_eq!((code(&o), stderr(&o)), (0, String::new()));
 }
 
 #[test]
 fn help_documents_exit_codes_and_every_flag() {
+    let top = stdout(&bin().arg("--help").output().unwrap());
+    for text in [
+        "wait",
+        "check",
+        "sleep",
+        "install",
+        "Without a subcommand it runs `wait`",
+    ] {
+        assert!(top.contains(text), "--help lacks {text}: {top}");
+    }
     for args in [&["--help"][..], &["wait", "--help"], &["check", "--help"]] {
         let o = bin().args(args).output().unwrap();
         assert_eq!(code(&o), 0);
@@ -310,6 +481,9 @@ fn help_documents_exit_codes_and_every_flag() {
             out.contains("Exit codes:") && out.contains("  2  usage or runtime error"),
             "{out}"
         );
+    }
+    for args in [["wait", "--help"], ["check", "--help"]] {
+        let out = stdout(&bin().args(args).output().unwrap());
         for flag in [
             "--proc",
             "--proxy-uid",

@@ -141,3 +141,75 @@ fn installs_as_another_uid_where_it_may_write_and_nowhere_else() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(entries(&roots).is_empty());
 }
+
+/// Init containers of pods that share a volume, each PID 1 of its own PID
+/// namespace, install at the same moment: both succeed, the file is whole,
+/// and no temporary file is left. A temporary file left by a killed run
+/// (with the name a PID-1 run of 0.2.0 used) fails nobody and is not
+/// touched: this run did not create it.
+#[test]
+fn concurrent_installs_from_separate_pid_namespaces_both_succeed() {
+    let probe = if !rustix::process::geteuid().is_root() {
+        Err("needs root for unshare --pid".to_owned())
+    } else if Command::new("unshare")
+        .args(["--pid", "--fork", "true"])
+        .status()
+        .map_or(true, |s| !s.success())
+    {
+        Err("unshare --pid --fork does not work here".to_owned())
+    } else {
+        Ok(())
+    };
+    if !runnable("concurrent_installs_from_separate_pid_namespaces", probe) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let stale = dir.path().join(".prestop-wait.1.tmp");
+    std::fs::write(&stale, "left by a killed run").unwrap();
+    for round in 0..5 {
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                let mut c = Command::new("unshare");
+                c.args(["--pid", "--fork", "--mount-proc", "--"])
+                    .arg(BIN)
+                    .arg("install")
+                    .arg(dir.path());
+                without_our_env(&mut c);
+                c.stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in runs {
+            let o = child.wait_with_output().unwrap();
+            assert_eq!(code(&o), 0, "round {round}: {}", stderr(&o));
+        }
+        assert_eq!(
+            std::fs::read(dir.path().join("prestop-wait")).unwrap(),
+            std::fs::read(BIN).unwrap(),
+            "round {round}"
+        );
+        assert_eq!(
+            entries(dir.path()),
+            [".prestop-wait.1.tmp", "prestop-wait"],
+            "round {round}"
+        );
+    }
+    assert_eq!(std::fs::read(&stale).unwrap(), b"left by a killed run");
+}
+
+/// The printed path is one line, whatever the directory's name holds.
+#[test]
+fn the_printed_path_is_escaped() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("two\nlines");
+    std::fs::create_dir(&dir).unwrap();
+    let o = bin().arg("install").arg(&dir).output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("{}/two\\nlines/prestop-wait\n", work.path().display())
+    );
+    assert!(dir.join("prestop-wait").is_file());
+}

@@ -19,36 +19,91 @@ pub const NAME: &str = "prestop-wait";
 /// every container, whatever the path the binary was started by.
 const SELF_EXE: &str = "/proc/self/exe";
 
-/// Runs `install DIR`, printing the installed path to `out`.
+/// Runs `install DIR`, printing the installed path to `out`: escaped where
+/// it holds control characters, so that it stays one line.
 pub fn run(dir: &Path, out: &mut impl Write) -> Result<ExitCode> {
     let installed = install(Path::new(SELF_EXE), dir)?;
-    writeln!(out, "{}", installed.display())?;
+    writeln!(out, "{}", shown(&installed))?;
     Ok(ExitCode::Success)
+}
+
+/// A path for one line of output or an error: control characters escaped
+/// (`\n`), invalid UTF-8 as U+FFFD.
+pub fn shown(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        text.into_owned()
+    }
+}
+
+/// How many temporary names a run tries before it gives up.
+const TMP_TRIES: u32 = 16;
+
+/// A temporary name no other run uses: the pid alone is not (two init
+/// containers of pods sharing a volume are each PID 1 of their own PID
+/// namespace), so a random part from std's per-process seeded hasher
+/// (getrandom underneath) and the clock go with it.
+fn tmp_name(try_no: u32) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(try_no);
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    format!(".{NAME}.{}.{:016x}.tmp", std::process::id(), h.finish())
+}
+
+/// Creates a temporary file in `dir` that this run alone owns (`O_EXCL`):
+/// a name taken by another run, or left by a killed one, is passed over,
+/// never opened, truncated or removed.
+fn create_tmp(dir: &Path) -> io::Result<(File, PathBuf)> {
+    let mut last = None;
+    for try_no in 0..TMP_TRIES {
+        let tmp = dir.join(tmp_name(try_no));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o700)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((f, tmp)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::ErrorKind::AlreadyExists.into()))
 }
 
 /// Copies `source` to `dir/prestop-wait`, mode 0755.
 ///
-/// The copy goes to a temporary file in `dir` first and is renamed into
-/// place, so a container that starts while this runs (or a restarted init
-/// container running it again) never sees half a file; a failure leaves
-/// nothing behind in `dir`.
+/// The copy goes to a temporary file in `dir` first, a name of this run's
+/// own, and is renamed into place, so a container that starts while this
+/// runs (or a restarted init container running it again, or another pod's
+/// init container on a shared volume at the same moment) never sees half a
+/// file; a failure removes only that temporary file.
 pub fn install(source: &Path, dir: &Path) -> Result<PathBuf> {
-    let shown = dir.display();
+    let shown = shown(dir);
     match fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => bail!("install: {shown} is not a directory"),
         Err(e) => bail!("install: cannot use {shown}: {e}"),
     }
     let mut from = File::open(source)
-        .with_context(|| format!("install: cannot read this binary ({})", source.display()))?;
+        .with_context(|| format!("install: cannot read this binary ({})", self::shown(source)))?;
     let target = dir.join(NAME);
-    let tmp = dir.join(format!(".{NAME}.{}.tmp", std::process::id()));
+    let (mut to, tmp) = create_tmp(dir)
+        .map_err(|e| anyhow::anyhow!("install: cannot write {NAME} into {shown}: {e}"))?;
     let copied = (|| -> io::Result<()> {
-        let mut to = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o700)
-            .open(&tmp)?;
         let len = io::copy(&mut from, &mut to)?;
         let want = from.metadata()?.len();
         if len != want {

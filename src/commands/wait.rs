@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
@@ -16,8 +16,14 @@ use crate::poll::Poller;
 use crate::waiter::{self, Clock, Outcome, WaitOptions};
 
 /// Runs `wait`, logging to `stderr` (and `--log-file`).
+///
+/// Its errors are logged here, not returned: an error line must reach the
+/// log file too, the one place a hook's output is read. Flags that were
+/// wrong (see [`crate::cli::parse`]) are said first; the wait goes on
+/// without them and ends with exit 2, whatever it found.
 pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Result<ExitCode> {
     let start = clock.now();
+    let deadline = waiter::after(start, config.timing.timeout);
     let (mut log, log_note) = Log::open(
         stderr,
         config.quiet,
@@ -25,6 +31,11 @@ pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Re
         &config.pod.proc_root,
         &config.pod.rules.proxy_names,
     );
+    for error in &config.config_errors {
+        log.error(&format!(
+            "prestop-wait: {error}; waiting without it (its default), then exit 2"
+        ));
+    }
     let _ = writeln!(
         log,
         "{}",
@@ -37,7 +48,7 @@ pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Re
         let _ = writeln!(log, "prestop-wait: warning: {warning}");
     }
     if let Some(target) = &config.drain {
-        drain_proxy(target, &mut log);
+        drain_proxy(target, clock, deadline, &mut log);
     }
     let mut poller = Poller::new(config.pod.proc_root, config.pod.rules, false);
     let silent = log.is_silent();
@@ -45,19 +56,27 @@ pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Re
         clock,
         start,
         &config.timing,
-        || poller.poll_summary(waiter::DEADLINE_SOCKETS),
+        |stop| poller.poll_summary(waiter::DEADLINE_SOCKETS, stop),
         (!silent).then_some(&mut log as &mut dyn Write),
-    )?;
+    );
+    let code = match outcome {
+        Ok(_) if !config.config_errors.is_empty() => ExitCode::Error,
+        Ok(Outcome::Drained(_)) => ExitCode::Success,
+        Ok(Outcome::DeadlineExceeded(_)) => ExitCode::Blocked,
+        Err(e) => {
+            log.error(&format!("prestop-wait: {e:#}"));
+            ExitCode::Error
+        }
+    };
     let _ = log.flush();
-    Ok(match outcome {
-        Outcome::Drained(_) => ExitCode::Success,
-        Outcome::DeadlineExceeded(_) => ExitCode::Blocked,
-    })
+    Ok(code)
 }
 
-/// `--drain`: one POST; a failure is logged and the wait goes on.
-fn drain_proxy(target: &DrainTarget, log: &mut impl Write) {
-    let _ = match drain::post(target) {
+/// `--drain`: one POST, bounded by its own budget and by the deadline; a
+/// failure is logged and the wait goes on.
+fn drain_proxy(target: &DrainTarget, clock: &impl Clock, deadline: Instant, log: &mut impl Write) {
+    let until = deadline.min(waiter::after(clock.now(), drain::BUDGET));
+    let _ = match drain::post(target, clock, until) {
         Ok((status, via)) if via == target.addr => {
             writeln!(log, "prestop-wait: drain: POST {} -> {status}", target.url)
         }

@@ -8,7 +8,10 @@
 pub mod net;
 pub mod process;
 
-pub use net::{Socket, Table, TcpState, parse_line, read_table, seq_file_ended};
+pub use net::{
+    LINE_MAX, Socket, Stopped, Table, TcpState, parse_line, quote, read_table, read_table_until,
+    seq_file_ended,
+};
 pub use process::{
     Holder, HolderList, Holders, ProcessInfo, ProcessNames, process_uid, processes_of_uid,
     scan_holders, socket_inode,

@@ -64,9 +64,42 @@ pub fn read_table(
     proc_root: &Path,
     table: Table,
     buf: &mut Vec<u8>,
+    visit: impl FnMut(Socket),
+) -> Result<()> {
+    read_table_until(proc_root, table, buf, &|| false, visit)
+}
+
+/// A poll cut short by its caller's `stop` (the hook's deadline): not an
+/// error of the tables, and nothing read so far may be trusted as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped at the deadline")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// No row of either table comes near this; a file with a longer line is
+/// not a socket table, and holding it whole would only cost memory.
+pub const LINE_MAX: usize = 4096;
+
+/// [`read_table`] that gives up with [`Stopped`] as soon as `stop()` says
+/// so: it is asked before every `read`, each of which costs the kernel at
+/// most a buffer's worth of rows (a few hundred, about a millisecond).
+pub fn read_table_until(
+    proc_root: &Path,
+    table: Table,
+    buf: &mut Vec<u8>,
+    stop: &dyn Fn() -> bool,
     mut visit: impl FnMut(Socket),
 ) -> Result<()> {
     let path = table.path(proc_root);
+    if stop() {
+        return Err(Stopped.into());
+    }
     let mut file = match File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound && table == Table::Tcp6 => return Ok(()),
@@ -75,16 +108,22 @@ pub fn read_table(
     let seq_file =
         rustix::fs::fstatfs(&file).is_ok_and(|s| s.f_type == rustix::fs::PROC_SUPER_MAGIC);
     let mut line_no = 0usize;
-    // buf[start..end] holds bytes read but not yet parsed: at most one partial row.
-    let (mut start, mut end) = (0usize, 0usize);
+    // buf[start..end] holds bytes read but not yet parsed: at most one
+    // partial row, of which buf[start..scanned] is known to hold no newline
+    // (so a long line is searched once, not once per read).
+    let (mut start, mut scanned, mut end) = (0usize, 0usize, 0usize);
     loop {
         if start > 0 {
             buf.copy_within(start..end, 0);
             end -= start;
+            scanned -= start;
             start = 0;
         }
         if buf.len() < end + READ_CHUNK {
             buf.resize(end + READ_CHUNK, 0);
+        }
+        if stop() {
+            return Err(Stopped.into());
         }
         let n = loop {
             match file.read(&mut buf[end..]) {
@@ -100,22 +139,38 @@ pub fn read_table(
         let ended = n == 0 || (seq_file && seq_file_ended(n));
         end += n;
         while start < end {
-            let rest = &buf[start..end];
-            let len = match rest.iter().position(|&b| b == b'\n') {
-                Some(i) => i + 1,
+            let len = match buf[scanned..end].iter().position(|&b| b == b'\n') {
+                Some(i) => scanned + i + 1 - start,
                 // The last row may lack its newline; anywhere else, read on.
-                None if ended => rest.len(),
-                None => break,
+                None if ended => end - start,
+                None => {
+                    scanned = end;
+                    if end - start > LINE_MAX {
+                        bail!(
+                            "{} line {}: longer than {LINE_MAX} bytes: not a socket table",
+                            path.display(),
+                            line_no + 1
+                        );
+                    }
+                    break;
+                }
             };
             line_no += 1;
-            let line = std::str::from_utf8(&rest[..len])
+            if len > LINE_MAX {
+                bail!(
+                    "{} line {line_no}: longer than {LINE_MAX} bytes: not a socket table",
+                    path.display()
+                );
+            }
+            let line = std::str::from_utf8(&buf[start..start + len])
                 .map_err(|_| anyhow!("cannot read {} line {line_no}: not UTF-8", path.display()))?;
             match parse_line(line) {
                 Ok(Some(socket)) => visit(socket),
                 Ok(None) => {}
-                Err(e) => bail!("{} line {line_no}: {e}", path.display()),
+                Err(e) => bail!("{} line {line_no}: {e:#}", path.display()),
             }
             start += len;
+            scanned = start;
         }
         if ended {
             return Ok(());
@@ -138,6 +193,23 @@ pub fn seq_file_ended(n: usize) -> bool {
     n > 0 && n + TABLE_ROW_MAX <= SEQ_FILE_MIN_BUF
 }
 
+/// How many bytes of a bad token an error shows.
+const QUOTE_MAX: usize = 80;
+
+/// A token for an error message: Debug-quoted, cut to [`QUOTE_MAX`] bytes
+/// (on a character boundary) with the full length said, so one hostile
+/// line cannot fill a log.
+pub fn quote(s: &str) -> String {
+    if s.len() <= QUOTE_MAX {
+        return format!("{s:?}");
+    }
+    let mut cut = QUOTE_MAX;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{:?}... ({} bytes)", &s[..cut], s.len())
+}
+
 /// Parses one line of `/proc/net/tcp{,6}`.
 ///
 /// Returns `Ok(None)` for the header line and blank lines. The error is a short
@@ -151,7 +223,7 @@ pub fn parse_line(line: &str) -> Result<Option<Socket>> {
         return Ok(None);
     }
     if !sl.ends_with(':') {
-        bail!("expected a slot number like `12:`, found {sl:?}");
+        bail!("expected a slot number like `12:`, found {}", quote(sl));
     }
     let mut next = |name: &str| {
         fields
@@ -196,12 +268,12 @@ pub fn parse_line(line: &str) -> Result<Option<Socket>> {
 fn parse_addr(s: &str) -> Result<SocketAddr> {
     let (ip, port) = s
         .split_once(':')
-        .ok_or_else(|| anyhow!("{s:?} has no `:port`"))?;
+        .ok_or_else(|| anyhow!("{} has no `:port`", quote(s)))?;
     let port = parse_hex(port, 4)? as u16;
     // Checked before slicing: `ip` may hold multi-byte UTF-8 (a corrupt or
     // hostile file), and slicing it by byte offsets would panic mid-character.
     if !ip.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("{s:?}: address is not hexadecimal");
+        bail!("{}: address is not hexadecimal", quote(s));
     }
     let ip = match ip.len() {
         8 => IpAddr::V4(Ipv4Addr::from(parse_hex(ip, 8)?.to_ne_bytes())),
@@ -213,7 +285,7 @@ fn parse_addr(s: &str) -> Result<SocketAddr> {
             }
             IpAddr::V6(Ipv6Addr::from(bytes))
         }
-        n => bail!("{s:?}: address has {n} hex digits, expected 8 or 32"),
+        n => bail!("{}: address has {n} hex digits, expected 8 or 32", quote(s)),
     };
     Ok(SocketAddr::new(ip, port))
 }
@@ -221,7 +293,10 @@ fn parse_addr(s: &str) -> Result<SocketAddr> {
 /// Parses 1 to `max_digits` hexadecimal digits, nothing else (no sign, no prefix).
 fn parse_hex(s: &str, max_digits: usize) -> Result<u32> {
     if s.is_empty() || s.len() > max_digits || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("{s:?} is not a hexadecimal number of at most {max_digits} digits");
+        bail!(
+            "{} is not a hexadecimal number of at most {max_digits} digits",
+            quote(s)
+        );
     }
     // At most 8 checked digits: no overflow, and no `from_str_radix` per field.
     Ok(s.bytes().fold(0, |acc, b| (acc << 4) | hex_digit(b)))
@@ -239,13 +314,13 @@ fn hex_digit(b: u8) -> u32 {
 /// Parses a plain decimal number (no sign), as the kernel prints uid and inode.
 fn parse_dec(s: &str) -> Result<u64> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        bail!("{s:?} is not a decimal number");
+        bail!("{} is not a decimal number", quote(s));
     }
     s.bytes()
         .try_fold(0u64, |acc, b| {
             acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
         })
-        .ok_or_else(|| anyhow!("{s:?}: number too large to fit in target type"))
+        .ok_or_else(|| anyhow!("{}: number too large to fit in target type", quote(s)))
 }
 
 /// The names of one process, shared by every socket it holds.

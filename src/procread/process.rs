@@ -167,9 +167,13 @@ impl Holders {
 /// pod shutdown that is the normal case. Processes we may not look into are
 /// counted, never an error. Only the root directory itself being unreadable is.
 ///
-/// Processes whose effective uid (the owner of `<proc>/<pid>`) is in
-/// `skip_uids` are not scanned at all; see [`crate::poll::Poller::poll`] for
-/// why that is safe.
+/// Every visible process is scanned, the proxy's too: a socket that only
+/// a proxy process holds is the proxy's ([`crate::decide::reason`]), whatever
+/// uid made it, and only the scan can tell.
+///
+/// `stop()` is asked before each process and every [`STOP_EVERY`] fds; when
+/// it says so, the scan gives up with [`super::Stopped`] (the hook's
+/// deadline: a busy Envoy's fds alone can take longer than what is left).
 ///
 /// One `readlinkat` per fd, relative to the open fd directory, is the whole
 /// cost per fd: procfs's `Process::fd()` would add an `fstatat` and more per
@@ -177,7 +181,7 @@ impl Holders {
 pub fn scan_holders(
     proc_root: &Path,
     wanted: Option<&[u64]>,
-    skip_uids: &[u32],
+    stop: &dyn Fn() -> bool,
 ) -> Result<Holders> {
     let mut found = Vec::new();
     let (mut uninspected_processes, mut unreadable_fds) = (0, 0);
@@ -191,10 +195,8 @@ pub fn scan_holders(
         // A failed openat on a pid directory means the process is gone or hidden
         // (hidepid=); either way it has nothing we can attribute.
         let Ok(process) = process else { continue };
-        // One fstat of the pid directory we already hold open, instead of a
-        // readlink per fd: a busy Envoy holds tens of thousands.
-        if !skip_uids.is_empty() && process.uid().is_ok_and(|uid| skip_uids.contains(&uid)) {
-            continue;
+        if stop() {
+            return Err(super::Stopped.into());
         }
         let pid = process.pid();
         let fd_dir = proc_root.join(pid.to_string()).join("fd");
@@ -216,7 +218,12 @@ pub fn scan_holders(
             uninspected_processes += 1;
             continue;
         };
+        let mut fds = 0usize;
         while let Some(entry) = dir.read() {
+            fds += 1;
+            if fds.is_multiple_of(STOP_EVERY) && stop() {
+                return Err(super::Stopped.into());
+            }
             let Ok(entry) = entry else {
                 // The process exited while we listed its fds.
                 break;
@@ -251,6 +258,10 @@ pub fn scan_holders(
         ..Holders::from_pairs(found)
     })
 }
+
+/// How many fds the scan reads between two looks at `stop`: about a
+/// millisecond of readlinks.
+const STOP_EVERY: usize = 256;
 
 fn is_gone(e: rustix::io::Errno) -> bool {
     // ESRCH shows up when a process is reaped between readdir and readlink.
@@ -392,7 +403,7 @@ mod tests {
         // Not a pid directory: ignored by the process iterator.
         std::fs::create_dir_all(root.join("net")).unwrap();
         let wanted = [100, 200];
-        let h = scan_holders(root, Some(&wanted), &[]).unwrap();
+        let h = scan_holders(root, Some(&wanted), &|| false).unwrap();
         assert_eq!(h.len(), 3);
         assert_eq!(
             h.of(100).collect::<Vec<_>>(),
@@ -406,14 +417,14 @@ mod tests {
         assert_eq!((h.uninspected_processes, h.unreadable_fds), (0, 0));
 
         // Both sockets of pid 20 share one copy of its names.
-        let h = scan_holders(root, Some(&[200, 300]), &[]).unwrap();
+        let h = scan_holders(root, Some(&[200, 300]), &|| false).unwrap();
         assert!(Arc::ptr_eq(
             &h.of(200).next().unwrap().names,
             &h.of(300).next().unwrap().names
         ));
 
         // Nothing asked: nothing scanned, even with a broken root.
-        let none = scan_holders(Path::new("/nonexistent"), Some(&[]), &[]).unwrap();
+        let none = scan_holders(Path::new("/nonexistent"), Some(&[]), &|| false).unwrap();
         assert!(none.is_empty());
     }
 
@@ -465,7 +476,7 @@ mod tests {
     }
 
     #[test]
-    fn processes_running_as_a_skipped_uid_are_not_scanned() {
+    fn the_proxys_processes_are_scanned_and_stop_ends_the_scan() {
         use std::os::unix::fs::{chown, symlink};
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
@@ -473,9 +484,12 @@ mod tests {
             let p = root.join(pid.to_string());
             write(&p.join("comm"), comm);
             std::fs::create_dir_all(p.join("fd")).unwrap();
-            symlink(format!("socket:[{pid}0]"), p.join("fd/3")).unwrap();
+            for fd in 0..600 {
+                symlink(format!("socket:[{pid}{fd:03}]"), p.join(format!("fd/{fd}"))).unwrap();
+            }
         }
-        // The owner of /proc/<pid> is the process's effective uid.
+        // The owner of /proc/<pid> is the process's effective uid: envoy
+        // runs as the proxy's, and is scanned all the same.
         if let Err(e) = chown(root.join("10"), Some(1337), None) {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -484,14 +498,18 @@ mod tests {
             eprintln!("skipped: chown needs root ({e})");
             return;
         }
-        let wanted = [100, 200];
-        let all = scan_holders(root, Some(&wanted), &[]).unwrap();
-        assert_eq!((all.of(100).count(), all.of(200).count()), (1, 1));
-        let some = scan_holders(root, Some(&wanted), &[1337]).unwrap();
-        assert_eq!((some.of(100).count(), some.of(200).count()), (0, 1));
-        assert_eq!(some.uninspected_processes, 0, "skipped is not uninspected");
-        let other = scan_holders(root, Some(&wanted), &[4242]).unwrap();
-        assert_eq!(other, all);
+        let wanted = [10_000, 20_599];
+        let all = scan_holders(root, Some(&wanted), &|| false).unwrap();
+        assert_eq!((all.of(10_000).count(), all.of(20_599).count()), (1, 1));
+        // Asked before each process and every 256 fds.
+        let asked = std::cell::Cell::new(0);
+        let err = scan_holders(root, None, &|| {
+            asked.set(asked.get() + 1);
+            asked.get() > 3
+        })
+        .unwrap_err();
+        assert!(err.is::<super::super::Stopped>(), "{err:#}");
+        assert_eq!(asked.get(), 4);
     }
 
     #[test]
@@ -499,7 +517,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("42");
         write(&p.join("comm"), "ghost\n");
-        let h = scan_holders(dir.path(), Some(&[1]), &[]).unwrap();
+        let h = scan_holders(dir.path(), Some(&[1]), &|| false).unwrap();
         assert_eq!(h, Holders::default());
     }
 
