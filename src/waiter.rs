@@ -541,6 +541,128 @@ mod tests {
     }
 
     #[test]
+    fn the_last_poll_starts_early_enough_to_end_by_the_deadline() {
+        let c = FakeClock::new();
+        let mut starts = Vec::new();
+        // 70ms a poll (the interval stretches to 1.4s): the last starts by
+        // 1000 - 105, and the exit is at the deadline itself, not a poll
+        // after it.
+        let (out, _, _) = run(&c, &opts(1_000, 250, 0), |t| {
+            starts.push(t);
+            c.advance(ms(70));
+            Ok(blocking(1))
+        });
+        assert!(matches!(out, Outcome::DeadlineExceeded(Some(1))));
+        assert_eq!(c.elapsed(), ms(1_000));
+        let last = *starts.last().unwrap();
+        assert!(last + ms(105) <= ms(1_000), "{starts:?}");
+        assert_eq!(starts, [ms(0), ms(895)]);
+    }
+
+    #[test]
+    fn a_poll_still_running_at_the_deadline_is_cut_and_the_last_full_one_judges() {
+        let c = FakeClock::new();
+        let mut n = 0;
+        let mut log = Vec::new();
+        // Polls cost 10ms, but the one that would be last costs 400ms: it
+        // is cut at the deadline, and the verdict is the poll before.
+        let out = wait_loop(
+            &c,
+            c.now(),
+            &opts(1_000, 250, 0),
+            |stop| {
+                n += 1;
+                let slow = c.elapsed() >= ms(900);
+                for _ in 0..if slow { 40 } else { 1 } {
+                    c.advance(ms(10));
+                    if stop() {
+                        return Err(Stopped.into());
+                    }
+                }
+                Ok(blocking(if slow { 2 } else { 1 }))
+            },
+            Some(&mut log),
+        )
+        .unwrap();
+        let log = String::from_utf8(log).unwrap();
+        assert_eq!(out, Outcome::DeadlineExceeded(Some(1)));
+        assert!(c.elapsed() <= ms(1_010), "{:?}", c.elapsed());
+        assert!(
+            log.contains("the last poll was cut short at the deadline; judging by the one at 780ms"),
+            "{log}"
+        );
+        assert!(log.contains("LISTEN 0.0.0.0:1 "), "{log}");
+        assert!(!log.contains("0.0.0.0:2"), "{log}");
+    }
+
+    #[test]
+    fn no_poll_finished_by_the_deadline_is_a_deadline_without_a_count() {
+        let c = FakeClock::new();
+        let start = c.now();
+        c.advance(ms(1_000)); // a drain call that took all the time
+        let mut log = Vec::new();
+        let out = wait_loop(
+            &c,
+            start,
+            &opts(1_000, 250, 0),
+            |stop| {
+                c.advance(ms(1));
+                if stop() {
+                    return Err(Stopped.into());
+                }
+                Ok(nothing())
+            },
+            Some(&mut log),
+        )
+        .unwrap();
+        assert_eq!(out, Outcome::DeadlineExceeded(None));
+        let log = String::from_utf8(log).unwrap();
+        assert!(
+            log.contains("deadline 1s passed (at 1s 1ms) before any poll finished"),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn a_zero_timeout_poll_is_never_cut() {
+        let c = FakeClock::new();
+        let (out, _, polls) = run(&c, &opts(0, 250, 0), |_| {
+            c.advance(ms(300));
+            Ok(blocking(1))
+        });
+        assert_eq!(out, Outcome::DeadlineExceeded(Some(1)));
+        assert_eq!(polls, 1);
+        let c = FakeClock::new();
+        let out = wait_loop(
+            &c,
+            c.now(),
+            &opts(0, 250, 0),
+            |stop| {
+                c.advance(ms(300));
+                assert!(!stop(), "--timeout 0s is one whole poll");
+                Ok(nothing())
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(out, Outcome::Drained(ms(300)));
+    }
+
+    #[test]
+    fn huge_options_saturate() {
+        let c = FakeClock::new();
+        let huge = WaitOptions {
+            timeout: Duration::MAX,
+            interval: Duration::MAX,
+            min_wait: Duration::ZERO,
+            quiet_period: Duration::MAX,
+        };
+        let (out, _, _) = run(&c, &huge, |_| Ok(blocking(1)));
+        // The fake clock jumps to the saturated wake: no panic on the way.
+        assert!(matches!(out, Outcome::DeadlineExceeded(_)), "{out:?}");
+    }
+
+    #[test]
     fn zero_timeout_polls_once() {
         let c = FakeClock::new();
         let (out, _, polls) = run(&c, &opts(0, 250, 0), |_| Ok(blocking(1)));

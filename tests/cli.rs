@@ -295,7 +295,9 @@ fn wait_with_bad_values_holds_with_defaults_and_exits_2() {
     let f = Fixture::new(); // nothing blocks: each run drains at once
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("hook.log");
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    // (arguments, environment, what the first line says)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (
             &["--timeout", "soon"],
             &[],
