@@ -30,6 +30,10 @@
 #   BIN_BEFORE=path    another build, measured beside BIN in the same run
 #                      (`check-before`, `wait1-before`): before and after
 #   POD=0              skip the small-pod phase (node scale only)
+#   DEADLINE_SCENARIOS="pod"  where to time `wait` against its deadline: wall
+#                      time of `wait --timeout $DEADLINE_TIMEOUT --quiet` with
+#                      the app's sockets still there, minus the timeout
+#   DEADLINE_TIMEOUT=3s DEADLINE_RUNS=7   (DEADLINE_RUNS=0: not measured)
 #
 # Each phase runs in `unshare --net --pid --fork --mount-proc`: a network
 # namespace with only lo (up), and a PID namespace with its own /proc, so the
@@ -55,6 +59,9 @@ PAIRS=${PAIRS:-9000}
 SCENARIOS=${SCENARIOS:-"proxy pod busy mixed app"}
 WAIT_INTERVAL=${WAIT_INTERVAL:-20ms}
 WAIT_TIMEOUT=${WAIT_TIMEOUT:-6s}
+DEADLINE_SCENARIOS=${DEADLINE_SCENARIOS:-pod}
+DEADLINE_TIMEOUT=${DEADLINE_TIMEOUT:-3s}
+DEADLINE_RUNS=${DEADLINE_RUNS:-7}
 
 # ---------------------------------------------------------------- inside ---
 # `compare.sh --inner PHASE ARGS...` runs inside the namespaces.
@@ -90,6 +97,29 @@ measure_node() { # scenario
         "ss=ss -tanp"
 }
 
+# How late `wait` exits after its deadline, in wall time (the promise is
+# about the clock, not CPU): into $WORK/deadline-SCENARIO.json.
+measure_deadline() { # scenario
+    [ "$DEADLINE_RUNS" != 0 ] || return 0
+    case " $DEADLINE_SCENARIOS " in *" $1 "*) ;; *) return 0 ;; esac
+    "$PY" - "$WORK/deadline-$1.json" "$DEADLINE_TIMEOUT" "$DEADLINE_RUNS" "$BIN" ${BIN_BEFORE:+"$BIN_BEFORE"} <<'PYEOF'
+import json, re, subprocess, sys, time
+out, timeout, runs, bins = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+m = re.fullmatch(r"(\d+)(ms|s)", timeout)
+if not m:
+    sys.exit("DEADLINE_TIMEOUT: use forms like 3s or 1500ms")
+t = int(m[1]) / (1000 if m[2] == "ms" else 1)
+res = {b: {"over_ms": [], "codes": []} for b in bins}
+for _ in range(runs):
+    for b in bins:  # interleaved
+        t0 = time.monotonic()
+        p = subprocess.run([b, "wait", "--timeout", timeout, "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        res[b]["over_ms"].append((time.monotonic() - t0 - t) * 1e3)
+        res[b]["codes"].append(p.returncode)
+json.dump({"timeout_s": t, "bins": res}, open(out, "w"))
+PYEOF
+}
+
 # The `busy` scenario's measuring side, in a PID namespace of its own: the
 # proxy-like helper runs here (visible), the app's connection outside (not).
 inner_busy_proxy() {
@@ -99,6 +129,7 @@ inner_busy_proxy() {
     echo "#### Node scale, scenario \`busy\` (a process running as uid 1337 holds $(cat "$WORK/ready-node-busy" | cut -d' ' -f2) sockets; the app, in another PID namespace, one connection of uid 1000): $(count_sockets)"
     echo
     measure_node busy
+    measure_deadline busy
     echo
     kill "$helper"
     wait "$helper" 2>/dev/null || true
@@ -199,7 +230,7 @@ if [ "${1:-}" = --inner ]; then
     shift
     case $phase in
     node) inner_node "$@" ;;
-    measure) measure_node "$@" ;;
+    measure) measure_node "$@" && measure_deadline "$@" ;;
     busy-proxy) inner_busy_proxy ;;
     pod) inner_pod ;;
     esac
@@ -215,6 +246,7 @@ done
 
 WORK=$(mktemp -d /tmp/prestop-compare.XXXXXX)
 export WORK PY RUNS POD_RUNS PAIRS WAIT_INTERVAL WAIT_TIMEOUT BIN_BEFORE=${BIN_BEFORE:-}
+export DEADLINE_SCENARIOS DEADLINE_TIMEOUT DEADLINE_RUNS
 child=
 cleanup() {
     # unshare --kill-child takes the namespace's processes down with it.
@@ -285,6 +317,23 @@ for sc in scenarios:
     target(wait1["maxrss_kib"] <= 3072, f"[{sc}] one wait poll peak RSS {wait1['maxrss_kib']} KiB <= 3072 KiB")
     floor = cat["cpu_ms_median"] + rows["fdwalk"]["cpu_ms_median"]
     notes.append(f"[{sc}] floor for naming holders = cat + benches/fdwalk.c = {floor:.2f} ms = {floor / cat['cpu_ms_median']:.2f}x cat; check = {check['cpu_ms_median'] / floor:.2f}x that floor")
+
+import os
+for sc in scenarios:
+    path = f"{work}/deadline-{sc}.json"
+    if not os.path.exists(path):
+        continue
+    d = json.load(open(path))
+    print(f"#### Deadline, scenario `{sc}`: `wait --timeout {d['timeout_s']:g}s --quiet` with the app's sockets still held; wall time past the timeout")
+    print()
+    print("| binary | median ms late | max ms late | exit codes |")
+    print("|---|---:|---:|---|")
+    for i, (b, r) in enumerate(d["bins"].items()):
+        label = "BIN" if i == 0 else "BIN_BEFORE"
+        print(f"| {label} | {statistics.median(r['over_ms']):.1f} | {max(r['over_ms']):.1f} | {sorted(set(r['codes']))} |")
+        if i == 0:
+            target(max(r["over_ms"]) <= 50, f"[{sc}] wait exits within 50 ms of --timeout (max {max(r['over_ms']):.1f} ms late over {len(r['over_ms'])} runs)")
+    print()
 
 if pod_phase:
     waits = [tuple(map(int, l.split())) for l in open(f"{work}/wait.txt")]

@@ -665,8 +665,8 @@ mod tests {
 
     #[test]
     fn defaults_match_the_documented_contract() {
-        // Environment variables would change defaults; none are set in tests
-        // that read defaults, since the test harness runs with a clean set for them.
+        // Environment variables would change defaults: this checks that the
+        // ones read here are not set in the environment the tests run in.
         for var in [
             "PRESTOP_WAIT_PROC",
             "PRESTOP_WAIT_PROXY_UID",
@@ -858,6 +858,118 @@ mod tests {
                 }
             )),
             "{VERSION}"
+        );
+    }
+
+    /// [`parse`] of a command line (the environment's own variables are
+    /// tested through the binary, in tests/cli.rs).
+    fn parsed(args: &[&str]) -> Result<Parsed> {
+        parse(
+            std::iter::once("prestop-wait")
+                .chain(args.iter().copied())
+                .map(OsString::from),
+        )
+    }
+
+    #[test]
+    fn the_bare_form_is_wait_and_help_stays_the_programs() {
+        let args = |a: &[&str]| -> Vec<String> {
+            default_command(
+                std::iter::once("prestop-wait")
+                    .chain(a.iter().copied())
+                    .map(OsString::from)
+                    .collect(),
+            )
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+        };
+        assert_eq!(args(&[]), ["prestop-wait", "wait"]);
+        assert_eq!(args(&["-q"]), ["prestop-wait", "wait", "-q"]);
+        assert_eq!(
+            args(&["--timeout=1s"]),
+            ["prestop-wait", "wait", "--timeout=1s"]
+        );
+        for keep in [&["--help"][..], &["-V"], &["check"], &["help"]] {
+            assert_eq!(args(keep)[1..], *keep);
+        }
+    }
+
+    #[test]
+    fn wait_drops_each_bad_flag_and_keeps_the_rest() {
+        let Ok(Parsed::Run(Config::Wait(w))) = parsed(&[
+            "--proxy-uid=2102",
+            "--timeout",
+            "soon",
+            "--interval=5ms",
+            "-q",
+            "--bogus",
+            "--min-wait",
+            "2s",
+        ]) else {
+            panic!("wait must fail safe")
+        };
+        assert_eq!(w.pod.rules.proxy_uids, [2102], "a good flag stays");
+        assert!(w.quiet);
+        assert_eq!(w.timing.timeout, Duration::from_secs(25), "default");
+        assert_eq!(w.timing.interval, Duration::from_millis(250), "default");
+        assert_eq!(w.timing.min_wait, Duration::from_secs(2));
+        assert_eq!(w.config_errors.len(), 3, "{:?}", w.config_errors);
+        assert!(w.config_errors[0].contains("'--timeout <DURATION>'"));
+        assert!(w.config_errors[1].contains("--bogus"));
+        assert!(w.config_errors[2].starts_with("--interval must be at least 10ms"));
+        // Any other command fails at once, one line.
+        let err = parsed(&["check", "--proxy-uid=x"]).unwrap_err();
+        assert!(format!("{err:#}").contains("--proxy-uid"), "{err:#}");
+        // Help is help.
+        assert!(matches!(parsed(&["wait", "--help"]), Ok(Parsed::Print(_))));
+    }
+
+    #[test]
+    fn dropping_a_flag_takes_its_value_in_every_form() {
+        let wait = Cli::command().find_subcommand("wait").unwrap().clone();
+        let arg = |id: &str| {
+            wait.get_arguments()
+                .find(|a| a.get_id() == id)
+                .unwrap()
+                .clone()
+        };
+        let mut args: Vec<OsString> = [
+            "prestop-wait",
+            "wait",
+            "--timeout",
+            "x",
+            "-q",
+            "--timeout=y",
+            "--interval",
+            "1s",
+            "--drain",
+            "--quiet",
+        ]
+        .map(OsString::from)
+        .to_vec();
+        drop_arg(&mut args, &arg("timeout"));
+        drop_arg(&mut args, &arg("quiet"));
+        // --drain takes its value only with '=': the next word is not its.
+        drop_arg(&mut args, &arg("drain"));
+        assert_eq!(args, ["prestop-wait", "wait", "--interval", "1s"]);
+        let mut args: Vec<OsString> = ["prestop-wait", "wait", "--bogus=1", "x", "--bogus"]
+            .map(OsString::from)
+            .to_vec();
+        drop_token(&mut args, "--bogus");
+        assert_eq!(args, ["prestop-wait", "wait", "x"]);
+    }
+
+    #[test]
+    fn durations_need_a_unit_and_saturate() {
+        for bad in ["0", "30", " 5", ""] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("18446744073709551615s"), Ok(MAX_DURATION));
+        assert_eq!(
+            humantime::format_duration(MAX_DURATION).to_string(),
+            "100years"
         );
     }
 

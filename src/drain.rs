@@ -252,6 +252,20 @@ mod tests {
             ("http://[::1/", "unclosed"),
             ("http://127.0.0.1/a b", "spaces"),
             ("http://127.0.0.1/a\r\nX: y", "control"),
+            // The colon missing after ']': not port 80 in silence.
+            (
+                "http://[::1]15000/drain_listeners",
+                "after ']' where only :PORT may be",
+            ),
+            // CR/LF after the host: never into the Host header.
+            (
+                "http://[::1]\r\nX-Evil: 1/",
+                "after ']' where only :PORT may be",
+            ),
+            ("http://127.0.0.1\r\n:15000/", "not a loopback address"),
+            ("http://127.0.0.1:+80/", "bad port"),
+            ("http://127.0.0.1:/", "bad port"),
+            ("http://[::1]:/", "bad port"),
         ] {
             let err = format!("{:#}", parse_url(url).unwrap_err());
             assert!(err.contains(want), "{url}: {err}");

@@ -588,7 +588,9 @@ mod tests {
         assert_eq!(out, Outcome::DeadlineExceeded(Some(1)));
         assert!(c.elapsed() <= ms(1_010), "{:?}", c.elapsed());
         assert!(
-            log.contains("the last poll was cut short at the deadline; judging by the one at 780ms"),
+            log.contains(
+                "the last poll was cut short at the deadline; judging by the one at 780ms"
+            ),
             "{log}"
         );
         assert!(log.contains("LISTEN 0.0.0.0:1 "), "{log}");

@@ -112,7 +112,10 @@ fn drain_to_a_remote_host_is_a_usage_error() {
     assert_eq!(code(&o), 2);
     let err = stderr(&o);
     assert!(
-        err.lines().next().unwrap().contains("not a loopback address"),
+        err.lines()
+            .next()
+            .unwrap()
+            .contains("not a loopback address"),
         "{err}"
     );
     assert!(!err.contains("drain: POST"), "no POST was made: {err}");

@@ -2,15 +2,16 @@
 //!
 //! Invariant: it visits exactly the sockets a line-by-line model visits
 //! (lines split after each `\n`, every line through `parse_line`) and fails
-//! exactly when the model meets a line that is not UTF-8 or does not parse;
-//! on failure the error names `net/tcp` and the 1-based line number.
+//! exactly when the model meets a line longer than `LINE_MAX` (newline
+//! included), not UTF-8 or not parsing; on failure the error names `net/tcp`
+//! and the 1-based line number.
 #![no_main]
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use prestop_wait::procread::{Table, parse_line, read_table};
+use prestop_wait::procread::{LINE_MAX, Table, parse_line, read_table};
 
 #[path = "common.rs"]
 mod common;
@@ -39,7 +40,10 @@ fuzz_target!(|data: &[u8]| {
     let mut want = Vec::new();
     let mut want_err_line = None;
     for (i, line) in data.split_inclusive(|&b| b == b'\n').enumerate() {
-        let ok = std::str::from_utf8(line).ok().and_then(|l| parse_line(l).ok());
+        let ok = std::str::from_utf8(line)
+            .ok()
+            .filter(|_| line.len() <= LINE_MAX)
+            .and_then(|l| parse_line(l).ok());
         match ok {
             Some(Some(s)) => want.push(s),
             Some(None) => {}
