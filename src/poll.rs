@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::decide::{self, Direction, Entry, PodFacts, Rules, Summary, Tally, Verdict};
-use crate::procread::{self, HolderList, Holders, Socket, Table};
+use crate::procread::{self, HolderList, Holders, Socket, Table, Uids};
 
 /// What [`Poller::poll_each`] found beside the rows it handed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +88,7 @@ impl Poller {
         wanted.sort_unstable();
         wanted.dedup();
         // The fd scan walks every process: it returns at once when no socket needs it.
-        let holders = procread::scan_holders(&self.proc_root, Some(&wanted), &|| false)?;
+        let holders = procread::scan_holders(&self.proc_root, Some(&wanted), Uids::All, &|| false)?;
         drop(wanted);
         Ok(decide::decide(
             rows,
@@ -157,29 +157,59 @@ impl Poller {
     }
 
     /// The streaming poll behind [`Poller::poll_summary`] and
-    /// [`Poller::poll_each`]. The fd scan comes first (it finds holders for
-    /// any socket of a visible process), so each row can be decided as it
-    /// is read: `on` gets every blocking one with the pod facts so far, and
-    /// the end of each table. Returns the scan.
+    /// [`Poller::poll_each`]. The fd scan comes first, so each row can be
+    /// decided as it is read: `on` gets every blocking one with the pod
+    /// facts so far, and the end of each table. Returns the scan.
+    ///
+    /// The proxy's own processes (those of a proxy uid) are scanned only
+    /// once a row would block without them, just before that row is
+    /// decided, so every row handed on is decided with every holder. Until
+    /// then a row blocks only if it has no holder or one that is not a
+    /// proxy process, and the proxy's fds cannot change that; a pod with
+    /// nothing left of its app (a gateway, the last polls of a wait) never
+    /// reads a busy Envoy's tens of thousands of fds.
     fn stream_blocking(
         &mut self,
         stop: &dyn Fn() -> bool,
         mut on: impl FnMut(Streamed<'_>, &PodFacts),
     ) -> Result<Holders> {
-        let holders = procread::scan_holders(&self.proc_root, None, stop)?;
+        let (root, rules) = (&self.proc_root, &self.rules);
+        let proxy_uids = Uids::Only(&rules.proxy_uids);
+        let mut holders =
+            procread::scan_holders(root, None, Uids::Except(&rules.proxy_uids), stop)?;
+        let mut proxy_scanned = rules.proxy_uids.is_empty();
+        let mut failed = None;
         self.facts.clear();
-        let (rules, facts) = (&self.rules, &mut self.facts);
+        let facts = &mut self.facts;
         for table in [Table::Tcp, Table::Tcp6] {
-            procread::read_table_until(&self.proc_root, table, &mut self.buf, stop, |s| {
+            procread::read_table_until(root, table, &mut self.buf, stop, |s| {
                 facts.note(&s, rules);
-                if !decide::is_held(&s) {
+                if !decide::is_held(&s) || failed.is_some() {
                     return;
                 }
-                let held: HolderList = holders.of(s.inode).cloned().collect();
-                if decide::reason(&s, &held, rules).is_none() {
-                    on(Streamed::Blocking(&s, &held), facts);
+                let mut held: HolderList = holders.of(s.inode).cloned().collect();
+                if decide::reason(&s, &held, rules).is_some() {
+                    return;
                 }
+                if !proxy_scanned {
+                    proxy_scanned = true;
+                    match procread::scan_holders(root, None, proxy_uids, stop) {
+                        Ok(more) => holders.extend(more),
+                        Err(e) => {
+                            failed = Some(e);
+                            return;
+                        }
+                    }
+                    held = holders.of(s.inode).cloned().collect();
+                    if decide::reason(&s, &held, rules).is_some() {
+                        return;
+                    }
+                }
+                on(Streamed::Blocking(&s, &held), facts);
             })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
             on(Streamed::TableEnd, facts);
         }
         Ok(holders)
@@ -343,6 +373,48 @@ mod tests {
         agree(pod.path(), r);
         let empty = tree(&[], &[]);
         agree(empty.path(), rules());
+    }
+
+    #[test]
+    fn the_proxys_processes_are_read_only_when_something_would_block_without_them() {
+        use std::os::unix::fs::chown;
+        const LISTEN: u8 = 0x0A;
+        // envoy (uid 1337) holds its listener and a uid-1000 socket handed
+        // to it; a plain file among its fds counts as unreadable when read.
+        let pod = tree(
+            &[
+                ("0.0.0.0:15001", "0.0.0.0:0", LISTEN, 1337, 101),
+                ("127.0.0.1:7000", "0.0.0.0:0", LISTEN, 1000, 777),
+            ],
+            &[(15, "envoy", &[101, 777])],
+        );
+        std::fs::write(pod.path().join("15/fd/99"), "not a link").unwrap();
+        if let Err(e) = chown(pod.path().join("15"), Some(1337), None) {
+            assert!(std::env::var_os("CI").is_none(), "CI runs as root: {e}");
+            eprintln!("skipped: chown needs root ({e})");
+            return;
+        }
+        // The handed-over socket is the proxy's: nothing blocks, in both shapes.
+        agree(pod.path(), rules());
+        let mut p = Poller::new(pod.path().to_path_buf(), rules(), false);
+        let s = p.poll_summary(10, &|| false).unwrap();
+        assert_eq!(s.blocking_count(), 0);
+        // Nothing blocked without envoy's fds either? Then they were read:
+        // the row of uid 1000 had no other holder.
+        assert_eq!(s.unreadable_fds, 1, "envoy was scanned for 777");
+        // A pod of the proxy alone (a gateway): its fds are never read.
+        let gateway = tree(
+            &[("0.0.0.0:15001", "0.0.0.0:0", LISTEN, 1337, 101)],
+            &[(15, "envoy", &[101])],
+        );
+        std::fs::write(gateway.path().join("15/fd/99"), "not a link").unwrap();
+        chown(gateway.path().join("15"), Some(1337), None).unwrap();
+        let mut p = Poller::new(gateway.path().to_path_buf(), rules(), false);
+        let s = p.poll_summary(10, &|| false).unwrap();
+        assert_eq!((s.blocking_count(), s.unreadable_fds), (0, 0));
+        // check reads every process: the same verdict, envoy named.
+        let v = p.poll().unwrap();
+        assert_eq!(v.blocking_count(), 0);
     }
 
     #[test]
