@@ -231,8 +231,7 @@ fn build(size: Size) -> Tree {
     }
     let mut wanted: Vec<u64> = kept.iter().map(|s| s.inode).collect();
     wanted.sort_unstable();
-    let holders = procread::scan_holders(&root, Some(&wanted), procread::Uids::All, &|| false)
-        .expect("scan fixture");
+    let holders = procread::scan_holders(&root, Some(&wanted), &|| false).expect("scan fixture");
     assert_eq!(holders.len(), wanted.len(), "every app socket found");
     let blocking = decide::decide(kept.clone(), &holders, &r, &facts, false).blocking_count();
     Tree {
@@ -401,10 +400,8 @@ mod scan {
     #[divan::bench(args = SCAN_SIZES)]
     fn ours_readlinkat(b: Bencher, size: Size) {
         let t = tree(size);
-        b.counter(lines(size)).bench(|| {
-            procread::scan_holders(&t.root, Some(&t.wanted), procread::Uids::All, &|| false)
-                .expect("scans")
-        });
+        b.counter(lines(size))
+            .bench(|| procread::scan_holders(&t.root, Some(&t.wanted), &|| false).expect("scans"));
     }
 
     /// `readlink` of each full path (see `scan_full_path`).

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::decide::{self, Direction, Entry, PodFacts, Rules, Summary, Tally, Verdict};
-use crate::procread::{self, HolderList, Holders, Socket, Table, Uids};
+use crate::procread::{self, HolderList, Holders, Socket, Table};
 
 /// What [`Poller::poll_each`] found beside the rows it handed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +88,7 @@ impl Poller {
         wanted.sort_unstable();
         wanted.dedup();
         // The fd scan walks every process: it returns at once when no socket needs it.
-        let holders = procread::scan_holders(&self.proc_root, Some(&wanted), Uids::All, &|| false)?;
+        let holders = procread::scan_holders(&self.proc_root, Some(&wanted), &|| false)?;
         drop(wanted);
         Ok(decide::decide(
             rows,
@@ -157,62 +157,52 @@ impl Poller {
     }
 
     /// The streaming poll behind [`Poller::poll_summary`] and
-    /// [`Poller::poll_each`]. The fd scan comes first, so each row can be
-    /// decided as it is read: `on` gets every blocking one with the pod
-    /// facts so far, and the end of each table. Returns the scan.
+    /// [`Poller::poll_each`]: `on` gets every blocking row with the pod facts
+    /// so far, and the end of each table. Returns the fd scan.
     ///
-    /// The proxy's own processes (those of a proxy uid) are scanned only
-    /// once a row would block without them, just before that row is
-    /// decided, so every row handed on is decided with every holder. Until
-    /// then a row blocks only if it has no holder or one that is not a
-    /// proxy process, and the proxy's fds cannot change that; a pod with
-    /// nothing left of its app (a gateway, the last polls of a wait) never
-    /// reads a busy Envoy's tens of thousands of fds.
+    /// The fd scan runs once, just before the first row that the table's
+    /// own rules do not settle, so every row after it is decided with all
+    /// its holders, the proxy's processes included. A pod where the table
+    /// settles everything (a gateway, the proxy alone at the end of a wait)
+    /// never reads a busy Envoy's tens of thousands of fds.
     fn stream_blocking(
         &mut self,
         stop: &dyn Fn() -> bool,
         mut on: impl FnMut(Streamed<'_>, &PodFacts),
     ) -> Result<Holders> {
         let (root, rules) = (&self.proc_root, &self.rules);
-        let proxy_uids = Uids::Only(&rules.proxy_uids);
-        let mut holders =
-            procread::scan_holders(root, None, Uids::Except(&rules.proxy_uids), stop)?;
-        let mut proxy_scanned = rules.proxy_uids.is_empty();
+        let mut scanned: Option<Holders> = None;
         let mut failed = None;
         self.facts.clear();
         let facts = &mut self.facts;
         for table in [Table::Tcp, Table::Tcp6] {
             procread::read_table_until(root, table, &mut self.buf, stop, |s| {
                 facts.note(&s, rules);
-                if !decide::is_held(&s) || failed.is_some() {
+                if !decide::is_held(&s) || decide::row_reason(&s, rules).is_some() {
                     return;
                 }
-                let mut held: HolderList = holders.of(s.inode).cloned().collect();
-                if decide::reason(&s, &held, rules).is_some() {
-                    return;
-                }
-                if !proxy_scanned {
-                    proxy_scanned = true;
-                    match procread::scan_holders(root, None, proxy_uids, stop) {
-                        Ok(more) => holders.extend(more),
+                let holders = match &mut scanned {
+                    Some(h) => h,
+                    None if failed.is_some() => return,
+                    None => match procread::scan_holders(root, None, stop) {
+                        Ok(h) => scanned.insert(h),
                         Err(e) => {
                             failed = Some(e);
                             return;
                         }
-                    }
-                    held = holders.of(s.inode).cloned().collect();
-                    if decide::reason(&s, &held, rules).is_some() {
-                        return;
-                    }
+                    },
+                };
+                let held: HolderList = holders.of(s.inode).cloned().collect();
+                if decide::reason(&s, &held, rules).is_none() {
+                    on(Streamed::Blocking(&s, &held), facts);
                 }
-                on(Streamed::Blocking(&s, &held), facts);
             })?;
             if let Some(e) = failed {
                 return Err(e);
             }
             on(Streamed::TableEnd, facts);
         }
-        Ok(holders)
+        Ok(scanned.unwrap_or_default())
     }
 }
 
@@ -376,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn the_proxys_processes_are_read_only_when_something_would_block_without_them() {
+    fn the_fd_scan_runs_only_when_the_table_leaves_a_row_to_decide() {
         use std::os::unix::fs::chown;
         const LISTEN: u8 = 0x0A;
         // envoy (uid 1337) holds its listener and a uid-1000 socket handed
@@ -399,8 +389,7 @@ mod tests {
         let mut p = Poller::new(pod.path().to_path_buf(), rules(), false);
         let s = p.poll_summary(10, &|| false).unwrap();
         assert_eq!(s.blocking_count(), 0);
-        // Nothing blocked without envoy's fds either? Then they were read:
-        // the row of uid 1000 had no other holder.
+        // The row of uid 1000 needed the scan, envoy's fds included.
         assert_eq!(s.unreadable_fds, 1, "envoy was scanned for 777");
         // A pod of the proxy alone (a gateway): its fds are never read.
         let gateway = tree(

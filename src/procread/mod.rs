@@ -13,6 +13,6 @@ pub use net::{
     seq_file_ended,
 };
 pub use process::{
-    Holder, HolderList, Holders, ProcessInfo, ProcessNames, Uids, process_uid, processes_of_uid,
+    Holder, HolderList, Holders, ProcessInfo, ProcessNames, process_uid, processes_of_uid,
     scan_holders, socket_inode,
 };

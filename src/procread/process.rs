@@ -148,16 +148,6 @@ impl Holders {
             .map(|(_, h)| h)
     }
 
-    /// Adds what a scan of other processes found.
-    pub fn extend(&mut self, other: Holders) {
-        self.found.extend(other.found);
-        self.found
-            .sort_unstable_by_key(|(inode, h)| (*inode, h.pid));
-        self.found.dedup_by(|a, b| a.0 == b.0 && a.1.pid == b.1.pid);
-        self.uninspected_processes += other.uninspected_processes;
-        self.unreadable_fds += other.unreadable_fds;
-    }
-
     /// How many (socket, process) pairs were found.
     pub fn len(&self) -> usize {
         self.found.len()
@@ -177,12 +167,9 @@ impl Holders {
 /// pod shutdown that is the normal case. Processes we may not look into are
 /// counted, never an error. Only the root directory itself being unreadable is.
 ///
-/// `uids` says which processes, by effective uid (the owner of
-/// `<proc>/<pid>`, one `fstat` of the directory already open): a socket that
-/// only a proxy process holds is the proxy's ([`crate::decide::reason`]),
-/// whatever uid made it, so the proxy's processes are scanned too, but a
-/// streaming poll leaves them for last, and for when something would block
-/// without them (see [`crate::poll::Poller`]).
+/// Every process is scanned, the proxy's too: a socket that only a proxy
+/// process holds is the proxy's ([`crate::decide::reason`]), whatever uid
+/// made it, and only its fds tell.
 ///
 /// `stop()` is asked before each process and every [`STOP_EVERY`] fds; when
 /// it says so, the scan gives up with [`super::Stopped`] (the hook's
@@ -194,7 +181,6 @@ impl Holders {
 pub fn scan_holders(
     proc_root: &Path,
     wanted: Option<&[u64]>,
-    uids: Uids<'_>,
     stop: &dyn Fn() -> bool,
 ) -> Result<Holders> {
     let mut found = Vec::new();
@@ -211,9 +197,6 @@ pub fn scan_holders(
         let Ok(process) = process else { continue };
         if stop() {
             return Err(super::Stopped.into());
-        }
-        if !uids.all() && !process.uid().is_ok_and(|uid| uids.takes(uid)) {
-            continue;
         }
         let pid = process.pid();
         let fd_dir = proc_root.join(pid.to_string()).join("fd");
@@ -274,31 +257,6 @@ pub fn scan_holders(
         unreadable_fds,
         ..Holders::from_pairs(found)
     })
-}
-
-/// Which processes [`scan_holders`] reads, by effective uid.
-#[derive(Debug, Clone, Copy)]
-pub enum Uids<'a> {
-    /// Every process.
-    All,
-    /// Those not running as one of these.
-    Except(&'a [u32]),
-    /// Those running as one of these.
-    Only(&'a [u32]),
-}
-
-impl Uids<'_> {
-    fn all(self) -> bool {
-        matches!(self, Uids::All)
-    }
-
-    fn takes(self, uid: u32) -> bool {
-        match self {
-            Uids::All => true,
-            Uids::Except(u) => !u.contains(&uid),
-            Uids::Only(u) => u.contains(&uid),
-        }
-    }
 }
 
 /// How many fds the scan reads between two looks at `stop`: about a
@@ -445,7 +403,7 @@ mod tests {
         // Not a pid directory: ignored by the process iterator.
         std::fs::create_dir_all(root.join("net")).unwrap();
         let wanted = [100, 200];
-        let h = scan_holders(root, Some(&wanted), Uids::All, &|| false).unwrap();
+        let h = scan_holders(root, Some(&wanted), &|| false).unwrap();
         assert_eq!(h.len(), 3);
         assert_eq!(
             h.of(100).collect::<Vec<_>>(),
@@ -459,15 +417,14 @@ mod tests {
         assert_eq!((h.uninspected_processes, h.unreadable_fds), (0, 0));
 
         // Both sockets of pid 20 share one copy of its names.
-        let h = scan_holders(root, Some(&[200, 300]), Uids::All, &|| false).unwrap();
+        let h = scan_holders(root, Some(&[200, 300]), &|| false).unwrap();
         assert!(Arc::ptr_eq(
             &h.of(200).next().unwrap().names,
             &h.of(300).next().unwrap().names
         ));
 
         // Nothing asked: nothing scanned, even with a broken root.
-        let none =
-            scan_holders(Path::new("/nonexistent"), Some(&[]), Uids::All, &|| false).unwrap();
+        let none = scan_holders(Path::new("/nonexistent"), Some(&[]), &|| false).unwrap();
         assert!(none.is_empty());
     }
 
@@ -542,16 +499,11 @@ mod tests {
             return;
         }
         let wanted = [10_000, 20_599];
-        let all = scan_holders(root, Some(&wanted), Uids::All, &|| false).unwrap();
+        let all = scan_holders(root, Some(&wanted), &|| false).unwrap();
         assert_eq!((all.of(10_000).count(), all.of(20_599).count()), (1, 1));
         // Asked before each process and every 256 fds.
         let asked = std::cell::Cell::new(0);
-        // Each side of the proxy's uid alone.
-        let proxy = scan_holders(root, Some(&wanted), Uids::Only(&[1337]), &|| false).unwrap();
-        let rest = scan_holders(root, Some(&wanted), Uids::Except(&[1337]), &|| false).unwrap();
-        assert_eq!((proxy.of(10_000).count(), proxy.of(20_599).count()), (1, 0));
-        assert_eq!((rest.of(10_000).count(), rest.of(20_599).count()), (0, 1));
-        let err = scan_holders(root, None, Uids::All, &|| {
+        let err = scan_holders(root, None, &|| {
             asked.set(asked.get() + 1);
             asked.get() > 3
         })
@@ -565,7 +517,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("42");
         write(&p.join("comm"), "ghost\n");
-        let h = scan_holders(dir.path(), Some(&[1]), Uids::All, &|| false).unwrap();
+        let h = scan_holders(dir.path(), Some(&[1]), &|| false).unwrap();
         assert_eq!(h, Holders::default());
     }
 
