@@ -18,26 +18,26 @@
 //!   directory) against a full-path `readlink` per fd and against the
 //!   same scan built on procfs's `Process::fd()` (`openat(O_PATH)` +
 //!   `readlinkat` + `fstat` + `close` per fd). Also varies the process count.
-//! - `decide`: the pure rule set over the sockets a poll keeps.
-//! - `poll`: `Poller::poll`, everything together.
-
-// The fixture helpers of the integration tests: one kernel address encoder.
-#[path = "../tests/common/mod.rs"]
-mod common;
+//! - `decide`: the rule set over the sockets a poll keeps, into `check`'s
+//!   table sink (`pass::decide_rows`).
+//! - `poll` and `poll_summary`: one whole `Pass::run`, everything together,
+//!   into `check`'s table sink and into `wait`'s tally.
 
 use std::fmt;
 use std::fs::File;
 use std::io::BufReader;
 use std::net::SocketAddr;
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use divan::counter::ItemsCount;
 use divan::{Bencher, black_box};
 use prestop_wait::decide::{self, PodFacts, Rules};
-use prestop_wait::poll::Poller;
-use prestop_wait::procread::{self, Holders, Socket, Table};
+use prestop_wait::pass::{self, Pass};
+use prestop_wait::fixture::{self, Process};
+use prestop_wait::procread::{self, Holders, Socket, Table, TcpState};
+use prestop_wait::sink::{Collect, Tally};
+use prestop_wait::source::ProcTables;
 use procfs::FromBufReadSI;
 use procfs::process::FDTarget;
 
@@ -76,9 +76,6 @@ const SCAN_SIZES: &[Size] = &[
     size(10_000, 1_000),
     size(100_000, 1_000),
 ];
-
-const TCP_HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
-const TCP6_HEADER: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
 
 const PROXY_UID: u32 = 1337;
 const APP_UID: u32 = 1000;
@@ -143,20 +140,16 @@ fn build(size: Size) -> Tree {
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(root.join("net")).expect("net dir");
 
-    let mut tcp = String::from(TCP_HEADER);
-    let mut tcp6 = String::from(TCP6_HEADER);
-    tcp.push('\n');
-    tcp6.push('\n');
-    let (mut sl4, mut sl6) = (0usize, 0usize);
+    let mut rows = Vec::with_capacity(size.sockets);
     let mut fds_of: Vec<Vec<u64>> = vec![Vec::new(); size.procs];
     for k in 0..size.sockets {
         let v6 = k % 5 == 4;
         let (state, remote_port) = match k % 10 {
-            0 => (0x0A, 0),   // LISTEN
-            9 => (0x06, 443), // TIME_WAIT
-            _ => (0x01, 443), // ESTABLISHED
+            0 => (TcpState::Listen, 0),
+            9 => (TcpState::TimeWait, 443),
+            _ => (TcpState::Established, 443),
         };
-        let held = state != 0x06;
+        let held = state != TcpState::TimeWait;
         let inode = if held { 100_000 + k as u64 } else { 0 };
         let uid = match (held, k % 2) {
             (false, _) => 0,
@@ -175,44 +168,34 @@ fn build(size: Size) -> Tree {
                 SocketAddr::new([10, 9, 8, 7].into(), remote_port),
             )
         };
-        let (text, sl) = if v6 {
-            (&mut tcp6, &mut sl6)
-        } else {
-            (&mut tcp, &mut sl4)
-        };
-        text.push_str(&format!(
-            "{sl:4}: {} {} {state:02X} 00000000:00000000 00:00000000 00000000 {uid:5}        0 {inode} 1 0000000000000000 100 0 0 10 0\n",
-            common::encode_addr(local),
-            common::encode_addr(remote),
-        ));
-        *sl += 1;
+        rows.push(Socket {
+            state,
+            local,
+            remote,
+            uid,
+            inode,
+        });
         if held {
             fds_of[k % size.procs].push(inode);
         }
     }
-    std::fs::write(root.join("net/tcp"), &tcp).expect("tcp");
-    std::fs::write(root.join("net/tcp6"), &tcp6).expect("tcp6");
+    fixture::write_tables(&root, &rows).expect("tables");
+    let tcp = std::fs::read_to_string(root.join("net/tcp")).expect("tcp");
+    let tcp6 = std::fs::read_to_string(root.join("net/tcp6")).expect("tcp6");
 
     let mut fds = 0;
     for (i, inodes) in fds_of.iter().enumerate() {
-        let pid = 1 + i;
-        let dir = root.join(pid.to_string());
-        std::fs::create_dir_all(dir.join("fd")).expect("pid dir");
         let (comm, argv0) = match i {
             0 => ("pilot-agent", "/usr/local/bin/pilot-agent"),
             1 => ("envoy", "/usr/local/bin/envoy"),
             _ => ("server", "/app/server"),
         };
-        std::fs::write(dir.join("comm"), format!("{comm}\n")).expect("comm");
-        std::fs::write(dir.join("cmdline"), format!("{argv0}\0--flag\0")).expect("cmdline");
-        let targets = ["/dev/null", "pipe:[4026]", "anon_inode:[eventpoll]"]
-            .into_iter()
-            .map(String::from)
-            .chain(inodes.iter().map(|i| format!("socket:[{i}]")));
-        for (fd, target) in targets.enumerate() {
-            symlink(target, dir.join("fd").join(fd.to_string())).expect("fd link");
-            fds += 1;
-        }
+        Process::new(1 + i as i32, comm)
+            .argv(&[argv0, "--flag"])
+            .sockets(inodes)
+            .write(&root)
+            .expect("process");
+        fds += 3 + inodes.len();
     }
 
     // What the poll computes before scanning and deciding, done the poll's way.
@@ -233,7 +216,9 @@ fn build(size: Size) -> Tree {
     wanted.sort_unstable();
     let holders = procread::scan_holders(&root, Some(&wanted), &|| false).expect("scan fixture");
     assert_eq!(holders.len(), wanted.len(), "every app socket found");
-    let blocking = decide::decide(kept.clone(), &holders, &r, &facts, false).blocking_count();
+    let blocking = pass::decide_rows(&[&kept], &holders, &r, facts.clone(), Collect::new(false))
+        .expect("decides")
+        .blocking_count();
     Tree {
         root,
         text: [tcp, tcp6],
@@ -421,36 +406,49 @@ mod scan {
     }
 }
 
-/// `decide` over the sockets a poll keeps (half the held ones: the app's).
+/// Deciding the sockets a poll keeps (half the held ones: the app's), with
+/// their holders known, into `check`'s table sink.
 #[divan::bench(args = SIZES, sample_count = 30, max_time = 3)]
 fn decide(b: Bencher, size: Size) {
     let t = tree(size);
     let r = rules();
-    b.counter(lines(size))
-        .with_inputs(|| t.kept.clone())
-        .bench_local_values(|kept| decide::decide(kept, &t.holders, &r, &t.facts, false));
+    b.counter(lines(size)).bench_local(|| {
+        pass::decide_rows(
+            &[&t.kept],
+            &t.holders,
+            &r,
+            t.facts.clone(),
+            Collect::new(false),
+        )
+        .expect("decides")
+    });
 }
 
-/// One whole poll of `check`: both tables, cheap rules, the fd scan, `decide`.
+fn new_pass(t: &Tree) -> Pass<ProcTables> {
+    Pass::new(ProcTables::new(t.root.clone()), t.root.clone(), rules())
+}
+
+/// One whole pass of `check`: both tables, cheap rules, the fd scan, each
+/// row decided, the table's rows kept.
 #[divan::bench(args = SIZES, sample_count = 20, max_time = 3)]
 fn poll(b: Bencher, size: Size) {
     let t = tree(size);
-    let mut poller = Poller::new(t.root.clone(), rules(), false);
+    let mut pass = new_pass(t);
     b.counter(lines(size)).bench_local(|| {
-        let v = poller.poll().expect("polls");
+        let v = pass.run(Collect::new(false), &|| false).expect("polls");
         assert_eq!(v.blocking_count(), t.blocking);
         v
     });
 }
 
-/// One whole poll of `wait`: the fd scan, then each row decided as it is
-/// read, the first ten kept.
+/// One whole pass of `wait`: each row decided as it is read into the tally,
+/// the first ten kept.
 #[divan::bench(args = SIZES, sample_count = 20, max_time = 3)]
 fn poll_summary(b: Bencher, size: Size) {
     let t = tree(size);
-    let mut poller = Poller::new(t.root.clone(), rules(), false);
+    let mut pass = new_pass(t);
     b.counter(lines(size)).bench_local(|| {
-        let s = poller.poll_summary(10, &|| false).expect("polls");
+        let s = pass.run(Tally::new(10), &|| false).expect("polls");
         assert_eq!(s.blocking_count(), t.blocking);
         s
     });

@@ -1,13 +1,14 @@
 //! Deciding: which sockets hold the proxy back, and why the others do not.
 //!
-//! Pure functions over [`Socket`] and [`Holders`]: no I/O, so every rule is
-//! tested on plain values. [`decide`] is the one place a verdict is made;
-//! the [`Verdict`] it returns carries everything output needs.
+//! Pure functions over [`Socket`] and its holders: no I/O, so every rule is
+//! tested on plain values. [`decide`] is the one place a socket is decided
+//! (its reason and direction; [`Entry::to_proxy`] follows from them); the
+//! pass ([`crate::pass`]) calls it once per row and hands the [`Entry`] on.
 
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::procread::{Holder, HolderList, Holders, Socket, TcpState};
+use crate::procread::{Holder, Socket, TcpState};
 
 /// Istio's inbound passthrough source: the proxy connects to the app from
 /// 127.0.0.6 so that the app's own outbound rules do not loop the traffic back.
@@ -105,14 +106,14 @@ pub struct PodFacts {
 
 /// A bit per TCP port: 8 KiB, whatever the table holds.
 #[derive(Clone, PartialEq, Eq)]
-struct PortSet(Box<[u64; 65536 / 64]>);
+pub(crate) struct PortSet(Box<[u64; 65536 / 64]>);
 
 impl PortSet {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         PortSet(Box::new([0; 65536 / 64]))
     }
 
-    fn insert(&mut self, port: u16) {
+    pub(crate) fn insert(&mut self, port: u16) {
         let p = usize::from(port);
         self.0[p / 64] |= 1 << (p % 64);
     }
@@ -127,7 +128,7 @@ impl PortSet {
     }
 
     /// The ports in the set, ascending.
-    fn ports(&self) -> impl Iterator<Item = u16> + '_ {
+    pub(crate) fn ports(&self) -> impl Iterator<Item = u16> + '_ {
         (0..=u16::MAX).filter(|&p| self.contains(p))
     }
 }
@@ -189,7 +190,7 @@ impl PodFacts {
 
     /// Whether `socket`'s peer could be the proxy's end of a connection the
     /// proxy made: an address of the pod, on a port nothing listens on.
-    fn proxy_may_have_connected(&self, socket: &Socket) -> bool {
+    pub(crate) fn proxy_may_have_connected(&self, socket: &Socket) -> bool {
         let peer = socket.remote.ip().to_canonical();
         (peer.is_loopback() || peer == socket.local.ip().to_canonical())
             && !self.listens_on(socket.remote.port())
@@ -297,18 +298,6 @@ pub fn direction(socket: &Socket, facts: &PodFacts) -> Direction {
     }
 }
 
-/// [`direction`] while a table is still being read, or `None` when only
-/// its end can tell: a connection the proxy may yet turn out to have made
-/// (see [`PodFacts::proxy_connected_to`]) whose proxy end has not been read.
-/// The kernel lists a table's LISTEN sockets before its connections
-/// (`tcp_get_idx`: the listening hash, then the established one), so the
-/// listeners are all known by the time a connection is read.
-pub fn direction_so_far(socket: &Socket, facts: &PodFacts) -> Option<Direction> {
-    let d = direction(socket, facts);
-    let may_change = d == Direction::Outbound && facts.proxy_may_have_connected(socket);
-    (!may_change).then_some(d)
-}
-
 /// 127.0.0.6 (also IPv4-mapped) or `::6`.
 fn is_passthrough_source(ip: IpAddr) -> bool {
     match ip {
@@ -320,33 +309,44 @@ fn is_passthrough_source(ip: IpAddr) -> bool {
     }
 }
 
-/// Whether an outbound connection's peer is the proxy's own capture port, as
-/// when the app talks to the proxy explicitly (e.g. `localhost:15001`).
-pub fn to_proxy(socket: &Socket, direction: Direction) -> bool {
-    direction == Direction::Outbound
-        && socket.remote.ip().to_canonical().is_loopback()
-        && PROXY_CAPTURE_PORTS.contains(&socket.remote.port())
+/// What was decided about one socket: why it does not block (`None`: it
+/// blocks) and which way it faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Decision {
+    /// Why it does not block; `None` when it blocks.
+    pub reason: Option<Reason>,
+    /// Which way it faces.
+    pub direction: Direction,
 }
 
-/// What was decided about one socket, beside its row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Decision {
-    holders: HolderList,
-    direction: Direction,
-    to_proxy: bool,
-    reason: Option<Reason>,
-}
-
-impl Decision {
-    fn entry<'a>(&'a self, socket: &'a Socket) -> Entry<'a> {
-        Entry {
-            socket,
-            holders: &self.holders,
-            direction: self.direction,
-            to_proxy: self.to_proxy,
-            reason: self.reason,
-        }
+/// Decides one socket, given its visible holders and the pod's facts: the
+/// one place a socket's reason and direction are computed. A socket with no
+/// visible holder blocks: in a pod without a shared PID namespace the app's
+/// processes are invisible, and that is exactly the case this tool exists
+/// for. `facts` must hold the whole of the socket's table (see
+/// [`decide_so_far`] for a table still being read).
+pub fn decide(socket: &Socket, holders: &[Holder], rules: &Rules, facts: &PodFacts) -> Decision {
+    Decision {
+        reason: reason(socket, holders, rules),
+        direction: direction(socket, facts),
     }
+}
+
+/// [`decide`] while the socket's table is still being read, or `None` when
+/// only its end can tell the direction: a connection the proxy may yet turn
+/// out to have made (see [`PodFacts::proxy_connected_to`]) whose proxy end
+/// has not been read. The kernel lists a table's LISTEN sockets before its
+/// connections (`tcp_get_idx`: the listening hash, then the established
+/// one), so the listeners are all known by the time a connection is read.
+pub fn decide_so_far(
+    socket: &Socket,
+    holders: &[Holder],
+    rules: &Rules,
+    facts: &PodFacts,
+) -> Option<Decision> {
+    let d = decide(socket, holders, rules, facts);
+    let may_change = d.direction == Direction::Outbound && facts.proxy_may_have_connected(socket);
+    (!may_change).then_some(d)
 }
 
 /// One decided socket, as output sees it.
@@ -358,270 +358,87 @@ pub struct Entry<'a> {
     pub holders: &'a [Holder],
     /// Which way it faces.
     pub direction: Direction,
-    /// An outbound connection to the proxy's own capture port.
-    pub to_proxy: bool,
     /// Why it does not block; `None` when it blocks.
     pub reason: Option<Reason>,
 }
 
-/// The outcome of one look at the tables.
-///
-/// Rows and what was decided about them sit in two vectors side by side,
-/// rather than one of merged entries, so that [`decide`] fills in the rows a
-/// poll kept where they are: a busy table's rows are held once.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    sockets: Vec<Socket>,
-    decisions: Vec<Decision>,
-    blocking: usize,
-    /// Processes whose fds could not be listed (see [`Holders::uninspected_processes`]).
-    pub uninspected_processes: usize,
-    /// Fd links that could not be read (see [`Holders::unreadable_fds`]).
-    pub unreadable_fds: usize,
-    /// The tables are the node's, not a pod's (see [`PodFacts::node_network`]).
-    pub host_network: bool,
-}
-
-impl Verdict {
-    fn entries(&self) -> impl Iterator<Item = Entry<'_>> {
-        self.sockets
-            .iter()
-            .zip(&self.decisions)
-            .map(|(socket, d)| d.entry(socket))
-    }
-
-    /// The sockets that hold the proxy back, in table order (tcp, then tcp6).
-    pub fn blocking(&self) -> impl Iterator<Item = Entry<'_>> {
-        self.entries().filter(|e| e.reason.is_none())
-    }
-
-    /// The sockets that do not, in table order; only when [`decide`] was asked to keep them.
-    pub fn ignored(&self) -> impl Iterator<Item = Entry<'_>> {
-        self.entries().filter(|e| e.reason.is_some())
-    }
-
-    /// How many sockets block.
-    pub fn blocking_count(&self) -> usize {
-        self.blocking
-    }
-
-    /// The blocking sockets counted by owner uid, by ascending uid.
-    pub fn owners(&self) -> Vec<OwnerGroup> {
-        let mut owners = Owners::default();
-        self.blocking().for_each(|e| owners.add(e.socket));
-        owners.groups()
-    }
-}
-
-/// The blocking sockets of one owner uid.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnerGroup {
-    /// The owner uid.
-    pub uid: u32,
-    /// How many sockets of it block.
-    pub sockets: usize,
-    /// Their local ports, ascending, each once.
-    pub ports: Vec<u16>,
-}
-
-/// Counts blocking sockets by owner uid, a bit per local port: flat in
-/// memory however many sockets a uid holds.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Owners(Vec<(u32, usize, PortSet)>);
-
-impl Owners {
-    fn add(&mut self, socket: &Socket) {
-        let i = match self.0.iter().position(|(uid, ..)| *uid == socket.uid) {
-            Some(i) => i,
-            None => {
-                self.0.push((socket.uid, 0, PortSet::new()));
-                self.0.len() - 1
-            }
-        };
-        let (_, n, ports) = &mut self.0[i];
-        *n += 1;
-        ports.insert(socket.local.port());
-    }
-
-    /// By ascending uid.
-    fn groups(&self) -> Vec<OwnerGroup> {
-        let mut groups: Vec<OwnerGroup> = self
-            .0
-            .iter()
-            .map(|(uid, n, ports)| OwnerGroup {
-                uid: *uid,
-                sockets: *n,
-                ports: ports.ports().collect(),
-            })
-            .collect();
-        groups.sort_by_key(|g| g.uid);
-        groups
-    }
-}
-
-/// One blocking row's share of a [`Summary::fingerprint`].
-fn row_print(s: &Socket) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (s.state.to_u8(), s.local, s.remote, s.uid, s.inode).hash(&mut h);
-    h.finish()
-}
-
-/// `wait`'s view of one poll, in memory that does not grow with the table:
-/// how many sockets block, a fingerprint of which, the first few decided in
-/// full (to name them), and all of them counted by owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
-    blocking: usize,
-    fingerprint: u64,
-    first: Vec<Socket>,
-    first_decisions: Vec<Decision>,
-    owners: Vec<OwnerGroup>,
-    /// Processes whose fds could not be listed.
-    pub uninspected_processes: usize,
-    /// Fd links that could not be read.
-    pub unreadable_fds: usize,
-    /// The tables are the node's, not a pod's (see [`PodFacts::node_network`]).
-    pub host_network: bool,
-}
-
-impl Summary {
-    /// How many sockets block.
-    pub fn blocking_count(&self) -> usize {
-        self.blocking
-    }
-
-    /// The same for the same blocking sockets (states included), in any
-    /// order; different otherwise, but for a 2^-64 chance.
-    pub fn fingerprint(&self) -> u64 {
-        self.fingerprint
-    }
-
-    /// The first blocking sockets in table order, as many as were kept.
-    pub fn first(&self) -> impl Iterator<Item = Entry<'_>> {
-        self.first
-            .iter()
-            .zip(&self.first_decisions)
-            .map(|(socket, d)| d.entry(socket))
-    }
-
-    /// Every blocking socket, counted by owner uid.
-    pub fn owners(&self) -> &[OwnerGroup] {
-        &self.owners
-    }
-}
-
-/// Builds a [`Summary`] from blocking rows as they are read.
-#[derive(Debug, Default)]
-pub struct Tally {
-    keep: usize,
-    blocking: usize,
-    sum: u64,
-    first: Vec<(Socket, HolderList)>,
-    owners: Owners,
-}
-
-impl Tally {
-    /// A tally that keeps the first `keep` blocking rows in full.
-    pub fn new(keep: usize) -> Tally {
-        Tally {
-            keep,
-            ..Tally::default()
+impl<'a> Entry<'a> {
+    /// A socket with what was decided about it.
+    pub fn new(socket: &'a Socket, holders: &'a [Holder], d: Decision) -> Self {
+        Entry {
+            socket,
+            holders,
+            direction: d.direction,
+            reason: d.reason,
         }
     }
 
-    /// Takes in a socket that blocks ([`reason`] said `None`) with its holders.
-    pub fn add(&mut self, socket: &Socket, holders: &[Holder]) {
-        self.blocking += 1;
-        self.sum = self.sum.wrapping_add(row_print(socket));
-        self.owners.add(socket);
-        if self.first.len() < self.keep {
-            self.first
-                .push((socket.clone(), holders.iter().cloned().collect()));
-        }
-    }
-
-    /// The summary, directions from `facts` (complete once both tables are
-    /// read) and the scan's counts from `holders`.
-    pub fn finish(self, facts: &PodFacts, holders: &Holders) -> Summary {
-        let (first, first_decisions) = self
-            .first
-            .into_iter()
-            .map(|(socket, held_by)| {
-                let direction = direction(&socket, facts);
-                let d = Decision {
-                    holders: held_by,
-                    direction,
-                    to_proxy: to_proxy(&socket, direction),
-                    reason: None,
-                };
-                (socket, d)
-            })
-            .unzip();
-        Summary {
-            blocking: self.blocking,
-            fingerprint: self.sum ^ (self.blocking as u64).rotate_left(32),
-            first,
-            first_decisions,
-            owners: self.owners.groups(),
-            uninspected_processes: holders.uninspected_processes,
-            unreadable_fds: holders.unreadable_fds,
-            host_network: facts.node_network(),
-        }
+    /// An outbound connection to the proxy's own capture port on loopback,
+    /// as when the app talks to the proxy explicitly (`localhost:15001`).
+    pub fn to_proxy(&self) -> bool {
+        self.direction == Direction::Outbound
+            && self.socket.remote.ip().to_canonical().is_loopback()
+            && PROXY_CAPTURE_PORTS.contains(&self.socket.remote.port())
     }
 }
 
-/// Decides every socket: the pure core of both `check` and `wait`.
-///
-/// `rows` are the sockets [`keep_row`] kept, in table order; `holders` is the
-/// fd scan for (at least) those no row rule excused; `facts` come from every
-/// row of both tables. A socket with no visible holder blocks: in a pod
-/// without a shared PID namespace the app's processes are invisible, and that
-/// is exactly the case this tool exists for. Excused sockets stay in the
-/// verdict only when `keep_ignored` is set.
-pub fn decide(
-    mut rows: Vec<Socket>,
-    holders: &Holders,
-    rules: &Rules,
-    facts: &PodFacts,
-    keep_ignored: bool,
-) -> Verdict {
-    let mut decisions = Vec::with_capacity(rows.len());
-    let mut blocking = 0;
-    rows.retain(|socket| {
-        if !is_held(socket) {
-            return false;
+/// The kernel's name of a TCP state, as `ss` and the JSON output print it.
+pub trait StateName {
+    /// `ESTABLISHED`, `LISTEN`, ...
+    fn as_str(&self) -> &'static str;
+}
+
+impl StateName for TcpState {
+    fn as_str(&self) -> &'static str {
+        match self {
+            TcpState::Established => "ESTABLISHED",
+            TcpState::SynSent => "SYN_SENT",
+            TcpState::SynRecv => "SYN_RECV",
+            TcpState::FinWait1 => "FIN_WAIT1",
+            TcpState::FinWait2 => "FIN_WAIT2",
+            TcpState::TimeWait => "TIME_WAIT",
+            TcpState::Close => "CLOSE",
+            TcpState::CloseWait => "CLOSE_WAIT",
+            TcpState::LastAck => "LAST_ACK",
+            TcpState::Listen => "LISTEN",
+            TcpState::Closing => "CLOSING",
+            TcpState::NewSynRecv => "NEW_SYN_RECV",
         }
-        let held_by: HolderList = holders.of(socket.inode).cloned().collect();
-        let reason = reason(socket, &held_by, rules);
-        if reason.is_some() && !keep_ignored {
-            return false;
-        }
-        blocking += usize::from(reason.is_none());
-        let direction = direction(socket, facts);
-        decisions.push(Decision {
-            holders: held_by,
-            direction,
-            to_proxy: to_proxy(socket, direction),
-            reason,
-        });
-        true
-    });
-    // Rows a holder rule excused may have left.
-    rows.shrink_to_fit();
-    decisions.shrink_to_fit();
-    Verdict {
-        sockets: rows,
-        decisions,
-        blocking,
-        uninspected_processes: holders.uninspected_processes,
-        unreadable_fds: holders.unreadable_fds,
-        host_network: facts.node_network(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::procread::Holders;
+    use crate::sink::{Collect, Verdict};
+
+    /// Decides `rows` as one table, as a pass would, into a verdict.
+    fn verdict(
+        rows: Vec<Socket>,
+        h: &Holders,
+        r: &Rules,
+        facts: &PodFacts,
+        keep_ignored: bool,
+    ) -> Verdict {
+        crate::pass::decide_rows(&[&rows], h, r, facts.clone(), Collect::new(keep_ignored)).unwrap()
+    }
+
+    /// [`Entry::to_proxy`] of `s` facing `direction`.
+    fn to_proxy(s: &Socket, direction: Direction) -> bool {
+        let d = Decision {
+            reason: None,
+            direction,
+        };
+        Entry::new(s, &[], d).to_proxy()
+    }
+
+    /// Every entry of a verdict, in table order.
+    fn entries(v: &Verdict) -> Vec<Entry<'_>> {
+        let mut all: Vec<Entry> = v.blocking().chain(v.ignored()).collect();
+        all.sort_by_key(|e| e.socket.inode);
+        all
+    }
     use std::net::SocketAddr;
 
     fn rules() -> Rules {
@@ -668,8 +485,8 @@ mod tests {
     }
 
     fn one(socket: Socket, h: &Holders, r: &Rules) -> Option<Reason> {
-        let v = decide(vec![socket], h, r, &PodFacts::default(), true);
-        let all: Vec<Entry> = v.entries().collect();
+        let v = verdict(vec![socket], h, r, &PodFacts::default(), true);
+        let all = entries(&v);
         assert_eq!(all.len(), 1, "{v:?}");
         assert_eq!(v.blocking_count(), usize::from(all[0].reason.is_none()));
         all[0].reason
@@ -688,14 +505,14 @@ mod tests {
             sock(TcpState::FinWait2, "127.0.0.1:8080", 1000, 0),
         ] {
             assert!(!keep_row(&s, &rules(), true));
-            let v = decide(
+            let v = verdict(
                 vec![s],
                 &Holders::default(),
                 &rules(),
                 &PodFacts::default(),
                 true,
             );
-            assert_eq!(v.entries().count(), 0);
+            assert_eq!(entries(&v).len(), 0);
             assert_eq!(v.blocking_count(), 0);
         }
     }
@@ -749,7 +566,7 @@ mod tests {
             (7, holder(5, "envoy", "envoy")),
             (7, holder(9, "app", "app")),
         ]);
-        let v = decide(vec![s], &hs, &rules(), &PodFacts::default(), false);
+        let v = verdict(vec![s], &hs, &rules(), &PodFacts::default(), false);
         let blocking: Vec<Entry> = v.blocking().collect();
         assert_eq!(blocking.len(), 1);
         assert_eq!(blocking[0].holders.len(), 2);
@@ -818,13 +635,16 @@ mod tests {
         let mut hs = Holders::default();
         (hs.uninspected_processes, hs.unreadable_fds) = (3, 1);
         let none = PodFacts::default();
-        let v = decide(socks.clone(), &hs, &rules(), &none, false);
+        let v = verdict(socks.clone(), &hs, &rules(), &none, false);
         let ports: Vec<u16> = v.blocking().map(|e| e.socket.local.port()).collect();
         assert_eq!(ports, vec![8080, 8081]);
         assert_eq!(v.blocking_count(), 2);
         assert_eq!(v.ignored().count(), 0);
-        assert_eq!((v.uninspected_processes, v.unreadable_fds), (3, 1));
-        let v = decide(socks, &hs, &rules(), &none, true);
+        assert_eq!(
+            (v.trailer.uninspected_processes, v.trailer.unreadable_fds),
+            (3, 1)
+        );
+        let v = verdict(socks, &hs, &rules(), &none, true);
         let ignored: Vec<Entry> = v.ignored().collect();
         assert_eq!(ignored.len(), 1);
         assert_eq!(ignored[0].reason, Some(Reason::ProxyUid));
@@ -885,8 +705,9 @@ mod tests {
         let mut via = sock(TcpState::Established, "127.0.0.1:45001", 1000, 3);
         via.remote = "127.0.0.1:15001".parse().unwrap();
         let socks = vec![sock(TcpState::Listen, "0.0.0.0:8080", 1000, 1), out, via];
-        let v = decide(socks, &Holders::default(), &rules(), &facts(&[8080]), false);
-        let got: Vec<(Direction, bool)> = v.blocking().map(|e| (e.direction, e.to_proxy)).collect();
+        let v = verdict(socks, &Holders::default(), &rules(), &facts(&[8080]), false);
+        let got: Vec<(Direction, bool)> =
+            v.blocking().map(|e| (e.direction, e.to_proxy())).collect();
         assert_eq!(
             got,
             vec![

@@ -1,21 +1,26 @@
 //! prestop-wait: hold a mesh proxy's shutdown until the app in its pod is done with the network.
 //!
 //! Layout: [`cli`] turns arguments into one config per command; [`commands`]
-//! holds one module per command. Under them: [`procread`] gathers `/proc`
-//! into plain structs, [`poll`] runs one look at the pod, [`decide`] is the
-//! pure rule set, [`render`] writes text, JSON or log fragments, [`waiter`] is
-//! the polling loop behind a clock seam, [`log`] and [`drain`] are `wait`'s
-//! side effects.
+//! holds one module per command. Under them, one look at the pod is one
+//! [`pass`]: rows from a [`source`] (the tables [`procread`] reads), each
+//! decided once by [`decide`] (the pure rule set), pushed into a [`sink`]
+//! (the table, JSON, `wait`'s tally); [`render`] writes text, JSON or log
+//! fragments; [`waiter`] is the polling loop behind a clock seam; [`log`]
+//! and [`drain`] are `wait`'s side effects.
 
 pub mod cli;
 pub mod commands;
 pub mod decide;
 pub mod drain;
 pub mod exit_codes;
+#[doc(hidden)]
+pub mod fixture;
 pub mod log;
-pub mod poll;
+pub mod pass;
 pub mod procread;
 pub mod render;
+pub mod sink;
+pub mod source;
 pub mod stdout;
 pub mod waiter;
 

@@ -1,46 +1,26 @@
-//! Rendering a [`Verdict`]: the `check` table, `check --json`, and the
-//! fragments `wait` logs, into any writer. Only formatting happens here:
-//! every fact comes decided in the verdict.
+//! Rendering decided sockets: the `check` table, `check --json` (also as a
+//! [`Sink`] that writes each entry as it is decided), and the fragments
+//! `wait` logs, into any writer. Only formatting happens here: every fact
+//! comes decided in the [`Entry`].
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 
-use crate::decide::{Direction, Entry, OwnerGroup, Verdict};
-use crate::procread::TcpState;
+use crate::decide::{Direction, Entry, StateName};
+use crate::sink::{OwnerGroup, Sink, Trailer, Verdict};
 
-/// The kernel's own name for a TCP state, as `ss` and `netstat` print them.
-pub fn state_name(state: &TcpState) -> &'static str {
-    match state {
-        TcpState::Established => "ESTABLISHED",
-        TcpState::SynSent => "SYN_SENT",
-        TcpState::SynRecv => "SYN_RECV",
-        TcpState::FinWait1 => "FIN_WAIT1",
-        TcpState::FinWait2 => "FIN_WAIT2",
-        TcpState::TimeWait => "TIME_WAIT",
-        TcpState::Close => "CLOSE",
-        TcpState::CloseWait => "CLOSE_WAIT",
-        TcpState::LastAck => "LAST_ACK",
-        TcpState::Listen => "LISTEN",
-        TcpState::Closing => "CLOSING",
-        TcpState::NewSynRecv => "NEW_SYN_RECV",
-    }
-}
-
-/// Formats an address as `ss` does: IPv6 in brackets, `[::ffff:1.2.3.4]:80` for mapped.
-pub fn addr(a: &SocketAddr) -> String {
-    Addr(a).to_string()
-}
-
-/// Displays an address as [`addr`] does, without allocating.
-struct Addr<'a>(&'a SocketAddr);
+/// Displays an address as `ss` does: IPv6 in brackets,
+/// `[::ffff:1.2.3.4]:80` for mapped. Through [`push_addr`], the one
+/// formatter of addresses, so the table, the log and JSON agree.
+pub struct Addr<'a>(pub &'a SocketAddr);
 
 impl std::fmt::Display for Addr<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            SocketAddr::V4(v4) => write!(f, "{}:{}", v4.ip(), v4.port()),
-            SocketAddr::V6(v6) => write!(f, "[{}]:{}", v6.ip(), v6.port()),
-        }
+        let mut out = Vec::with_capacity(64);
+        push_addr(&mut out, self.0);
+        // push_addr writes ASCII only.
+        f.write_str(std::str::from_utf8(&out).map_err(|_| std::fmt::Error)?)
     }
 }
 
@@ -82,7 +62,7 @@ fn owner(entry: &Entry) -> String {
 /// `listen`, `inbound`, `outbound`, or `outbound>proxy` when the peer is the
 /// proxy's own capture port.
 pub fn direction_label(entry: &Entry) -> &'static str {
-    if entry.to_proxy {
+    if entry.to_proxy() {
         "outbound>proxy"
     } else {
         entry.direction.as_str()
@@ -105,7 +85,7 @@ pub fn describe(entry: &Entry) -> String {
     };
     format!(
         "{} {} -> {}{direction} ({who})",
-        state_name(&s.state),
+        s.state.as_str(),
         Addr(&s.local),
         Addr(&s.remote),
     )
@@ -150,7 +130,7 @@ fn fill_cells(cells: &mut [String; 7], e: &Entry, verdict_cell: &str) {
     for c in cells.iter_mut() {
         c.clear();
     }
-    cells[0].push_str(state_name(&e.socket.state));
+    cells[0].push_str(e.socket.state.as_str());
     let _ = write!(cells[1], "{}", Addr(&e.socket.local));
     let _ = write!(cells[2], "{}", Addr(&e.socket.remote));
     cells[3].push_str(direction_label(e));
@@ -215,10 +195,11 @@ pub fn write_text(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Resul
         writeln!(w, "by owner: {}", owner_summary(&owners))?;
         writeln!(w, "hint: {}", ignore_uid_hint(&owners))?;
     }
-    if let Some(note) = uninspected_note(verdict.uninspected_processes, verdict.unreadable_fds) {
+    let t = &verdict.trailer;
+    if let Some(note) = uninspected_note(t.uninspected_processes, t.unreadable_fds) {
         writeln!(w, "note: {note}")?;
     }
-    if verdict.host_network {
+    if t.host_network {
         writeln!(w, "note: {HOST_NETWORK_NOTE}")?;
     }
     Ok(())
@@ -312,81 +293,85 @@ pub fn uninspected_note(processes: usize, fds: usize) -> Option<String> {
     })
 }
 
-/// Writes the `check --json` object; `ignored` only when `all`.
-///
-/// Entries go to `w` one at a time through one reused buffer, so the document
-/// is never held whole; give it a buffered writer. Bytes are written by hand,
-/// not through `write!`: at 18,000 rows the formatting machinery was most of
-/// `check`'s own CPU time.
+/// Writes the `check --json` object of a whole verdict; `ignored` only
+/// when `all`. Bytes are written by hand, not through `write!`: at 18,000
+/// rows the formatting machinery was most of `check`'s own CPU time.
 pub fn write_json(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Result<()> {
-    let mut json = JsonStream::begin(w)?;
+    let mut json = JsonSink::new(w)?;
     for e in verdict.blocking() {
-        json.entry(w, &e)?;
+        json.write_entry(&e)?;
     }
-    let ignored = all.then(|| verdict.ignored());
-    json.end(
-        w,
-        ignored,
-        verdict.uninspected_processes,
-        verdict.unreadable_fds,
-        verdict.host_network,
-    )
+    json.end(all.then(|| verdict.ignored()), &verdict.trailer)
 }
 
-/// The `check --json` object written a blocking entry at a time, as a poll
-/// decides them: the document is never held, and neither are its rows.
-pub struct JsonStream {
+/// `check --json` as a [`Sink`]: each blocking entry written as the pass
+/// decides it, through one reused buffer, so neither the document nor its
+/// rows are ever held. Give it a buffered writer. Its output is the number
+/// of blocking sockets, for the exit code.
+pub struct JsonSink<'w, W: Write> {
+    w: &'w mut W,
     out: Vec<u8>,
     entries: usize,
 }
 
-impl JsonStream {
+impl<'w, W: Write> JsonSink<'w, W> {
     /// Writes the opening `{"blocking":[`.
-    pub fn begin(w: &mut impl Write) -> io::Result<JsonStream> {
+    pub fn new(w: &'w mut W) -> io::Result<Self> {
         w.write_all(b"{\"blocking\":[")?;
-        Ok(JsonStream {
+        Ok(JsonSink {
+            w,
             out: Vec::with_capacity(256),
             entries: 0,
         })
     }
 
-    /// Writes one blocking entry.
-    pub fn entry(&mut self, w: &mut impl Write, e: &Entry) -> io::Result<()> {
+    fn write_entry(&mut self, e: &Entry) -> io::Result<()> {
         self.out.clear();
         if self.entries > 0 {
             self.out.push(b',');
         }
         self.entries += 1;
         json_entry(&mut self.out, e);
-        w.write_all(&self.out)
+        self.w.write_all(&self.out)
     }
 
-    /// Closes the array, writes `ignored` if given (`--all`) and the counts.
-    pub fn end<'a>(
+    /// Closes the array, writes `ignored` if given (`--all`) and the trailer.
+    fn end<'a>(
         mut self,
-        w: &mut impl Write,
         ignored: Option<impl Iterator<Item = Entry<'a>>>,
-        uninspected_processes: usize,
-        unreadable_fds: usize,
-        host_network: bool,
+        t: &Trailer,
     ) -> io::Result<()> {
-        w.write_all(b"]")?;
+        self.w.write_all(b"]")?;
         if let Some(ignored) = ignored {
-            w.write_all(b",\"ignored\":[")?;
+            self.w.write_all(b",\"ignored\":[")?;
             for (i, e) in ignored.enumerate() {
                 self.out.clear();
                 if i > 0 {
                     self.out.push(b',');
                 }
                 json_entry(&mut self.out, &e);
-                w.write_all(&self.out)?;
+                self.w.write_all(&self.out)?;
             }
-            w.write_all(b"]")?;
+            self.w.write_all(b"]")?;
         }
         writeln!(
-            w,
-            ",\"uninspected_processes\":{uninspected_processes},\"unreadable_fds\":{unreadable_fds},\"host_network\":{host_network}}}"
+            self.w,
+            ",\"uninspected_processes\":{},\"unreadable_fds\":{},\"host_network\":{}}}",
+            t.uninspected_processes, t.unreadable_fds, t.host_network
         )
+    }
+}
+
+impl<W: Write> Sink for JsonSink<'_, W> {
+    type Output = io::Result<usize>;
+
+    fn entry(&mut self, _seq: usize, e: &Entry<'_>) -> io::Result<()> {
+        self.write_entry(e)
+    }
+
+    fn finish(self, trailer: &Trailer) -> io::Result<usize> {
+        self.end(None::<std::iter::Empty<Entry>>, trailer)?;
+        Ok(trailer.blocking)
     }
 }
 
@@ -394,7 +379,7 @@ impl JsonStream {
 fn json_entry(out: &mut Vec<u8>, e: &Entry) {
     let s = e.socket;
     out.extend_from_slice(b"{\"state\":\"");
-    out.extend_from_slice(state_name(&s.state).as_bytes());
+    out.extend_from_slice(s.state.as_str().as_bytes());
     out.extend_from_slice(b"\",\"local\":\"");
     push_addr(out, &s.local);
     out.extend_from_slice(b"\",\"remote\":\"");
@@ -414,7 +399,7 @@ fn json_entry(out: &mut Vec<u8>, e: &Entry) {
     }
     out.extend_from_slice(b",\"direction\":\"");
     out.extend_from_slice(e.direction.as_str().as_bytes());
-    out.extend_from_slice(if e.to_proxy {
+    out.extend_from_slice(if e.to_proxy() {
         b"\",\"to_proxy\":true"
     } else {
         b"\",\"to_proxy\":false"
@@ -452,8 +437,8 @@ fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// Appends an address as [`addr`] formats it. IPv4, nearly every row, by
-/// hand; IPv6 through std, for its `::` compression and mapped form.
+/// Appends an address as `ss` prints it. IPv4, nearly every row, by hand;
+/// IPv6 through std, for its `::` compression and mapped form.
 fn push_addr(out: &mut Vec<u8>, a: &SocketAddr) {
     match a {
         SocketAddr::V4(v4) => {
@@ -495,8 +480,12 @@ pub fn json_string(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::{self, PodFacts, Rules};
+    use crate::decide::{PodFacts, Rules};
     use crate::procread::{Holder, Holders, Socket, TcpState};
+
+    fn addr(a: &SocketAddr) -> String {
+        Addr(a).to_string()
+    }
 
     /// A row of uid 1000 (blocks) or 1337 (the proxy's), inode from its place.
     fn sock(state: TcpState, local: &str, remote: &str, uid: u32) -> Socket {
@@ -528,7 +517,14 @@ mod tests {
             }
             sockets.push(s);
         }
-        decide::decide(sockets, &Holders::from_pairs(pairs), &rules, &facts, true)
+        crate::pass::decide_rows(
+            &[&sockets],
+            &Holders::from_pairs(pairs),
+            &rules,
+            facts,
+            crate::sink::Collect::new(true),
+        )
+        .unwrap()
     }
 
     fn listen(local: &str) -> Socket {
@@ -584,7 +580,7 @@ mod tests {
         ];
         for (i, name) in names.iter().enumerate() {
             let state = TcpState::from_u8(i as u8 + 1).unwrap();
-            assert_eq!(state_name(&state), *name);
+            assert_eq!(state.as_str(), *name);
         }
     }
 
@@ -627,7 +623,7 @@ mod tests {
                 Some((3, "envoy")),
             ),
         ]);
-        v.uninspected_processes = 2;
+        v.trailer.uninspected_processes = 2;
         assert_eq!(
             json(&v, false),
             "{\"blocking\":[{\"state\":\"LISTEN\",\"local\":\"[::]:9090\",\"remote\":\"[::]:0\",\"uid\":1000,\"inode\":42,\"pid\":null,\"process\":null,\"direction\":\"listen\",\"to_proxy\":false}],\"uninspected_processes\":2,\"unreadable_fds\":0,\"host_network\":false}\n"
@@ -750,7 +746,7 @@ mod tests {
             sock(TcpState::Listen, "0.0.0.0:10250", "0.0.0.0:0", 0),
             None,
         )]);
-        assert!(v.host_network);
+        assert!(v.trailer.host_network);
         assert!(text(&v, false).ends_with(&format!("note: {HOST_NETWORK_NOTE}\n")));
         assert!(json(&v, false).ends_with(",\"host_network\":true}\n"));
     }
@@ -761,7 +757,7 @@ mod tests {
             sock(TcpState::Listen, "0.0.0.0:15001", "0.0.0.0:0", 1337),
             None,
         )]);
-        v.uninspected_processes = 1;
+        v.trailer.uninspected_processes = 1;
         let t = text(&v, true);
         assert!(t.lines().next().unwrap().ends_with("VERDICT"));
         assert!(t.contains("proxy-uid"));

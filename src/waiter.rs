@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::decide::Summary;
 use crate::procread::Stopped;
 use crate::render;
+use crate::sink::Summary;
 
 /// How long to wait and how often to look.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,7 +214,7 @@ impl<'a, 'w> Progress<'a, 'w> {
             }
         };
         self.pace(took);
-        if self.last.is_none() && v.host_network {
+        if self.last.is_none() && v.trailer.host_network {
             say!(self.log, "warning: {}", render::HOST_NETWORK_NOTE);
         }
         let changed = self.last.as_ref().is_none_or(|(old, _)| {
@@ -371,7 +371,9 @@ fn log_change(log: &mut Lines<'_>, v: &Summary, at: Duration) {
             render::summary(v.first(), v.blocking_count(), LOG_SOCKETS)
         );
     }
-    if let Some(note) = render::uninspected_note(v.uninspected_processes, v.unreadable_fds) {
+    if let Some(note) =
+        render::uninspected_note(v.trailer.uninspected_processes, v.trailer.unreadable_fds)
+    {
         say!(log, "{note}");
     }
 }
@@ -386,8 +388,9 @@ pub fn fmt_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::{PodFacts, Rules, Tally};
+    use crate::decide::{PodFacts, Rules};
     use crate::procread::{Holders, Socket, TcpState};
+    use crate::sink::Tally;
     use std::cell::{Cell, RefCell};
 
     /// A clock that only moves when slept on; polls may also advance it to
@@ -439,11 +442,14 @@ mod tests {
 
     /// What a poll gives when these sockets block (and the facts say so).
     fn summary(sockets: &[Socket], facts: &PodFacts) -> Summary {
-        let mut t = Tally::new(DEADLINE_SOCKETS);
-        for s in sockets {
-            t.add(s, &[]);
-        }
-        t.finish(facts, &Holders::default())
+        crate::pass::decide_rows(
+            &[sockets],
+            &Holders::default(),
+            &Rules::default(),
+            facts.clone(),
+            Tally::new(DEADLINE_SOCKETS),
+        )
+        .unwrap()
     }
 
     fn nothing() -> Summary {

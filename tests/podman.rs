@@ -333,9 +333,9 @@ fn held_by(rows: &[Socket], uid: u32) -> BTreeSet<(String, String, String)> {
         .filter(|s| s.uid == uid && s.inode != 0)
         .map(|s| {
             (
-                prestop_wait::render::state_name(&s.state).to_string(),
-                prestop_wait::render::addr(&s.local),
-                prestop_wait::render::addr(&s.remote),
+                prestop_wait::decide::StateName::as_str(&s.state).to_string(),
+                prestop_wait::render::Addr(&s.local).to_string(),
+                prestop_wait::render::Addr(&s.remote).to_string(),
             )
         })
         .collect()

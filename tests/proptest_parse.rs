@@ -6,7 +6,7 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use prestop_wait::procread::{self, Table};
+use prestop_wait::procread::{self, Table, TcpState};
 use proptest::prelude::*;
 
 /// Tokens that look like table columns, including the near misses.
@@ -66,7 +66,8 @@ proptest! {
             let (a4, b4) = ([a[0], a[1], a[2], a[3]], [b[0], b[1], b[2], b[3]]);
             (SocketAddr::new(IpAddr::V4(Ipv4Addr::from(a4)), lport), SocketAddr::new(IpAddr::V4(Ipv4Addr::from(b4)), rport))
         };
-        let line = common::row(0, &local.to_string(), &remote.to_string(), state, uid, inode);
+        let st = TcpState::from_u8(state).unwrap();
+        let line = common::row(0, &local.to_string(), &remote.to_string(), st, uid, inode);
         let s = procread::parse_line(&line).unwrap().unwrap();
         prop_assert_eq!(s.local, local);
         prop_assert_eq!(s.remote, remote);
@@ -76,7 +77,8 @@ proptest! {
 
     #[test]
     fn truncated_valid_rows_are_clean_errors(cut in 0usize..200, state in 1u8..=12) {
-        let line = common::row(3, "[::ffff:10.0.0.1]:443", "[2001:db8::1]:50000", state, 1000, 77);
+        let st = TcpState::from_u8(state).unwrap();
+        let line = common::row(3, "[::ffff:10.0.0.1]:443", "[2001:db8::1]:50000", st, 1000, 77);
         let cut = cut.min(line.len());
         // Only a cut inside or after the inode column can still parse.
         if let Ok(Some(s)) = procread::parse_line(&line[..cut]) {
@@ -106,7 +108,7 @@ proptest! {
 fn ipv6_row_in_the_ipv4_table_is_read_as_ipv6() {
     // The kernel never mixes families, but a fixture or a future kernel might;
     // the row is parsed by its own address length, never a panic.
-    let line = common::row(0, "[::1]:80", "[::]:0", 0x0A, 0, 5);
+    let line = common::row(0, "[::1]:80", "[::]:0", common::LISTEN, 0, 5);
     let s = procread::parse_line(&line).unwrap().unwrap();
     assert!(s.local.is_ipv6());
 }

@@ -13,7 +13,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use prestop_wait::decide::{self, Entry, PodFacts, Rules};
+use prestop_wait::decide::{Entry, PodFacts, Rules};
+use prestop_wait::pass;
+use prestop_wait::sink::Collect;
 use prestop_wait::procread::{Holder, Holders, Socket, TcpState};
 use prestop_wait::render::{json_string, write_json, write_text};
 
@@ -78,7 +80,7 @@ fn check_entry_json(v: &serde_json::Value, e: &Entry) {
     assert_eq!(v["uid"].as_u64(), Some(u64::from(e.socket.uid)));
     assert_eq!(v["inode"].as_u64(), Some(e.socket.inode));
     assert_eq!(v["direction"].as_str(), Some(e.direction.as_str()), "{v}");
-    assert_eq!(v["to_proxy"].as_bool(), Some(e.to_proxy), "{v}");
+    assert_eq!(v["to_proxy"].as_bool(), Some(e.to_proxy()), "{v}");
     assert_eq!(v["reason"].as_str(), e.reason.map(|r| r.as_str()), "{v}");
 }
 
@@ -104,7 +106,7 @@ fn verdict_round(data: &[u8]) -> Result<()> {
     let mut holders = Holders::from_pairs(pairs);
     holders.uninspected_processes = u.arbitrary()?;
     holders.unreadable_fds = u.arbitrary()?;
-    let v = decide::decide(rows, &holders, &rules, &facts, true);
+    let v = pass::decide_rows(&[&rows], &holders, &rules, facts, Collect::new(true)).unwrap();
 
     let mut out = Vec::new();
     write_json(&mut out, &v, all).unwrap();
@@ -127,8 +129,8 @@ fn verdict_round(data: &[u8]) -> Result<()> {
     } else {
         assert!(doc.get("ignored").is_none());
     }
-    assert_eq!(doc["uninspected_processes"].as_u64(), Some(v.uninspected_processes as u64));
-    assert_eq!(doc["unreadable_fds"].as_u64(), Some(v.unreadable_fds as u64));
+    assert_eq!(doc["uninspected_processes"].as_u64(), Some(v.trailer.uninspected_processes as u64));
+    assert_eq!(doc["unreadable_fds"].as_u64(), Some(v.trailer.unreadable_fds as u64));
 
     let mut out = Vec::new();
     write_text(&mut out, &v, all).unwrap();

@@ -12,7 +12,9 @@ use crate::decide::Rules;
 use crate::drain::{self, DrainTarget};
 use crate::exit_codes::ExitCode;
 use crate::log::Log;
-use crate::poll::Poller;
+use crate::pass::Pass;
+use crate::sink::Tally;
+use crate::source::ProcTables;
 use crate::waiter::{self, Clock, Outcome, WaitOptions};
 
 /// Runs `wait`, logging to `stderr` (and `--log-file`).
@@ -50,13 +52,14 @@ pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Re
     if let Some(target) = &config.drain {
         drain_proxy(target, clock, deadline, &mut log);
     }
-    let mut poller = Poller::new(config.pod.proc_root, config.pod.rules, false);
+    let source = ProcTables::new(config.pod.proc_root.clone());
+    let mut pass = Pass::new(source, config.pod.proc_root, config.pod.rules);
     let silent = log.is_silent();
     let outcome = waiter::wait_loop(
         clock,
         start,
         &config.timing,
-        |stop| poller.poll_summary(waiter::DEADLINE_SOCKETS, stop),
+        |stop| pass.run(Tally::new(waiter::DEADLINE_SOCKETS), stop),
         (!silent).then_some(&mut log as &mut dyn Write),
     );
     let code = match outcome {

@@ -33,6 +33,14 @@ pub enum Table {
 }
 
 impl Table {
+    /// Its file name: `tcp` or `tcp6`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Tcp => "tcp",
+            Table::Tcp6 => "tcp6",
+        }
+    }
+
     /// Path of this table under a procfs root.
     pub fn path(self, proc_root: &Path) -> PathBuf {
         match self {
@@ -323,7 +331,6 @@ fn parse_dec(s: &str) -> Result<u64> {
         .ok_or_else(|| anyhow!("{}: number too large to fit in target type", quote(s)))
 }
 
-/// The names of one process, shared by every socket it holds.
 #[cfg(test)]
 mod tests {
     use super::*;

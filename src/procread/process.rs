@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use rustix::fs::{Dir, Mode, OFlags};
+
+/// The names of one process, shared by every socket it holds.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ProcessNames {
     /// `<pid>/comm`, without the trailing newline (at most 15 bytes: the kernel truncates).

@@ -6,8 +6,6 @@
 //! prestop-wait reads.
 #![allow(dead_code)]
 
-use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -253,60 +251,35 @@ pub fn check_json(f: &Fixture, args: &[&str]) -> (Output, Report) {
     (o, r)
 }
 
-/// Header lines as Linux 6.x prints them (trailing padding trimmed).
-pub const TCP_HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
-pub const TCP6_HEADER: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
+#[allow(unused_imports)] // not every test binary writes raw tables
+pub use prestop_wait::fixture::{TCP_HEADER, TCP6_HEADER};
+use prestop_wait::fixture::{self, Process};
+use prestop_wait::procread::{Socket, Table, TcpState};
 
-/// TCP state codes, as in include/net/tcp_states.h.
-pub const ESTABLISHED: u8 = 0x01;
-pub const SYN_SENT: u8 = 0x02;
-pub const TIME_WAIT: u8 = 0x06;
-pub const CLOSE_WAIT: u8 = 0x08;
-pub const LISTEN: u8 = 0x0A;
+/// TCP states as the fixtures name them.
+pub const ESTABLISHED: TcpState = TcpState::Established;
+pub const SYN_SENT: TcpState = TcpState::SynSent;
+pub const TIME_WAIT: TcpState = TcpState::TimeWait;
+pub const CLOSE_WAIT: TcpState = TcpState::CloseWait;
+pub const LISTEN: TcpState = TcpState::Listen;
 
 /// A fixture tree; removed on drop.
 pub struct Fixture {
     dir: tempfile::TempDir,
-    tcp: Vec<String>,
-    tcp6: Vec<String>,
+    rows: Vec<Socket>,
 }
 
-/// Encodes an address the way the kernel prints it: each 32-bit word of the
-/// address loaded native-endian and printed `%08X`, port `%04X`.
-pub fn encode(addr: &str) -> String {
-    encode_addr(addr.parse().expect("fixture address"))
-}
-
-/// [`encode`] for an address already parsed (benches generate them).
-pub fn encode_addr(a: SocketAddr) -> String {
-    let ip = match a.ip() {
-        IpAddr::V4(v4) => format!("{:08X}", u32::from_ne_bytes(v4.octets())),
-        IpAddr::V6(v6) => v6
-            .octets()
-            .chunks_exact(4)
-            .map(|w| format!("{:08X}", u32::from_ne_bytes([w[0], w[1], w[2], w[3]])))
-            .collect(),
-    };
-    format!("{ip}:{:04X}", a.port())
-}
-
-/// One table row in the kernel's layout.
-pub fn row(sl: usize, local: &str, remote: &str, state: u8, uid: u32, inode: u64) -> String {
-    format!(
-        "{sl:4}: {} {} {state:02X} 00000000:00000000 00:00000000 00000000 {uid:5}        0 {inode} 1 0000000000000000 100 0 0 10 0",
-        encode(local),
-        encode(remote)
-    )
+/// One table row in the kernel's layout (the lib's one encoder).
+pub fn row(sl: usize, local: &str, remote: &str, state: TcpState, uid: u32, inode: u64) -> String {
+    fixture::kernel_row(sl, &fixture::socket(local, remote, state, uid, inode))
 }
 
 impl Fixture {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("net")).expect("net dir");
         let f = Fixture {
             dir,
-            tcp: Vec::new(),
-            tcp6: Vec::new(),
+            rows: Vec::new(),
         };
         f.flush();
         f
@@ -325,13 +298,12 @@ impl Fixture {
         &mut self,
         local: &str,
         remote: &str,
-        state: u8,
+        state: TcpState,
         uid: u32,
         inode: u64,
     ) -> &mut Self {
-        let v6 = local.starts_with('[');
-        let table = if v6 { &mut self.tcp6 } else { &mut self.tcp };
-        table.push(row(table.len(), local, remote, state, uid, inode));
+        self.rows
+            .push(fixture::socket(local, remote, state, uid, inode));
         self.flush();
         self
     }
@@ -339,62 +311,29 @@ impl Fixture {
     /// Removes every row whose inode is `inode`, as the kernel does when the
     /// last fd is closed (the row leaves, or stays with inode 0).
     pub fn remove_inode(&mut self, inode: u64) -> &mut Self {
-        let suffix = format!(" {inode} 1 ");
-        self.tcp.retain(|l| !l.contains(&suffix));
-        self.tcp6.retain(|l| !l.contains(&suffix));
+        self.rows.retain(|s| s.inode != inode);
         self.flush();
         self
     }
 
     /// A process with `comm`, `cmdline` (NUL-separated argv) and socket fds.
     pub fn process(&mut self, pid: u32, comm: &str, argv: &[&str], inodes: &[u64]) -> &mut Self {
-        let dir = self.dir.path().join(pid.to_string());
-        std::fs::create_dir_all(dir.join("fd")).expect("pid dir");
-        std::fs::write(dir.join("comm"), format!("{comm}\n")).expect("comm");
-        let mut cmdline = Vec::new();
-        for a in argv {
-            cmdline.extend_from_slice(a.as_bytes());
-            cmdline.push(0);
-        }
-        std::fs::write(dir.join("cmdline"), cmdline).expect("cmdline");
-        // fds 0-2 are not sockets, as in any real process.
-        for (fd, target) in ["/dev/null", "pipe:[4026]", "anon_inode:[eventpoll]"]
-            .iter()
-            .enumerate()
-        {
-            symlink(target, dir.join("fd").join(fd.to_string())).expect("fd link");
-        }
-        for (i, inode) in inodes.iter().enumerate() {
-            symlink(
-                format!("socket:[{inode}]"),
-                dir.join("fd").join((i + 3).to_string()),
-            )
-            .expect("socket link");
-        }
+        Process::new(pid as i32, comm)
+            .argv(argv)
+            .sockets(inodes)
+            .write(self.dir.path())
+            .expect("process");
         self
     }
 
-    /// Writes both tables atomically (rename), so a running binary never
-    /// reads a half-written file.
+    /// Writes both tables, each whole.
     fn flush(&self) {
-        for (name, header, rows) in [
-            ("tcp", TCP_HEADER, &self.tcp),
-            ("tcp6", TCP6_HEADER, &self.tcp6),
-        ] {
-            let mut text = String::from(header);
-            text.push('\n');
-            for r in rows {
-                text.push_str(r);
-                text.push('\n');
-            }
-            let tmp = self.dir.path().join(format!("net/.{name}.tmp"));
-            std::fs::write(&tmp, text).expect("write table");
-            std::fs::rename(&tmp, self.dir.path().join("net").join(name)).expect("rename table");
-        }
+        fixture::write_tables(self.dir.path(), &self.rows).expect("write tables");
     }
 
     pub fn table_path(&self, name: &str) -> PathBuf {
-        self.dir.path().join("net").join(name)
+        let table = if name == "tcp6" { Table::Tcp6 } else { Table::Tcp };
+        table.path(self.dir.path())
     }
 }
 

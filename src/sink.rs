@@ -1,0 +1,291 @@
+//! Where decided sockets go: one [`Sink`] per output.
+//!
+//! The pass ([`crate::pass`]) decides each row once and pushes the
+//! [`Entry`] into a sink; at the end it hands the sink one [`Trailer`]. The
+//! sinks: [`Collect`] keeps every row for `check`'s table and `--all`
+//! ([`Verdict`]), [`Tally`] keeps what `wait` logs in memory that does not
+//! grow with the table ([`Summary`]), and `check --json` writes each entry
+//! as it comes ([`crate::render::JsonSink`]). ripgrep's `Sink` is the model.
+
+use std::hash::{Hash, Hasher};
+use std::io;
+
+use crate::decide::{Decision, Entry, PortSet};
+use crate::procread::{HolderList, Socket};
+
+/// What one pass found beside the entries it pushed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Trailer {
+    /// How many sockets block.
+    pub blocking: usize,
+    /// Processes whose fds could not be listed (EACCES: another uid, no
+    /// CAP_SYS_PTRACE). Sockets they hold look unowned, and so block.
+    pub uninspected_processes: usize,
+    /// Single fd links that could not be read while their directory could.
+    pub unreadable_fds: usize,
+    /// The tables are the node's, not a pod's (see
+    /// [`crate::decide::PodFacts::node_network`]).
+    pub host_network: bool,
+}
+
+/// Takes decided sockets from a pass.
+///
+/// Entries come in table order (tcp, then tcp6), but for a connection whose
+/// direction only its table's end tells: it follows its table. `seq` is the
+/// row's place in table order, for sinks that keep that order.
+pub trait Sink {
+    /// What the sink gives once the pass is over.
+    type Output;
+
+    /// Whether the sockets that do not block are wanted too (`--all`).
+    fn wants_ignored(&self) -> bool {
+        false
+    }
+
+    /// One decided socket: every blocking one, and the others when
+    /// [`Sink::wants_ignored`]. An error ends the pass with it.
+    fn entry(&mut self, seq: usize, e: &Entry<'_>) -> io::Result<()>;
+
+    /// The end of the pass.
+    fn finish(self, trailer: &Trailer) -> Self::Output;
+}
+
+/// One row as the sinks that hold rows keep it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Row {
+    seq: usize,
+    socket: Socket,
+    holders: HolderList,
+    decision: Decision,
+}
+
+impl Row {
+    fn new(seq: usize, e: &Entry<'_>) -> Self {
+        Row {
+            seq,
+            socket: e.socket.clone(),
+            holders: e.holders.iter().cloned().collect(),
+            decision: Decision {
+                reason: e.reason,
+                direction: e.direction,
+            },
+        }
+    }
+
+    fn entry(&self) -> Entry<'_> {
+        Entry::new(&self.socket, &self.holders, self.decision)
+    }
+}
+
+/// Keeps every row it is given, for `check`'s table and `--all`.
+#[derive(Debug, Default)]
+pub struct Collect {
+    all: bool,
+    rows: Vec<Row>,
+}
+
+impl Collect {
+    /// Keeps the blocking rows, and with `all` the others too.
+    pub fn new(all: bool) -> Self {
+        Collect {
+            all,
+            rows: Vec::new(),
+        }
+    }
+}
+
+impl Sink for Collect {
+    type Output = Verdict;
+
+    fn wants_ignored(&self) -> bool {
+        self.all
+    }
+
+    fn entry(&mut self, seq: usize, e: &Entry<'_>) -> io::Result<()> {
+        self.rows.push(Row::new(seq, e));
+        Ok(())
+    }
+
+    fn finish(mut self, trailer: &Trailer) -> Verdict {
+        // Back to table order; the table's size is unknown until read, so
+        // give back the doubling slack.
+        self.rows.sort_by_key(|r| r.seq);
+        self.rows.shrink_to_fit();
+        Verdict {
+            rows: self.rows,
+            trailer: *trailer,
+        }
+    }
+}
+
+/// Every row of one pass, in table order, and its trailer.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    rows: Vec<Row>,
+    /// What the pass found beside the rows.
+    pub trailer: Trailer,
+}
+
+impl Verdict {
+    /// The sockets that hold the proxy back, in table order.
+    pub fn blocking(&self) -> impl Iterator<Item = Entry<'_>> {
+        self.rows
+            .iter()
+            .map(Row::entry)
+            .filter(|e| e.reason.is_none())
+    }
+
+    /// The sockets that do not, in table order; only when [`Collect`] was
+    /// asked for them.
+    pub fn ignored(&self) -> impl Iterator<Item = Entry<'_>> {
+        self.rows
+            .iter()
+            .map(Row::entry)
+            .filter(|e| e.reason.is_some())
+    }
+
+    /// How many sockets block.
+    pub fn blocking_count(&self) -> usize {
+        self.trailer.blocking
+    }
+
+    /// The blocking sockets counted by owner uid, by ascending uid.
+    pub fn owners(&self) -> Vec<OwnerGroup> {
+        let mut owners = Owners::default();
+        self.blocking().for_each(|e| owners.add(e.socket));
+        owners.groups()
+    }
+}
+
+/// The blocking sockets of one owner uid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerGroup {
+    /// The owner uid.
+    pub uid: u32,
+    /// How many sockets of it block.
+    pub sockets: usize,
+    /// Their local ports, ascending, each once.
+    pub ports: Vec<u16>,
+}
+
+/// Counts blocking sockets by owner uid, a bit per local port: flat in
+/// memory however many sockets a uid holds.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Owners(Vec<(u32, usize, PortSet)>);
+
+impl Owners {
+    fn add(&mut self, socket: &Socket) {
+        let i = match self.0.iter().position(|(uid, ..)| *uid == socket.uid) {
+            Some(i) => i,
+            None => {
+                self.0.push((socket.uid, 0, PortSet::new()));
+                self.0.len() - 1
+            }
+        };
+        let (_, n, ports) = &mut self.0[i];
+        *n += 1;
+        ports.insert(socket.local.port());
+    }
+
+    /// By ascending uid.
+    fn groups(&self) -> Vec<OwnerGroup> {
+        let mut groups: Vec<OwnerGroup> = self
+            .0
+            .iter()
+            .map(|(uid, n, ports)| OwnerGroup {
+                uid: *uid,
+                sockets: *n,
+                ports: ports.ports().collect(),
+            })
+            .collect();
+        groups.sort_by_key(|g| g.uid);
+        groups
+    }
+}
+
+/// One blocking row's share of a [`Summary::fingerprint`].
+fn row_print(s: &Socket) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (s.state.to_u8(), s.local, s.remote, s.uid, s.inode).hash(&mut h);
+    h.finish()
+}
+
+/// Builds `wait`'s [`Summary`] from blocking rows as they come.
+#[derive(Debug, Default)]
+pub struct Tally {
+    keep: usize,
+    sum: u64,
+    /// The `keep` rows first in table order, by `seq`.
+    first: Vec<Row>,
+    owners: Owners,
+}
+
+impl Tally {
+    /// A tally that keeps the first `keep` blocking rows in full.
+    pub fn new(keep: usize) -> Tally {
+        Tally {
+            keep,
+            ..Tally::default()
+        }
+    }
+}
+
+impl Sink for Tally {
+    type Output = Summary;
+
+    fn entry(&mut self, seq: usize, e: &Entry<'_>) -> io::Result<()> {
+        self.sum = self.sum.wrapping_add(row_print(e.socket));
+        self.owners.add(e.socket);
+        // A row that follows its table may come before rows kept already.
+        let at = self.first.partition_point(|r| r.seq < seq);
+        if at < self.keep {
+            self.first.insert(at, Row::new(seq, e));
+            self.first.truncate(self.keep);
+        }
+        Ok(())
+    }
+
+    fn finish(self, trailer: &Trailer) -> Summary {
+        Summary {
+            fingerprint: self.sum ^ (trailer.blocking as u64).rotate_left(32),
+            first: self.first,
+            owners: self.owners.groups(),
+            trailer: *trailer,
+        }
+    }
+}
+
+/// `wait`'s view of one poll, in memory that does not grow with the table:
+/// how many sockets block, a fingerprint of which, the first few decided in
+/// full (to name them), and all of them counted by owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    fingerprint: u64,
+    first: Vec<Row>,
+    owners: Vec<OwnerGroup>,
+    /// What the pass found beside the rows.
+    pub trailer: Trailer,
+}
+
+impl Summary {
+    /// How many sockets block.
+    pub fn blocking_count(&self) -> usize {
+        self.trailer.blocking
+    }
+
+    /// The same for the same blocking sockets (states included), in any
+    /// order; different otherwise, but for a 2^-64 chance.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// The first blocking sockets in table order, as many as were kept.
+    pub fn first(&self) -> impl Iterator<Item = Entry<'_>> {
+        self.first.iter().map(Row::entry)
+    }
+
+    /// Every blocking socket, counted by owner uid.
+    pub fn owners(&self) -> &[OwnerGroup] {
+        &self.owners
+    }
+}
