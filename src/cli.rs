@@ -2,19 +2,20 @@
 //!
 //! Nothing past [`Config::from_cli`] sees a clap type.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::builder::BoolishValueParser;
-use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::decide::Rules;
 use crate::drain::{self, DrainTarget};
 use crate::exit_codes;
 use crate::waiter::WaitOptions;
+
+mod parse;
+pub use parse::{Parsed, parse};
 
 /// `--version`: what a bug report needs, the version and the target it was
 /// built for (`build.rs` passes the target triple on).
@@ -418,235 +419,6 @@ fn wait_config(w: WaitArgs) -> Result<WaitConfig> {
     })
 }
 
-/// What the command line asks for.
-#[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // one value per run, as Config
-pub enum Parsed {
-    /// Run this.
-    Run(Config),
-    /// Print this on stdout and exit 0 (`--help`, `--version`).
-    Print(String),
-}
-
-/// How many bad flags `wait` goes on without before it gives up.
-const MAX_DROPPED: usize = 32;
-
-/// Parses arguments and `PRESTOP_WAIT_*` variables into a [`Parsed`].
-///
-/// Without a subcommand (or with options first) it is `wait`'s command line.
-/// Any command but `wait` fails on the first bad value. `wait` fails safe:
-/// the hook exists to hold the proxy's shutdown, and a hook that exits at
-/// once on a typo in a mesh-wide variable lets every proxy stop under its
-/// app. So each flag whose value (from the command line or the environment)
-/// is wrong, and each argument it does not know, is dropped, as if not
-/// given, and its error kept in [`WaitConfig::config_errors`]: `wait` logs
-/// them, waits with the defaults in their place, and exits 2 at the end.
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed> {
-    use clap::{CommandFactory, FromArgMatches};
-    let mut args = default_command(args.into_iter().collect());
-    let is_wait = args.get(1).is_some_and(|a| a == "wait");
-    let mut no_env: Vec<String> = Vec::new();
-    let mut errors = Vec::new();
-    loop {
-        let mut cmd = Cli::command();
-        for id in &no_env {
-            cmd = cmd.mut_subcommand("wait", |w| w.mut_arg(id, |a| a.env(None::<&str>)));
-        }
-        let wait_cmd = cmd.find_subcommand("wait").cloned();
-        let failure = match cmd.try_get_matches_from_mut(&args) {
-            Ok(m) => match Cli::from_arg_matches(&m)
-                .map_err(Into::into)
-                .and_then(Config::from_cli)
-            {
-                Ok(mut config) => {
-                    if let Config::Wait(w) = &mut config {
-                        w.config_errors = errors;
-                    }
-                    return Ok(Parsed::Run(config));
-                }
-                Err(e) => match e.downcast::<FlagError>() {
-                    Ok(f) => Failure::Flag(f),
-                    Err(e) => return Err(e),
-                },
-            },
-            Err(e) => match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-                    return Ok(Parsed::Print(e.render().to_string()));
-                }
-                _ => Failure::Clap(e),
-            },
-        };
-        let message = failure.message();
-        let (Some(wait_cmd), true) = (wait_cmd, is_wait && errors.len() < MAX_DROPPED) else {
-            bail!("{message}");
-        };
-        let dropped = match &failure {
-            Failure::Flag(f) => Some(f.id.to_owned()),
-            Failure::Clap(e) => offending_arg(e, &wait_cmd),
-        };
-        let before = args.len();
-        match dropped {
-            Some(id) => {
-                let arg = wait_cmd
-                    .get_arguments()
-                    .find(|a| a.get_id() == id.as_str())
-                    .expect("the id comes from this command");
-                drop_arg(&mut args, arg);
-                if !no_env.contains(&id) {
-                    no_env.push(id);
-                } else if args.len() == before {
-                    bail!("{message}");
-                }
-            }
-            None => {
-                let Some(token) = invalid_token(&failure) else {
-                    bail!("{message}");
-                };
-                drop_token(&mut args, &token);
-                if args.len() == before {
-                    bail!("{message}");
-                }
-            }
-        }
-        errors.push(message);
-    }
-}
-
-/// Why one parse failed.
-enum Failure {
-    Clap(clap::Error),
-    Flag(FlagError),
-}
-
-impl Failure {
-    /// One line: clap's first line without its `error: ` (its usage block
-    /// and tips are for a terminal), or ours.
-    fn message(&self) -> String {
-        match self {
-            Failure::Flag(f) => f.message.clone(),
-            Failure::Clap(e) => {
-                // The first paragraph, on one line: "the following required
-                // arguments were not provided:" continues on the next.
-                let text = e.render().to_string();
-                let first: Vec<&str> = text
-                    .lines()
-                    .skip_while(|l| l.trim().is_empty())
-                    .take_while(|l| !l.trim().is_empty())
-                    .map(str::trim)
-                    .collect();
-                let first = first.join(" ");
-                let first = first.strip_prefix("error: ").unwrap_or(&first);
-                if first.is_empty() {
-                    "invalid arguments (see --help)".to_owned()
-                } else {
-                    format!("{first} (see --help)")
-                }
-            }
-        }
-    }
-}
-
-/// Puts `wait` in front of a bare command line: `prestop-wait` and
-/// `prestop-wait --timeout=20s` are `wait`'s, `--help` and `--version` stay
-/// the program's own.
-fn default_command(mut args: Vec<OsString>) -> Vec<OsString> {
-    if args.is_empty() {
-        args.push("prestop-wait".into());
-    }
-    let bare = match args.get(1).and_then(|a| a.to_str()) {
-        None => args.len() == 1,
-        Some(first) => {
-            first.starts_with('-') && !["-h", "--help", "-V", "--version"].contains(&first)
-        }
-    };
-    if bare {
-        args.insert(1, "wait".into());
-    }
-    args
-}
-
-/// The clap id of the `wait` flag a clap error is about, if it names one.
-fn offending_arg(e: &clap::Error, wait: &clap::Command) -> Option<String> {
-    let shown = match e.get(ContextKind::InvalidArg)? {
-        ContextValue::String(s) => s.clone(),
-        _ => return None,
-    };
-    let name = shown.split([' ', '=']).next()?;
-    wait.get_arguments()
-        .find(|a| {
-            name.strip_prefix("--")
-                .is_some_and(|l| a.get_long() == Some(l))
-                || name
-                    .strip_prefix('-')
-                    .and_then(|s| s.chars().next())
-                    .is_some_and(|c| a.get_short() == Some(c) && name.len() == 2)
-        })
-        .map(|a| a.get_id().as_str().to_owned())
-}
-
-/// The argument an unknown-argument error is about, as typed.
-fn invalid_token(failure: &Failure) -> Option<String> {
-    let Failure::Clap(e) = failure else {
-        return None;
-    };
-    match e.get(ContextKind::InvalidArg)? {
-        ContextValue::String(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-/// Removes every occurrence of `arg` from `args` (after the subcommand),
-/// with its value when that is the next argument.
-fn drop_arg(args: &mut Vec<OsString>, arg: &clap::Arg) {
-    let takes_value = arg.get_action().takes_values();
-    let separate_value = takes_value && !arg.is_require_equals_set();
-    let long = arg.get_long().map(|l| format!("--{l}"));
-    let short = arg.get_short().map(|c| format!("-{c}"));
-    let mut i = 2;
-    while i < args.len() {
-        let Some(a) = args[i].to_str() else {
-            i += 1;
-            continue;
-        };
-        if a == "--" {
-            break;
-        }
-        let exact = long.as_deref() == Some(a) || short.as_deref() == Some(a);
-        let attached = long
-            .as_deref()
-            .is_some_and(|l| a.strip_prefix(l).is_some_and(|r| r.starts_with('=')))
-            || (takes_value
-                && short
-                    .as_deref()
-                    .is_some_and(|s| a.starts_with(s) && a.len() > 2));
-        if exact {
-            let n = if separate_value && i + 1 < args.len() {
-                2
-            } else {
-                1
-            };
-            args.drain(i..i + n);
-        } else if attached {
-            args.remove(i);
-        } else {
-            i += 1;
-        }
-    }
-}
-
-/// Removes an argument clap does not know (`--bogus`, `--bogus=1`, a stray word).
-fn drop_token(args: &mut Vec<OsString>, token: &str) {
-    let mut i = 2;
-    while i < args.len() {
-        let a = args[i].to_string_lossy();
-        if a == token || (token.starts_with("--") && a.starts_with(&format!("{token}="))) {
-            args.remove(i);
-        } else {
-            i += 1;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -654,7 +426,8 @@ mod tests {
 
     fn config(args: &[&str]) -> Result<Config> {
         let args = std::iter::once("prestop-wait").chain(args.iter().copied());
-        let cli = Cli::try_parse_from(default_command(args.map(OsString::from).collect()))?;
+        let args = args.map(std::ffi::OsString::from).collect();
+        let cli = Cli::try_parse_from(parse::default_command(args))?;
         Config::from_cli(cli)
     }
 
@@ -859,105 +632,6 @@ mod tests {
             )),
             "{VERSION}"
         );
-    }
-
-    /// [`parse`] of a command line (the environment's own variables are
-    /// tested through the binary, in tests/cli.rs).
-    fn parsed(args: &[&str]) -> Result<Parsed> {
-        parse(
-            std::iter::once("prestop-wait")
-                .chain(args.iter().copied())
-                .map(OsString::from),
-        )
-    }
-
-    #[test]
-    fn the_bare_form_is_wait_and_help_stays_the_programs() {
-        let args = |a: &[&str]| -> Vec<String> {
-            default_command(
-                std::iter::once("prestop-wait")
-                    .chain(a.iter().copied())
-                    .map(OsString::from)
-                    .collect(),
-            )
-            .into_iter()
-            .map(|a| a.into_string().unwrap())
-            .collect()
-        };
-        assert_eq!(args(&[]), ["prestop-wait", "wait"]);
-        assert_eq!(args(&["-q"]), ["prestop-wait", "wait", "-q"]);
-        assert_eq!(
-            args(&["--timeout=1s"]),
-            ["prestop-wait", "wait", "--timeout=1s"]
-        );
-        for keep in [&["--help"][..], &["-V"], &["check"], &["help"]] {
-            assert_eq!(args(keep)[1..], *keep);
-        }
-    }
-
-    #[test]
-    fn wait_drops_each_bad_flag_and_keeps_the_rest() {
-        let Ok(Parsed::Run(Config::Wait(w))) = parsed(&[
-            "--proxy-uid=2102",
-            "--timeout",
-            "soon",
-            "--interval=5ms",
-            "-q",
-            "--bogus",
-            "--min-wait",
-            "2s",
-        ]) else {
-            panic!("wait must fail safe")
-        };
-        assert_eq!(w.pod.rules.proxy_uids, [2102], "a good flag stays");
-        assert!(w.quiet);
-        assert_eq!(w.timing.timeout, Duration::from_secs(25), "default");
-        assert_eq!(w.timing.interval, Duration::from_millis(250), "default");
-        assert_eq!(w.timing.min_wait, Duration::from_secs(2));
-        assert_eq!(w.config_errors.len(), 3, "{:?}", w.config_errors);
-        assert!(w.config_errors[0].contains("'--timeout <DURATION>'"));
-        assert!(w.config_errors[1].contains("--bogus"));
-        assert!(w.config_errors[2].starts_with("--interval must be at least 10ms"));
-        // Any other command fails at once, one line.
-        let err = parsed(&["check", "--proxy-uid=x"]).unwrap_err();
-        assert!(format!("{err:#}").contains("--proxy-uid"), "{err:#}");
-        // Help is help.
-        assert!(matches!(parsed(&["wait", "--help"]), Ok(Parsed::Print(_))));
-    }
-
-    #[test]
-    fn dropping_a_flag_takes_its_value_in_every_form() {
-        let wait = Cli::command().find_subcommand("wait").unwrap().clone();
-        let arg = |id: &str| {
-            wait.get_arguments()
-                .find(|a| a.get_id() == id)
-                .unwrap()
-                .clone()
-        };
-        let mut args: Vec<OsString> = [
-            "prestop-wait",
-            "wait",
-            "--timeout",
-            "x",
-            "-q",
-            "--timeout=y",
-            "--interval",
-            "1s",
-            "--drain",
-            "--quiet",
-        ]
-        .map(OsString::from)
-        .to_vec();
-        drop_arg(&mut args, &arg("timeout"));
-        drop_arg(&mut args, &arg("quiet"));
-        // --drain takes its value only with '=': the next word is not its.
-        drop_arg(&mut args, &arg("drain"));
-        assert_eq!(args, ["prestop-wait", "wait", "--interval", "1s"]);
-        let mut args: Vec<OsString> = ["prestop-wait", "wait", "--bogus=1", "x", "--bogus"]
-            .map(OsString::from)
-            .to_vec();
-        drop_token(&mut args, "--bogus");
-        assert_eq!(args, ["prestop-wait", "wait", "x"]);
     }
 
     #[test]

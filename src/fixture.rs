@@ -142,10 +142,11 @@ impl<'a> Process<'a> {
             cmdline.push(0);
         }
         std::fs::write(dir.join("cmdline"), cmdline)?;
+        // All 52 fields, as Linux 6.x prints them; start time is field 22.
         std::fs::write(
             dir.join("stat"),
             format!(
-                "{} ({}) S 0 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {} 0 0\n",
+                "{} ({}) S 0 1 1 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 {} 8192000 500 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
                 self.pid, self.comm, self.start
             ),
         )?;

@@ -17,7 +17,58 @@ use rustix::fs::OFlags;
 
 use crate::cli::LogFile;
 use crate::decide::is_proxy_process;
-use crate::procread::{process_uid, processes_of_uid};
+use crate::procread::{self, Holder};
+
+/// Every line the hook writes starts with this.
+pub const PREFIX: &str = "prestop-wait: ";
+
+/// Writes one line, [`PREFIX`] first. Errors are dropped: the hook never
+/// fails over its own logging.
+pub fn say(w: &mut (impl Write + ?Sized), args: std::fmt::Arguments<'_>) {
+    let _ = writeln!(w, "{PREFIX}{args}");
+}
+
+/// Where `--log-file` goes, resolved before the log is opened: a path, and
+/// what the resolving of `auto` has to say.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The file to append to, if any.
+    pub path: Option<PathBuf>,
+    /// For the log: where `auto` found the proxy's log, and why.
+    pub note: Option<String>,
+    /// For stderr: why `auto` found nothing.
+    pub warning: Option<String>,
+}
+
+impl Target {
+    /// Resolves `--log-file`: a path as given, or `auto` as
+    /// [`procread::proxy_log`] finds the proxy container's own log under
+    /// `proc_root` for this process's effective uid.
+    pub fn resolve(log_file: Option<&LogFile>, proc_root: &Path, proxy_names: &[String]) -> Self {
+        match log_file {
+            None => Target::default(),
+            Some(LogFile::Path(p)) => Target {
+                path: Some(p.clone()),
+                ..Target::default()
+            },
+            Some(LogFile::Auto) => {
+                let uid = rustix::process::geteuid().as_raw();
+                let is_proxy = |h: &Holder| is_proxy_process(h, proxy_names);
+                match procread::proxy_log(proc_root, uid, is_proxy, proxy_names) {
+                    Ok((path, why)) => Target {
+                        note: Some(format!("log: also to {} ({why})", path.display())),
+                        path: Some(path),
+                        warning: None,
+                    },
+                    Err(why) => Target {
+                        warning: Some(format!("--log-file auto: {why}; logging to stderr only")),
+                        ..Target::default()
+                    },
+                }
+            }
+        }
+    }
+}
 
 /// Writes every log line to stderr (unless quiet) and to the log file.
 pub struct Log<'a> {
@@ -37,65 +88,42 @@ fn nonblocking() -> i32 {
 }
 
 impl<'a> Log<'a> {
-    /// Opens `log_file` if given, resolving `auto` against `proc_root` (see
-    /// [`find_proxy_log`]). Returns the log and, for `auto`, a line saying
-    /// where the lines go and why. A file that cannot be opened is reported on
-    /// `stderr` even when `quiet`, since otherwise nothing would be said at all.
+    /// Opens the log file `target` names, if any. Its warning goes to
+    /// `stderr` even when `quiet`, as does a file that cannot be opened,
+    /// since otherwise nothing would be said at all; its note is the
+    /// caller's to log where it belongs.
     ///
     /// The file is opened `O_NONBLOCK`: a FIFO nobody reads fails to open
     /// (ENXIO) instead of hanging the hook before its first poll.
-    pub fn open(
-        stderr: &'a mut dyn Write,
-        quiet: bool,
-        log_file: Option<&LogFile>,
-        proc_root: &Path,
-        proxy_names: &[String],
-    ) -> (Self, Option<String>) {
-        let (path, note) = match log_file {
-            None => (None, None),
-            Some(LogFile::Path(p)) => (Some(p.clone()), None),
-            Some(LogFile::Auto) => {
-                match find_proxy_log(proc_root, rustix::process::geteuid().as_raw(), proxy_names) {
-                    Ok((path, why)) => {
-                        let note = format!("prestop-wait: log: also to {} ({why})", path.display());
-                        (Some(path), Some(note))
-                    }
-                    Err(why) => {
-                        let _ = writeln!(
-                            stderr,
-                            "prestop-wait: warning: --log-file auto: {why}; logging to stderr only"
-                        );
-                        (None, None)
-                    }
-                }
-            }
-        };
+    pub fn open(stderr: &'a mut dyn Write, quiet: bool, target: Target) -> Self {
+        if let Some(warning) = &target.warning {
+            say(stderr, format_args!("warning: {warning}"));
+        }
         let mut file = None;
-        if let Some(path) = path {
+        if let Some(path) = target.path {
             match open_append(&path) {
                 Ok(f) => file = Some((f, path)),
-                Err(e) => {
-                    let _ = writeln!(
-                        stderr,
-                        "prestop-wait: warning: cannot open --log-file {}: {e}{}",
+                Err(e) => say(
+                    stderr,
+                    format_args!(
+                        "warning: cannot open --log-file {}: {e}{}",
                         path.display(),
                         if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) {
                             " (a FIFO or pipe nobody reads)"
                         } else {
                             ""
                         }
-                    );
-                }
+                    ),
+                ),
             }
         }
-        let log = Log {
+        Log {
             stderr,
             quiet,
             file,
             pending: Vec::new(),
             dropped: (0, 0),
-        };
-        (log, note)
+        }
     }
 
     /// Whether no line goes anywhere (`--quiet` and no log file): then the
@@ -105,9 +133,9 @@ impl<'a> Log<'a> {
     }
 
     /// Writes one error line to stderr, `--quiet` or not, and to the file.
-    pub fn error(&mut self, line: &str) {
+    pub fn error(&mut self, args: std::fmt::Arguments<'_>) {
         let quiet = std::mem::replace(&mut self.quiet, false);
-        let _ = writeln!(self, "{line}");
+        say(self, args);
         self.quiet = quiet;
     }
 
@@ -123,7 +151,7 @@ impl<'a> Log<'a> {
                     {
                         let _ = write_line(
                             f,
-                            format!("prestop-wait: warning: stderr cannot take lines ({e}); dropping those it cannot\n").as_bytes(),
+                            format!("{PREFIX}warning: stderr cannot take lines ({e}); dropping those it cannot\n").as_bytes(),
                         );
                     }
                 }
@@ -137,19 +165,23 @@ impl<'a> Log<'a> {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 self.dropped.1 += 1;
                 if self.dropped.1 == 1 {
-                    let _ = writeln!(
+                    say(
                         self.stderr,
-                        "prestop-wait: warning: --log-file {} would block (nobody is reading it); dropping the lines it cannot take",
-                        path.display()
+                        format_args!(
+                            "warning: --log-file {} would block (nobody is reading it); dropping the lines it cannot take",
+                            path.display()
+                        ),
                     );
                 }
             }
             Err(e) => {
                 // Disk full, the pipe's reader gone: this target is done.
-                let _ = writeln!(
+                say(
                     self.stderr,
-                    "prestop-wait: warning: cannot write --log-file {}: {e}; no more lines there",
-                    path.display()
+                    format_args!(
+                        "warning: cannot write --log-file {}: {e}; no more lines there",
+                        path.display()
+                    ),
                 );
                 self.file = None;
             }
@@ -170,10 +202,12 @@ impl Drop for Log<'_> {
         if to_file > 0
             && let Some((_, path)) = &self.file
         {
-            let _ = writeln!(
+            say(
                 self.stderr,
-                "prestop-wait: warning: {to_file} log lines dropped: --log-file {} would block",
-                path.display()
+                format_args!(
+                    "warning: {to_file} log lines dropped: --log-file {} would block",
+                    path.display()
+                ),
             );
         }
         if to_stderr > 0
@@ -181,10 +215,8 @@ impl Drop for Log<'_> {
         {
             let _ = write_line(
                 f,
-                format!(
-                    "prestop-wait: warning: {to_stderr} log lines dropped: stderr would block\n"
-                )
-                .as_bytes(),
+                format!("{PREFIX}warning: {to_stderr} log lines dropped: stderr would block\n")
+                    .as_bytes(),
             );
         }
     }
@@ -203,73 +235,6 @@ fn write_line(w: &mut (impl Write + ?Sized), line: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Where the proxy container's own log is, as the kubelet collects it: the
-/// stderr of the container's main process. That is PID 1 when the hook sees
-/// the container's own PID namespace (PID 1 then runs as the hook's uid: the
-/// hook runs as the container's user). With `shareProcessNamespace: true`,
-/// PID 1 is the pod's pause process, of another uid; the main process is
-/// then the oldest process of the hook's uid among the proxy's names
-/// (pilot-agent in Istio, which starts Envoy). Either way its fd 2 must be
-/// open for writing (`fdinfo` flags): reopening a descriptor a process only
-/// reads would write into its input, not its log. Returns the path and why,
-/// or why none was found.
-pub fn find_proxy_log(
-    proc_root: &Path,
-    uid: u32,
-    proxy_names: &[String],
-) -> Result<(PathBuf, String), String> {
-    let pid1 = process_uid(proc_root, 1);
-    let pid1_said = if pid1 == Some(uid) {
-        match stderr_writable(proc_root, 1) {
-            Ok(()) => {
-                return Ok((
-                    proc_root.join("1/fd/2"),
-                    format!("--log-file auto: PID 1 runs as uid {uid}, as this hook does"),
-                ));
-            }
-            Err(why) => format!("runs as uid {uid} but its fd 2 {why}"),
-        }
-    } else {
-        pid1.map_or("cannot be seen".to_owned(), |u| format!("runs as uid {u}"))
-    };
-    let processes = processes_of_uid(proc_root, uid).map_err(|e| format!("{e:#}"))?;
-    match processes
-        .iter()
-        .map(|p| &p.holder)
-        .filter(|h| h.pid != 1 && is_proxy_process(h, proxy_names))
-        .find(|h| stderr_writable(proc_root, h.pid).is_ok())
-    {
-        Some(h) => Ok((
-            proc_root.join(format!("{}/fd/2", h.pid)),
-            format!(
-                "--log-file auto: PID 1 {pid1_said}; pid {} ({}) is the oldest proxy process of uid {uid} with a writable fd 2",
-                h.pid,
-                h.name()
-            ),
-        )),
-        None => Err(format!(
-            "PID 1 {pid1_said} and no process named {} runs as uid {uid} with a writable fd 2",
-            proxy_names.join(" or ")
-        )),
-    }
-}
-
-/// Whether `<pid>`'s fd 2 is open for writing, from the `flags:` line of
-/// `<pid>/fdinfo/2` (octal open flags; the access mode is the low two bits).
-fn stderr_writable(proc_root: &Path, pid: i32) -> Result<(), String> {
-    let path = proc_root.join(format!("{pid}/fdinfo/2"));
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot be read ({e})"))?;
-    let flags = text
-        .lines()
-        .find_map(|l| l.strip_prefix("flags:"))
-        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
-        .ok_or_else(|| "has no flags in its fdinfo".to_owned())?;
-    match flags & 0o3 {
-        0o1 | 0o2 => Ok(()),
-        _ => Err("is open read-only".to_owned()),
-    }
 }
 
 /// Opens for append without blocking, creating a regular file if there is
@@ -363,7 +328,11 @@ mod tests {
     use super::*;
 
     fn open<'a>(err: &'a mut Vec<u8>, quiet: bool, file: Option<&LogFile>) -> Log<'a> {
-        Log::open(err, quiet, file, Path::new("/nonexistent-proc"), &[]).0
+        Log::open(
+            err,
+            quiet,
+            Target::resolve(file, Path::new("/nonexistent-proc"), &[]),
+        )
     }
 
     #[test]
@@ -399,124 +368,19 @@ mod tests {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
 
-    /// A fixture `/proc` with processes (pid, comm, start time), all owned
-    /// by the test's own uid, each with its fd 2 open read-write.
-    fn procs(list: &[(i32, &str, u64)]) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        for (pid, comm, start) in list {
-            let p = dir.path().join(pid.to_string());
-            std::fs::create_dir_all(p.join("fd")).unwrap();
-            set_fd2_flags(dir.path(), *pid, "0100002");
-            std::fs::write(p.join("comm"), format!("{comm}\n")).unwrap();
-            std::fs::write(p.join("cmdline"), format!("{comm}\0")).unwrap();
-            std::fs::write(
-                p.join("stat"),
-                format!("{pid} ({comm}) S 0 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0"),
-            )
-            .unwrap();
-        }
-        dir
-    }
-
-    /// Writes `<pid>/fdinfo/2` as the kernel does, with these octal flags.
-    fn set_fd2_flags(root: &Path, pid: i32, flags: &str) {
-        let d = root.join(format!("{pid}/fdinfo"));
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(
-            d.join("2"),
-            format!("pos:\t0\nflags:\t{flags}\nmnt_id:\t15\nino:\t1234\n"),
-        )
-        .unwrap();
-    }
-
-    #[test]
-    fn auto_takes_only_a_descriptor_open_for_writing() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = procs(&[(1, "pilot-agent", 10), (15, "envoy", 20)]);
-        let me = std::fs::metadata(dir.path()).unwrap().uid();
-        // PID 1's fd 2 read-only (O_RDONLY|O_LARGEFILE): writing there would
-        // feed its input. The next proxy process of the uid is taken.
-        set_fd2_flags(dir.path(), 1, "0100000");
-        let (path, why) = find_proxy_log(dir.path(), me, &names()).unwrap();
-        assert_eq!(path, dir.path().join("15/fd/2"), "{why}");
-        assert!(why.contains("fd 2 is open read-only"), "{why}");
-        // Write-only (O_WRONLY|O_APPEND) is fine.
-        set_fd2_flags(dir.path(), 1, "02001");
-        let (path, _) = find_proxy_log(dir.path(), me, &names()).unwrap();
-        assert_eq!(path, dir.path().join("1/fd/2"));
-        // None writable: an error that says why.
-        set_fd2_flags(dir.path(), 1, "0");
-        set_fd2_flags(dir.path(), 15, "0100000");
-        let err = find_proxy_log(dir.path(), me, &names()).unwrap_err();
-        assert!(err.contains("with a writable fd 2"), "{err}");
-        // No fdinfo at all (an odd /proc): not taken either.
-        std::fs::remove_file(dir.path().join("1/fdinfo/2")).unwrap();
-        let err = find_proxy_log(dir.path(), me, &names()).unwrap_err();
-        assert!(err.contains("cannot be read"), "{err}");
-    }
-
-    fn names() -> Vec<String> {
-        vec!["envoy".into(), "pilot-agent".into()]
-    }
-
-    #[test]
-    fn auto_is_pid_1_when_it_runs_as_the_hooks_uid() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = procs(&[(1, "pilot-agent", 10), (15, "envoy", 20)]);
-        let me = std::fs::metadata(dir.path()).unwrap().uid();
-        let (path, why) = find_proxy_log(dir.path(), me, &names()).unwrap();
-        assert_eq!(path, dir.path().join("1/fd/2"));
-        assert!(why.contains("PID 1 runs as uid"), "{why}");
-        // Some other uid: nothing of it is visible.
-        let err = find_proxy_log(dir.path(), me.wrapping_add(1), &names()).unwrap_err();
-        assert!(
-            err.contains("no process named envoy or pilot-agent runs as uid"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn auto_is_the_oldest_proxy_process_when_pid_1_is_another_uids() {
-        use std::os::unix::fs::{MetadataExt, chown};
-        // shareProcessNamespace: PID 1 is the pause process, of uid 65535.
-        let dir = procs(&[
-            (1, "pause", 1),
-            (7, "app", 5),
-            (20, "envoy", 300),
-            (12, "pilot-agent", 200),
-        ]);
-        let me = std::fs::metadata(dir.path()).unwrap().uid();
-        if let Err(e) = chown(dir.path().join("1"), Some(65535), None) {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI runs as root and must chown: {e}"
-            );
-            eprintln!("skipped: chown needs root ({e})");
-            return;
-        }
-        let (path, why) = find_proxy_log(dir.path(), me, &names()).unwrap();
-        assert_eq!(path, dir.path().join("12/fd/2"), "{why}");
-        assert!(why.contains("PID 1 runs as uid 65535"), "{why}");
-        assert!(why.contains("pid 12 (pilot-agent)"), "{why}");
-        // No proxy process: an error that says what was looked for.
-        let dir = procs(&[(1, "pause", 1), (7, "app", 5)]);
-        chown(dir.path().join("1"), Some(65535), None).unwrap();
-        let err = find_proxy_log(dir.path(), me, &names()).unwrap_err();
-        assert!(
-            err.starts_with("PID 1 runs as uid 65535 and no process named"),
-            "{err}"
-        );
-    }
-
     #[test]
     fn auto_that_finds_nothing_warns_once_and_logs_to_stderr() {
-        let dir = procs(&[(7, "app", 5)]);
+        let dir = tempfile::tempdir().unwrap();
+        crate::fixture::Process::new(7, "app")
+            .write(dir.path())
+            .unwrap();
+        let names = vec!["envoy".to_owned(), "pilot-agent".to_owned()];
+        let target = Target::resolve(Some(&LogFile::Auto), dir.path(), &names);
+        assert_eq!((&target.path, &target.note), (&None, &None));
         let mut err = Vec::new();
-        let (mut log, note) =
-            Log::open(&mut err, false, Some(&LogFile::Auto), dir.path(), &names());
+        let mut log = Log::open(&mut err, false, target);
         writeln!(log, "line").unwrap();
         drop(log);
-        assert_eq!(note, None);
         let err = String::from_utf8(err).unwrap();
         let lines: Vec<&str> = err.lines().collect();
         assert_eq!(lines.len(), 2, "{err}");
@@ -526,5 +390,33 @@ mod tests {
         );
         assert!(lines[0].ends_with("; logging to stderr only"), "{err}");
         assert_eq!(lines[1], "line");
+    }
+
+    #[test]
+    fn auto_that_finds_the_log_says_where_in_the_log() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        crate::fixture::Process::new(1, "pilot-agent")
+            .write(dir.path())
+            .unwrap();
+        let me = std::fs::metadata(dir.path()).unwrap().uid();
+        if me != rustix::process::geteuid().as_raw() {
+            return; // the fixture's owner is not this process's uid
+        }
+        // fd 2 of the fixture is a plain file here.
+        let fd2 = dir.path().join("1/fd/2");
+        std::fs::remove_file(&fd2).unwrap();
+        let names = vec!["envoy".to_owned()];
+        let target = Target::resolve(Some(&LogFile::Auto), dir.path(), &names);
+        assert_eq!(target.path.as_deref(), Some(fd2.as_path()));
+        let note = target.note.clone().unwrap();
+        assert!(note.starts_with("log: also to "), "{note}");
+        assert!(note.contains("PID 1 runs as uid"), "{note}");
+        let mut err = Vec::new();
+        let mut log = Log::open(&mut err, false, target);
+        writeln!(log, "line").unwrap();
+        drop(log);
+        assert_eq!(err, b"line\n");
+        assert_eq!(std::fs::read_to_string(&fd2).unwrap(), "line\n");
     }
 }

@@ -1,4 +1,4 @@
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Write as _};
 
 use prestop_wait::exit_codes::ExitCode;
 use prestop_wait::{log, stdout};
@@ -14,7 +14,7 @@ fn main() -> std::process::ExitCode {
         Ok(code) => code.into(),
         Err(e) => {
             // Not eprintln!: it panics (an abort) when stderr is a closed pipe.
-            let _ = writeln!(err, "prestop-wait: {e:#}");
+            log::say(&mut err, format_args!("{e:#}"));
             ExitCode::Error.into()
         }
     }

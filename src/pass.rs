@@ -193,62 +193,34 @@ impl<'a, K: Sink> Decider<'a, K> {
 mod tests {
     use super::*;
     use crate::decide::{Direction, Reason};
+    use crate::fixture::{self, Process};
     use crate::procread::Holder;
+    use crate::procread::TcpState;
     use crate::render::JsonSink;
     use crate::sink::{Collect, Tally};
     use crate::source::ProcTables;
-    use std::os::unix::fs::symlink;
     use std::path::Path;
+
+    const LISTEN: TcpState = TcpState::Listen;
+    const EST: TcpState = TcpState::Established;
 
     /// A `/proc` tree: both tables (rows in the kernel's layout) and
     /// processes with their socket fds.
     fn tree(
-        rows: &[(&str, &str, u8, u32, u64)],
-        procs: &[(u32, &str, &[u64])],
+        rows: &[(&str, &str, TcpState, u32, u64)],
+        procs: &[(i32, &str, &[u64])],
     ) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        let enc = |a: &str| {
-            let a: std::net::SocketAddr = a.parse().unwrap();
-            let ip = match a.ip() {
-                std::net::IpAddr::V4(v4) => format!("{:08X}", u32::from_ne_bytes(v4.octets())),
-                std::net::IpAddr::V6(v6) => v6
-                    .octets()
-                    .chunks_exact(4)
-                    .map(|w| format!("{:08X}", u32::from_ne_bytes([w[0], w[1], w[2], w[3]])))
-                    .collect(),
-            };
-            format!("{ip}:{:04X}", a.port())
-        };
-        std::fs::create_dir_all(dir.path().join("net")).unwrap();
-        for (name, v6) in [("tcp", false), ("tcp6", true)] {
-            let mut text = String::from(
-                "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n",
-            );
-            for (i, (l, r, st, uid, inode)) in rows
-                .iter()
-                .filter(|r| r.0.starts_with('[') == v6)
-                .enumerate()
-            {
-                text.push_str(&format!(
-                    "{i:4}: {} {} {st:02X} 00000000:00000000 00:00000000 00000000 {uid:5} 0 {inode} 1 0 100 0 0 10 0\n",
-                    enc(l),
-                    enc(r)
-                ));
-            }
-            std::fs::write(dir.path().join("net").join(name), text).unwrap();
-        }
+        let rows: Vec<Socket> = rows
+            .iter()
+            .map(|(l, r, st, uid, inode)| fixture::socket(l, r, st.clone(), *uid, *inode))
+            .collect();
+        fixture::write_tables(dir.path(), &rows).unwrap();
         for (pid, comm, inodes) in procs {
-            let p = dir.path().join(pid.to_string());
-            std::fs::create_dir_all(p.join("fd")).unwrap();
-            std::fs::write(p.join("comm"), format!("{comm}\n")).unwrap();
-            std::fs::write(p.join("cmdline"), format!("{comm}\0")).unwrap();
-            for (fd, inode) in inodes.iter().enumerate() {
-                symlink(
-                    format!("socket:[{inode}]"),
-                    p.join("fd").join(fd.to_string()),
-                )
+            Process::new(*pid, comm)
+                .sockets(inodes)
+                .write(dir.path())
                 .unwrap();
-            }
         }
         dir
     }
@@ -342,8 +314,6 @@ mod tests {
 
     #[test]
     fn the_summary_decides_as_the_verdict_does() {
-        const LISTEN: u8 = 0x0A;
-        const EST: u8 = 0x01;
         let pod = tree(
             &[
                 ("0.0.0.0:15001", "0.0.0.0:0", LISTEN, 1337, 101),
@@ -375,7 +345,6 @@ mod tests {
     #[test]
     fn the_fd_scan_runs_only_when_the_table_leaves_a_row_to_decide() {
         use std::os::unix::fs::chown;
-        const LISTEN: u8 = 0x0A;
         // envoy (uid 1337) holds its listener and a uid-1000 socket handed
         // to it; a plain file among its fds counts as unreadable when read.
         let pod = tree(
@@ -417,8 +386,6 @@ mod tests {
 
     #[test]
     fn a_connection_the_proxy_made_is_streamed_after_its_table_when_its_end_comes_later() {
-        const LISTEN: u8 = 0x0A;
-        const EST: u8 = 0x01;
         // The app closed its listener; the proxy's end of the connection it
         // made to the app is read after the app's end.
         let pod = tree(

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::procread::Stopped;
-use crate::render;
 use crate::sink::Summary;
+use crate::{log, render};
 
 /// How long to wait and how often to look.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,12 +151,11 @@ struct Progress<'a, 'w> {
     warned_cost: bool,
 }
 
-/// Writes one `prestop-wait: ` line, if anyone reads the log. The hook never
-/// fails over its own logging, so write errors are dropped.
+/// Writes one line through [`log::say`], if anyone reads the log.
 macro_rules! say {
     ($log:expr, $($arg:tt)*) => {
         if let Some(w) = $log.as_mut() {
-            let _ = writeln!(w, "prestop-wait: {}", format_args!($($arg)*));
+            log::say(w, format_args!($($arg)*));
         }
     };
 }
@@ -339,23 +338,26 @@ fn count(n: usize) -> String {
 /// how to excuse another container. The kubelet shows a hook's output
 /// nowhere, so these lines are for `--log-file`.
 fn log_deadline(log: &mut dyn Write, v: &Summary, timeout: Duration, took: Duration) {
-    let _ = writeln!(
+    log::say(
         log,
-        "prestop-wait: deadline {} passed (at {}); {} still blocking: {}",
-        fmt_duration(timeout),
-        fmt_duration(took),
-        count(v.blocking_count()),
-        render::summary(v.first(), v.blocking_count(), DEADLINE_SOCKETS)
+        format_args!(
+            "deadline {} passed (at {}); {} still blocking: {}",
+            fmt_duration(timeout),
+            fmt_duration(took),
+            count(v.blocking_count()),
+            render::summary(v.first(), v.blocking_count(), DEADLINE_SOCKETS)
+        ),
     );
-    let _ = writeln!(
+    log::say(
         log,
-        "prestop-wait: still blocking by owner: {}",
-        render::owner_summary(v.owners())
+        format_args!(
+            "still blocking by owner: {}",
+            render::owner_summary(v.owners())
+        ),
     );
-    let _ = writeln!(
+    log::say(
         log,
-        "prestop-wait: hint: {}",
-        render::ignore_uid_hint(v.owners())
+        format_args!("hint: {}", render::ignore_uid_hint(v.owners())),
     );
 }
 

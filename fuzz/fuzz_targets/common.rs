@@ -1,42 +1,9 @@
 //! Helpers shared by the fuzz targets (included with `#[path]`, not a crate).
 #![allow(dead_code)]
 
-use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
-
-use prestop_wait::procread::Socket;
-
-/// Encodes an address as the kernel does in /proc/net/tcp{,6}: each 32-bit
-/// word of the address in memory order, loaded as a native-endian u32 and
-/// printed `%08X`, then `:%04X` for the port.
-pub fn kernel_addr(a: &SocketAddr) -> String {
-    let mut s = String::new();
-    match a.ip() {
-        IpAddr::V4(v4) => {
-            let _ = write!(s, "{:08X}", u32::from_ne_bytes(v4.octets()));
-        }
-        IpAddr::V6(v6) => {
-            for w in v6.octets().chunks_exact(4) {
-                let _ = write!(s, "{:08X}", u32::from_ne_bytes(w.try_into().unwrap()));
-            }
-        }
-    }
-    let _ = write!(s, ":{:04X}", a.port());
-    s
-}
-
-/// A full row as `tcp4_seq_show`/`tcp6_seq_show` prints it.
-pub fn kernel_line(slot: usize, s: &Socket) -> String {
-    format!(
-        "{slot:4}: {} {} {:02X} 00000000:00000000 00:00000000 00000000 {:5} {:8} {} 1 0000000000000000 100 0 0 10 0",
-        kernel_addr(&s.local),
-        kernel_addr(&s.remote),
-        s.state.to_u8(),
-        s.uid,
-        0,
-        s.inode
-    )
-}
+/// A row in the kernel's format, from the lib's one fixture encoder.
+#[allow(unused_imports)] // not every target writes rows
+pub use prestop_wait::fixture::kernel_row as kernel_line;
 
 /// Tiny JSON string-literal validator and decoder (RFC 8259 section 7).
 ///

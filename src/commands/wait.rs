@@ -11,7 +11,7 @@ use crate::cli::WaitConfig;
 use crate::decide::Rules;
 use crate::drain::{self, DrainTarget};
 use crate::exit_codes::ExitCode;
-use crate::log::Log;
+use crate::log::{Log, Target, say};
 use crate::pass::Pass;
 use crate::sink::Tally;
 use crate::source::ProcTables;
@@ -26,28 +26,30 @@ use crate::waiter::{self, Clock, Outcome, WaitOptions};
 pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Result<ExitCode> {
     let start = clock.now();
     let deadline = waiter::after(start, config.timing.timeout);
-    let (mut log, log_note) = Log::open(
-        stderr,
-        config.quiet,
+    let target = Target::resolve(
         config.log_file.as_ref(),
         &config.pod.proc_root,
         &config.pod.rules.proxy_names,
     );
+    let note = target.note.clone();
+    let mut log = Log::open(stderr, config.quiet, target);
     for error in &config.config_errors {
-        log.error(&format!(
-            "prestop-wait: {error}; waiting without it (its default), then exit 2"
+        log.error(format_args!(
+            "{error}; waiting without it (its default), then exit 2"
         ));
     }
-    let _ = writeln!(
-        log,
-        "{}",
-        start_line(&config.pod.rules, &config.pod.proc_root, &config.timing)
+    say(
+        &mut log,
+        format_args!(
+            "{}",
+            start_line(&config.pod.rules, &config.pod.proc_root, &config.timing)
+        ),
     );
-    if let Some(note) = log_note {
-        let _ = writeln!(log, "{note}");
+    if let Some(note) = note {
+        say(&mut log, format_args!("{note}"));
     }
     if let Some(warning) = budget_warning(&config.timing, config.grace_period) {
-        let _ = writeln!(log, "prestop-wait: warning: {warning}");
+        say(&mut log, format_args!("warning: {warning}"));
     }
     if let Some(target) = &config.drain {
         drain_proxy(target, clock, deadline, &mut log);
@@ -67,7 +69,7 @@ pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Re
         Ok(Outcome::Drained(_)) => ExitCode::Success,
         Ok(Outcome::DeadlineExceeded(_)) => ExitCode::Blocked,
         Err(e) => {
-            log.error(&format!("prestop-wait: {e:#}"));
+            log.error(format_args!("{e:#}"));
             ExitCode::Error
         }
     };
@@ -79,26 +81,27 @@ pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Re
 /// failure is logged and the wait goes on.
 fn drain_proxy(target: &DrainTarget, clock: &impl Clock, deadline: Instant, log: &mut impl Write) {
     let until = deadline.min(waiter::after(clock.now(), drain::BUDGET));
-    let _ = match drain::post(target, clock, until) {
+    match drain::post(target, clock, until) {
         Ok((status, via)) if via == target.addr => {
-            writeln!(log, "prestop-wait: drain: POST {} -> {status}", target.url)
+            say(log, format_args!("drain: POST {} -> {status}", target.url));
         }
-        Ok((status, via)) => writeln!(
+        Ok((status, via)) => say(
             log,
-            "prestop-wait: drain: POST {} -> {status} (via {via}; {} could not be reached)",
-            target.url, target.addr
+            format_args!(
+                "drain: POST {} -> {status} (via {via}; {} could not be reached)",
+                target.url, target.addr
+            ),
         ),
-        Err(e) => writeln!(
+        Err(e) => say(
             log,
-            "prestop-wait: drain: POST {} failed: {e:#}; waiting anyway",
-            target.url
+            format_args!("drain: POST {} failed: {e:#}; waiting anyway", target.url),
         ),
-    };
+    }
 }
 
 fn start_line(rules: &Rules, proc_root: &Path, o: &WaitOptions) -> String {
     let mut line = format!(
-        "prestop-wait: waiting up to {} (every {}) for sockets not owned by proxy uids {:?} or processes {:?} in {}",
+        "waiting up to {} (every {}) for sockets not owned by proxy uids {:?} or processes {:?} in {}",
         waiter::fmt_duration(o.timeout),
         waiter::fmt_duration(o.interval),
         rules.proxy_uids,
@@ -210,7 +213,7 @@ mod tests {
         let l = start_line(&rules, Path::new("/proc"), &opts(25, 0));
         assert_eq!(
             l,
-            "prestop-wait: waiting up to 25s (every 250ms) for sockets not owned by proxy uids [1337] or processes [\"envoy\"] in /proc"
+            "waiting up to 25s (every 250ms) for sockets not owned by proxy uids [1337] or processes [\"envoy\"] in /proc"
         );
         let mut o = opts(25, 5);
         o.quiet_period = Duration::from_secs(2);

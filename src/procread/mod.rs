@@ -14,5 +14,5 @@ pub use net::{
 };
 pub use process::{
     Holder, HolderList, Holders, ProcessInfo, ProcessNames, process_uid, processes_of_uid,
-    scan_holders, socket_inode,
+    proxy_log, scan_holders, socket_inode,
 };

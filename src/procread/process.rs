@@ -1,6 +1,6 @@
 //! `<proc>/<pid>/fd`: which visible processes hold which sockets.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -185,23 +185,55 @@ pub fn scan_holders(
     wanted: Option<&[u64]>,
     stop: &dyn Fn() -> bool,
 ) -> Result<Holders> {
-    let mut found = Vec::new();
-    let (mut uninspected_processes, mut unreadable_fds) = (0, 0);
     if wanted.is_some_and(<[u64]>::is_empty) {
         return Ok(Holders::default());
     }
-    let processes = procfs::process::all_processes_with_root(proc_root)
-        .with_context(|| format!("cannot list processes in {}", proc_root.display()))?;
-    let mut link = Vec::with_capacity(64);
-    for process in processes {
-        // A failed openat on a pid directory means the process is gone or hidden
-        // (hidepid=); either way it has nothing we can attribute.
-        let Ok(process) = process else { continue };
+    let mut scan = Scan {
+        proc_root,
+        wanted,
+        found: Vec::new(),
+        uninspected_processes: 0,
+        unreadable_fds: 0,
+        link: Vec::with_capacity(64),
+    };
+    for process in processes(proc_root)? {
         if stop() {
             return Err(super::Stopped.into());
         }
-        let pid = process.pid();
-        let fd_dir = proc_root.join(pid.to_string()).join("fd");
+        scan.process(process.pid(), stop)?;
+    }
+    Ok(Holders {
+        uninspected_processes: scan.uninspected_processes,
+        unreadable_fds: scan.unreadable_fds,
+        ..Holders::from_pairs(scan.found)
+    })
+}
+
+/// Every visible process under `proc_root`, by procfs's one listing. A
+/// failed open of a pid directory means the process is gone or hidden
+/// (`hidepid=`); either way it has nothing to attribute, and is left out.
+fn processes(proc_root: &Path) -> Result<impl Iterator<Item = procfs::process::Process>> {
+    let all = procfs::process::all_processes_with_root(proc_root)
+        .with_context(|| format!("cannot list processes in {}", proc_root.display()))?;
+    Ok(all.filter_map(Result::ok))
+}
+
+/// One fd scan in progress.
+struct Scan<'a> {
+    proc_root: &'a Path,
+    wanted: Option<&'a [u64]>,
+    found: Vec<(u64, Holder)>,
+    uninspected_processes: usize,
+    unreadable_fds: usize,
+    /// The readlink buffer, reused.
+    link: Vec<u8>,
+}
+
+impl Scan<'_> {
+    /// Reads the fds of one process: a process that is gone is skipped, one
+    /// that may not be looked into is counted.
+    fn process(&mut self, pid: i32, stop: &dyn Fn() -> bool) -> Result<()> {
+        let fd_dir = self.proc_root.join(pid.to_string()).join("fd");
         let dir_fd = match rustix::fs::openat(
             rustix::fs::CWD,
             &fd_dir,
@@ -209,56 +241,50 @@ pub fn scan_holders(
             Mode::empty(),
         ) {
             Ok(fd) => fd,
-            Err(e) if is_gone(e) => continue,
+            Err(e) if is_gone(e) => return Ok(()),
             Err(_) => {
-                uninspected_processes += 1;
-                continue;
+                self.uninspected_processes += 1;
+                return Ok(());
             }
         };
-        let mut names: Option<Arc<ProcessNames>> = None;
         let Ok(mut dir) = Dir::read_from(&dir_fd) else {
-            uninspected_processes += 1;
-            continue;
+            self.uninspected_processes += 1;
+            return Ok(());
         };
+        let mut names: Option<Arc<ProcessNames>> = None;
         let mut fds = 0usize;
         while let Some(entry) = dir.read() {
             fds += 1;
             if fds.is_multiple_of(STOP_EVERY) && stop() {
                 return Err(super::Stopped.into());
             }
-            let Ok(entry) = entry else {
-                // The process exited while we listed its fds.
-                break;
-            };
+            // An error here: the process exited while we listed its fds.
+            let Ok(entry) = entry else { break };
             let name = entry.file_name();
             if name.to_bytes().starts_with(b".") {
                 continue;
             }
-            match rustix::fs::readlinkat(&dir_fd, name, std::mem::take(&mut link)) {
+            match rustix::fs::readlinkat(&dir_fd, name, std::mem::take(&mut self.link)) {
                 Ok(target) => {
                     if let Some(inode) = socket_inode(target.as_bytes())
-                        && wanted.is_none_or(|w| w.binary_search(&inode).is_ok())
+                        && self.wanted.is_none_or(|w| w.binary_search(&inode).is_ok())
                     {
                         // Names are read once per process, and only for
                         // processes that hold a socket we asked about.
                         let names = names
-                            .get_or_insert_with(|| process_names(proc_root, pid))
+                            .get_or_insert_with(|| process_names(self.proc_root, pid))
                             .clone();
-                        found.push((inode, Holder { pid, names }));
+                        self.found.push((inode, Holder { pid, names }));
                     }
-                    link = target.into_bytes();
-                    link.clear();
+                    self.link = target.into_bytes();
+                    self.link.clear();
                 }
                 Err(e) if is_gone(e) => {}
-                Err(_) => unreadable_fds += 1,
+                Err(_) => self.unreadable_fds += 1,
             }
         }
+        Ok(())
     }
-    Ok(Holders {
-        uninspected_processes,
-        unreadable_fds,
-        ..Holders::from_pairs(found)
-    })
 }
 
 /// How many fds the scan reads between two looks at `stop`: about a
@@ -306,51 +332,98 @@ pub struct ProcessInfo {
     pub start: u64,
 }
 
-/// The effective uid of `<proc>/<pid>`, if it is there.
+/// The effective uid of `<proc>/<pid>` (the owner of its directory), if
+/// it is there.
 pub fn process_uid(proc_root: &Path, pid: i32) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(proc_root.join(pid.to_string()))
+    procfs::process::Process::new_with_root(proc_root.join(pid.to_string()))
+        .and_then(|p| p.uid())
         .ok()
-        .map(|m| m.uid())
 }
 
-/// Every visible process whose effective uid is `uid`, oldest first.
-/// Processes that vanish mid-listing are skipped.
+/// Every visible process whose effective uid is `uid`, oldest first (by
+/// start time, `stat` field 22). Processes that vanish mid-listing are
+/// skipped.
 pub fn processes_of_uid(proc_root: &Path, uid: u32) -> Result<Vec<ProcessInfo>> {
-    let dir = std::fs::read_dir(proc_root)
-        .with_context(|| format!("cannot list processes in {}", proc_root.display()))?;
-    let mut found = Vec::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if process_uid(proc_root, pid) != Some(uid) {
-            continue;
-        }
-        let stat = std::fs::read(proc_root.join(pid.to_string()).join("stat")).unwrap_or_default();
-        found.push(ProcessInfo {
+    let mut found: Vec<ProcessInfo> = processes(proc_root)?
+        .filter(|p| p.uid().ok() == Some(uid))
+        .map(|p| ProcessInfo {
             holder: Holder {
-                pid,
-                names: process_names(proc_root, pid),
+                pid: p.pid(),
+                names: process_names(proc_root, p.pid()),
             },
-            start: start_time(&stat).unwrap_or(u64::MAX),
-        });
-    }
+            start: p.stat().map_or(u64::MAX, |s| s.starttime),
+        })
+        .collect();
     found.sort_by_key(|p| (p.start, p.holder.pid));
     Ok(found)
 }
 
-/// Field 22 of `<pid>/stat`, counted after the `(comm)` field, which may
-/// itself hold spaces and parentheses: hence from the last `)`.
-fn start_time(stat: &[u8]) -> Option<u64> {
-    let close = stat.iter().rposition(|&b| b == b')')?;
-    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
-    // Fields 3 (state) onward; starttime is field 22.
-    rest.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
+/// Where the proxy container's own log is, as the kubelet collects it: the
+/// stderr of the container's main process. That is PID 1 when the hook sees
+/// the container's own PID namespace (PID 1 then runs as the hook's uid: the
+/// hook runs as the container's user). With `shareProcessNamespace: true`,
+/// PID 1 is the pod's pause process, of another uid; the main process is
+/// then the oldest process of the hook's uid that `is_proxy` takes
+/// (pilot-agent in Istio, which starts Envoy). Either way its fd 2 must be
+/// open for writing (`fdinfo` flags): reopening a descriptor a process only
+/// reads would write into its input, not its log. Returns the path and why,
+/// or why none was found.
+pub fn proxy_log(
+    proc_root: &Path,
+    uid: u32,
+    is_proxy: impl Fn(&Holder) -> bool,
+    proxy_names: &[String],
+) -> Result<(PathBuf, String), String> {
+    let pid1 = process_uid(proc_root, 1);
+    let pid1_said = if pid1 == Some(uid) {
+        match stderr_writable(proc_root, 1) {
+            Ok(()) => {
+                return Ok((
+                    proc_root.join("1/fd/2"),
+                    format!("--log-file auto: PID 1 runs as uid {uid}, as this hook does"),
+                ));
+            }
+            Err(why) => format!("runs as uid {uid} but its fd 2 {why}"),
+        }
+    } else {
+        pid1.map_or("cannot be seen".to_owned(), |u| format!("runs as uid {u}"))
+    };
+    let processes = processes_of_uid(proc_root, uid).map_err(|e| format!("{e:#}"))?;
+    match processes
+        .iter()
+        .map(|p| &p.holder)
+        .filter(|h| h.pid != 1 && is_proxy(h))
+        .find(|h| stderr_writable(proc_root, h.pid).is_ok())
+    {
+        Some(h) => Ok((
+            proc_root.join(format!("{}/fd/2", h.pid)),
+            format!(
+                "--log-file auto: PID 1 {pid1_said}; pid {} ({}) is the oldest proxy process of uid {uid} with a writable fd 2",
+                h.pid,
+                h.name()
+            ),
+        )),
+        None => Err(format!(
+            "PID 1 {pid1_said} and no process named {} runs as uid {uid} with a writable fd 2",
+            proxy_names.join(" or ")
+        )),
+    }
+}
+
+/// Whether `<pid>`'s fd 2 is open for writing, from the `flags:` line of
+/// `<pid>/fdinfo/2` (octal open flags; the access mode is the low two bits).
+fn stderr_writable(proc_root: &Path, pid: i32) -> Result<(), String> {
+    let path = proc_root.join(format!("{pid}/fdinfo/2"));
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot be read ({e})"))?;
+    let flags = text
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        .ok_or_else(|| "has no flags in its fdinfo".to_owned())?;
+    match flags & 0o3 {
+        0o1 | 0o2 => Ok(()),
+        _ => Err("is open read-only".to_owned()),
+    }
 }
 
 #[cfg(test)]
@@ -524,31 +597,19 @@ mod tests {
     }
 
     #[test]
-    fn start_time_is_field_22_even_with_a_hostile_comm() {
-        let stat = b"7 (a) b) c) S 1 7 7 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 10";
-        assert_eq!(start_time(stat), Some(123456));
-        assert_eq!(start_time(b"7 (x) S 1"), None);
-        assert_eq!(start_time(b"no parens"), None);
-    }
-
-    #[test]
     fn processes_of_a_uid_are_listed_oldest_first() {
+        use crate::fixture::Process;
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let me = std::fs::metadata(root).unwrap().uid();
+        // A comm with spaces and parentheses: the start time is still field 22.
         for (pid, comm, start) in [
-            (30, "envoy", "500"),
-            (12, "pilot-agent", "200"),
-            (9, "app", "100"),
+            (30, "envoy", 500),
+            (12, "pilot-agent", 200),
+            (9, "a) b) c", 100),
         ] {
-            let p = root.join(pid.to_string());
-            write(&p.join("comm"), &format!("{comm}\n"));
-            write(&p.join("cmdline"), &format!("/usr/local/bin/{comm}\0"));
-            write(
-                &p.join("stat"),
-                &format!("{pid} ({comm}) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0"),
-            );
+            Process::new(pid, comm).start(start).write(root).unwrap();
         }
         let found = processes_of_uid(root, me).unwrap();
         let got: Vec<(i32, &str, u64)> = found
@@ -558,7 +619,7 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (9, "app", 100),
+                (9, "a) b) c", 100),
                 (12, "pilot-agent", 200),
                 (30, "envoy", 500)
             ]
@@ -569,6 +630,125 @@ mod tests {
             processes_of_uid(root, me.wrapping_add(1))
                 .unwrap()
                 .is_empty()
+        );
+        // An unreadable stat is never taken for the oldest.
+        std::fs::write(root.join("9/stat"), "9 (x) S 1").unwrap();
+        assert_eq!(processes_of_uid(root, me).unwrap()[2].start, u64::MAX);
+    }
+    /// A fixture `/proc` with processes (pid, comm, start time), all owned
+    /// by the test's own uid, each with its fd 2 open read-write.
+    fn procs(list: &[(i32, &str, u64)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (pid, comm, start) in list {
+            crate::fixture::Process::new(*pid, comm)
+                .start(*start)
+                .write(dir.path())
+                .unwrap();
+        }
+        dir
+    }
+
+    /// [`proxy_log`] as `--log-file=auto` calls it, for envoy and pilot-agent.
+    fn find_proxy_log(
+        root: &Path,
+        uid: u32,
+        names: &[String],
+    ) -> Result<(PathBuf, String), String> {
+        proxy_log(
+            root,
+            uid,
+            |h| crate::decide::is_proxy_process(h, names),
+            names,
+        )
+    }
+
+    /// Writes `<pid>/fdinfo/2` as the kernel does, with these octal flags.
+    fn set_fd2_flags(root: &Path, pid: i32, flags: &str) {
+        let d = root.join(format!("{pid}/fdinfo"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("2"),
+            format!("pos:\t0\nflags:\t{flags}\nmnt_id:\t15\nino:\t1234\n"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn auto_takes_only_a_descriptor_open_for_writing() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = procs(&[(1, "pilot-agent", 10), (15, "envoy", 20)]);
+        let me = std::fs::metadata(dir.path()).unwrap().uid();
+        // PID 1's fd 2 read-only (O_RDONLY|O_LARGEFILE): writing there would
+        // feed its input. The next proxy process of the uid is taken.
+        set_fd2_flags(dir.path(), 1, "0100000");
+        let (path, why) = find_proxy_log(dir.path(), me, &names()).unwrap();
+        assert_eq!(path, dir.path().join("15/fd/2"), "{why}");
+        assert!(why.contains("fd 2 is open read-only"), "{why}");
+        // Write-only (O_WRONLY|O_APPEND) is fine.
+        set_fd2_flags(dir.path(), 1, "02001");
+        let (path, _) = find_proxy_log(dir.path(), me, &names()).unwrap();
+        assert_eq!(path, dir.path().join("1/fd/2"));
+        // None writable: an error that says why.
+        set_fd2_flags(dir.path(), 1, "0");
+        set_fd2_flags(dir.path(), 15, "0100000");
+        let err = find_proxy_log(dir.path(), me, &names()).unwrap_err();
+        assert!(err.contains("with a writable fd 2"), "{err}");
+        // No fdinfo at all (an odd /proc): not taken either.
+        std::fs::remove_file(dir.path().join("1/fdinfo/2")).unwrap();
+        let err = find_proxy_log(dir.path(), me, &names()).unwrap_err();
+        assert!(err.contains("cannot be read"), "{err}");
+    }
+
+    fn names() -> Vec<String> {
+        vec!["envoy".into(), "pilot-agent".into()]
+    }
+
+    #[test]
+    fn auto_is_pid_1_when_it_runs_as_the_hooks_uid() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = procs(&[(1, "pilot-agent", 10), (15, "envoy", 20)]);
+        let me = std::fs::metadata(dir.path()).unwrap().uid();
+        let (path, why) = find_proxy_log(dir.path(), me, &names()).unwrap();
+        assert_eq!(path, dir.path().join("1/fd/2"));
+        assert!(why.contains("PID 1 runs as uid"), "{why}");
+        // Some other uid: nothing of it is visible.
+        let err = find_proxy_log(dir.path(), me.wrapping_add(1), &names()).unwrap_err();
+        assert!(
+            err.contains("no process named envoy or pilot-agent runs as uid"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn auto_is_the_oldest_proxy_process_when_pid_1_is_another_uids() {
+        use std::os::unix::fs::{MetadataExt, chown};
+        // shareProcessNamespace: PID 1 is the pause process, of uid 65535.
+        let dir = procs(&[
+            (1, "pause", 1),
+            (7, "app", 5),
+            (20, "envoy", 300),
+            (12, "pilot-agent", 200),
+        ]);
+        let me = std::fs::metadata(dir.path()).unwrap().uid();
+        if let Err(e) = chown(dir.path().join("1"), Some(65535), None) {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs as root and must chown: {e}"
+            );
+            eprintln!("skipped: chown needs root ({e})");
+            return;
+        }
+        let (path, why) = find_proxy_log(dir.path(), me, &names()).unwrap();
+        assert_eq!(path, dir.path().join("12/fd/2"), "{why}");
+        assert!(why.contains("PID 1 runs as uid 65535"), "{why}");
+        assert!(why.contains("pid 12 (pilot-agent)"), "{why}");
+        // No proxy process: an error that says what was looked for.
+        let dir = procs(&[(1, "pause", 1), (7, "app", 5)]);
+        chown(dir.path().join("1"), Some(65535), None).unwrap();
+        let err = find_proxy_log(dir.path(), me, &names()).unwrap_err();
+        assert!(
+            err.starts_with("PID 1 runs as uid 65535 and no process named"),
+            "{err}"
         );
     }
 }

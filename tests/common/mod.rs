@@ -251,9 +251,9 @@ pub fn check_json(f: &Fixture, args: &[&str]) -> (Output, Report) {
     (o, r)
 }
 
+use prestop_wait::fixture::{self, Process};
 #[allow(unused_imports)] // not every test binary writes raw tables
 pub use prestop_wait::fixture::{TCP_HEADER, TCP6_HEADER};
-use prestop_wait::fixture::{self, Process};
 use prestop_wait::procread::{Socket, Table, TcpState};
 
 /// TCP states as the fixtures name them.
@@ -332,7 +332,11 @@ impl Fixture {
     }
 
     pub fn table_path(&self, name: &str) -> PathBuf {
-        let table = if name == "tcp6" { Table::Tcp6 } else { Table::Tcp };
+        let table = if name == "tcp6" {
+            Table::Tcp6
+        } else {
+            Table::Tcp
+        };
         table.path(self.dir.path())
     }
 }
