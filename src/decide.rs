@@ -442,11 +442,7 @@ mod tests {
     use std::net::SocketAddr;
 
     fn rules() -> Rules {
-        Rules {
-            proxy_uids: vec![1337],
-            proxy_names: vec!["envoy".into(), "pilot-agent".into()],
-            ..Rules::default()
-        }
+        crate::fixture::istio_rules()
     }
 
     fn sock(state: TcpState, local: &str, uid: u32, inode: u64) -> Socket {

@@ -8,12 +8,23 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
+use crate::decide::Rules;
 use crate::procread::{Socket, Table, TcpState};
 
 /// Header lines as Linux 6.x prints them (trailing padding trimmed).
 pub const TCP_HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
 /// The `tcp6` header.
 pub const TCP6_HEADER: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
+
+/// The rules of an Istio pod as the defaults give them: proxy uid 1337,
+/// processes `envoy` and `pilot-agent`.
+pub fn istio_rules() -> Rules {
+    Rules {
+        proxy_uids: vec![1337],
+        proxy_names: vec!["envoy".into(), "pilot-agent".into()],
+        ..Rules::default()
+    }
+}
 
 /// Encodes an address as the kernel prints it in `tcp` and `tcp6`: each
 /// 32-bit word of the address in memory order, loaded as a native-endian

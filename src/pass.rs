@@ -226,11 +226,7 @@ mod tests {
     }
 
     fn rules() -> Rules {
-        Rules {
-            proxy_uids: vec![1337],
-            proxy_names: vec!["envoy".into(), "pilot-agent".into()],
-            ..Rules::default()
-        }
+        crate::fixture::istio_rules()
     }
 
     fn pass(root: &Path, rules: Rules) -> Pass<ProcTables> {

@@ -24,9 +24,10 @@ impl std::fmt::Display for Addr<'_> {
     }
 }
 
-/// A process name safe for a terminal or a log line: any process can set its
-/// `comm` to newlines or escape sequences, so control characters are escaped.
-fn printable(name: &str) -> std::borrow::Cow<'_, str> {
+/// A name safe for a terminal or a log line: any process can set its
+/// `comm` to newlines or escape sequences (and a path may hold them too), so
+/// control characters are escaped.
+pub fn printable(name: &str) -> std::borrow::Cow<'_, str> {
     if name.chars().any(char::is_control) {
         name.chars()
             .map(|c| {

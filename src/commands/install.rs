@@ -28,22 +28,9 @@ pub fn run(dir: &Path, out: &mut impl Write) -> Result<ExitCode> {
 }
 
 /// A path for one line of output or an error: control characters escaped
-/// (`\n`), invalid UTF-8 as U+FFFD.
+/// (`\n`), as process names are, invalid UTF-8 as U+FFFD.
 pub fn shown(path: &Path) -> String {
-    let text = path.to_string_lossy();
-    if text.chars().any(char::is_control) {
-        text.chars()
-            .map(|c| {
-                if c.is_control() {
-                    c.escape_default().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect()
-    } else {
-        text.into_owned()
-    }
+    crate::render::printable(&path.to_string_lossy()).into_owned()
 }
 
 /// How many temporary names a run tries before it gives up.
