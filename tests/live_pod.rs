@@ -701,3 +701,69 @@ fn check_sees_every_row_whatever_the_last_read_holds() {
     assert!(widths.len() >= 60, "pod did not grow: {widths:?}");
     pod.close();
 }
+
+/// One pass, one verdict: in a live pod (both PID shapes), every output of
+/// the same moment names the same blocking sockets: the `check` table and
+/// `--all` (the table's sink), `check --json` (the streaming sink) and
+/// `--json --all`, and one `wait` poll (the tally, whose deadline line names
+/// up to ten).
+#[test]
+fn every_output_names_the_same_blocking_sockets() {
+    for shape in [AppPidNs::Own, AppPidNs::SharedWithProxy] {
+        let Some(pod) = Pod::start(shape) else {
+            return;
+        };
+        pod.settle();
+        let want = pod.app_socks.clone();
+        assert!(!want.is_empty() && want.len() <= 10, "{want:?}");
+        for args in [&["--json"][..], &["--json", "--all"]] {
+            let (done, r) = pod.check_json(args);
+            assert_eq!(done.code(), 1, "{done}");
+            assert_eq!(r.blocking_set(), want, "check {args:?}: {done}");
+        }
+        for args in [&["check"][..], &["check", "--all"]] {
+            let done = pod.run_hook(args);
+            assert_eq!(done.code(), 1, "{done}");
+            // STATE LOCAL REMOTE ... [VERDICT]: the rows that block.
+            let rows: BTreeSet<Sock> = done
+                .stdout
+                .lines()
+                .skip(1)
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .take_while(|c| c.len() >= 6)
+                .filter(|c| c.len() == 6 || c[6] == "blocks")
+                .map(|c| Sock::new(c[0], c[1], c[2]))
+                .collect();
+            assert_eq!(rows, want, "{args:?}: {done}");
+        }
+        let done = pod.run_hook(&["wait", "--timeout=0s"]);
+        assert_eq!(done.code(), 1, "{done}");
+        let line = done
+            .stderr
+            .lines()
+            .find(|l| l.contains(" still blocking: "))
+            .unwrap_or_else(|| panic!("no deadline line: {done}"));
+        let (count, named) = line
+            .split_once(" still blocking: ")
+            .map(|(head, tail)| (head.rsplit("; ").next().unwrap_or_default(), tail))
+            .unwrap();
+        assert_eq!(
+            count,
+            format!(
+                "{} socket{}",
+                want.len(),
+                if want.len() == 1 { "" } else { "s" }
+            )
+        );
+        // "STATE local -> remote [direction] (who)", joined with ", ".
+        let named: BTreeSet<Sock> = named
+            .split(", ")
+            .map(|e| {
+                let w: Vec<&str> = e.split_whitespace().collect();
+                assert_eq!(w[2], "->", "{e}");
+                Sock::new(w[0], w[1], w[3])
+            })
+            .collect();
+        assert_eq!(named, want, "wait: {done}");
+    }
+}
