@@ -289,3 +289,57 @@ impl Summary {
         &self.owners
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::{Decision, Direction};
+    use crate::fixture::socket;
+    use crate::procread::TcpState;
+
+    fn push(sink: &mut impl Sink<Output = impl Sized>, seq: usize, port: u16) {
+        let s = socket(
+            &format!("0.0.0.0:{port}"),
+            "0.0.0.0:0",
+            TcpState::Listen,
+            1000,
+            u64::from(port),
+        );
+        let d = Decision {
+            reason: None,
+            direction: Direction::Listen,
+        };
+        sink.entry(seq, &Entry::new(&s, &[], d)).unwrap();
+    }
+
+    /// Rows whose direction their table's end tells come late, with their
+    /// own place: the sinks that keep rows give them back in table order.
+    #[test]
+    fn rows_that_come_late_keep_their_place() {
+        let order = [(2, 102), (5, 105), (0, 100), (4, 104), (1, 101)];
+        let trailer = Trailer {
+            blocking: order.len(),
+            ..Trailer::default()
+        };
+        let mut tally = Tally::new(3);
+        let mut collect = Collect::new(false);
+        for (seq, port) in order {
+            push(&mut tally, seq, port);
+            push(&mut collect, seq, port);
+        }
+        let s = tally.finish(&trailer);
+        let first: Vec<u16> = s.first().map(|e| e.socket.local.port()).collect();
+        assert_eq!(first, [100, 101, 102]);
+        assert_eq!(s.blocking_count(), 5);
+        assert_eq!(s.owners()[0].sockets, 5);
+        let v = collect.finish(&trailer);
+        let all: Vec<u16> = v.blocking().map(|e| e.socket.local.port()).collect();
+        assert_eq!(all, [100, 101, 102, 104, 105]);
+        // The fingerprint does not care about the order.
+        let mut again = Tally::new(3);
+        for (seq, port) in order.iter().rev() {
+            push(&mut again, *seq, *port);
+        }
+        assert_eq!(again.finish(&trailer).fingerprint(), s.fingerprint());
+    }
+}
