@@ -195,9 +195,7 @@ impl<'a, 'w> Progress<'a, 'w> {
             other => other,
         };
         self.cost = took;
-        // Half again the last cost: room for a poll a little slower than it.
-        let margin = took.saturating_add(took / 2);
-        self.final_polled = after(done, margin) >= self.deadline;
+        self.final_polled = after(done, self.margin()) >= self.deadline;
         let v = match polled {
             Ok(v) => v,
             Err(e) if self.last.is_none() => return Err(e),
@@ -229,6 +227,12 @@ impl<'a, 'w> Progress<'a, 'w> {
         }
         self.last = Some((v, at));
         Ok(())
+    }
+
+    /// What the next poll is expected to cost: the last one's cost and half
+    /// again, room for one a little slower.
+    fn margin(&self) -> Duration {
+        self.cost.saturating_add(self.cost / 2)
     }
 
     /// Stretches the interval when a poll costs over 5% of it.
@@ -323,8 +327,11 @@ impl<'a, 'w> Progress<'a, 'w> {
         if self.final_polled {
             return release.map_or(self.deadline, |r| r.min(self.deadline));
         }
-        let margin = self.cost.saturating_add(self.cost / 2);
-        let latest = self.deadline.checked_sub(margin).unwrap_or(now).max(now);
+        let latest = self
+            .deadline
+            .checked_sub(self.margin())
+            .unwrap_or(now)
+            .max(now);
         let wake = after(now, self.interval).min(latest);
         release.map_or(wake, |r| wake.min(r))
     }
