@@ -6,6 +6,7 @@
 //! point it at a fixture tree.
 
 pub mod net;
+pub mod netlink;
 pub mod process;
 
 pub use net::{
