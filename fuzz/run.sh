@@ -16,7 +16,7 @@
 set -uo pipefail
 
 cd "$(dirname "$0")"
-ALL_TARGETS=(parse_line socket_inode read_table json)
+ALL_TARGETS=(parse_line socket_inode read_table json netlink)
 HOST=x86_64-unknown-linux-gnu
 
 mode=fuzz

@@ -12,6 +12,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use crate::decide::Rules;
 use crate::drain::{self, DrainTarget};
 use crate::exit_codes;
+use crate::source;
 use crate::waiter::WaitOptions;
 
 mod parse;
@@ -116,6 +117,26 @@ struct CommonArgs {
     /// Only LISTEN sockets block (the old `netstat -plunt` loop's rule).
     #[arg(long, env = "PRESTOP_WAIT_LISTEN_ONLY", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     listen_only: bool,
+
+    /// Where sockets are read from: the kernel's netlink dump, or the
+    /// --proc tables. auto: netlink when --proc is a live procfs, the tables
+    /// for a fixture tree or where netlink is denied.
+    #[arg(
+        long,
+        value_name = "SOURCE",
+        env = "PRESTOP_WAIT_SOURCE",
+        value_enum,
+        default_value = "auto"
+    )]
+    source: SourceArg,
+}
+
+/// `--source` as typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SourceArg {
+    Auto,
+    Netlink,
+    Proc,
 }
 
 #[derive(Debug, Args)]
@@ -257,6 +278,8 @@ pub struct Pod {
     pub proc_root: PathBuf,
     /// What counts as the proxy, and what is ignored.
     pub rules: Rules,
+    /// Where the sockets are read from.
+    pub source: source::Kind,
 }
 
 /// `wait`: poll until drained or the deadline.
@@ -367,6 +390,11 @@ fn pod(common: CommonArgs) -> Result<Pod> {
             ignore_ports: common.ignore_port,
             listen_only: common.listen_only,
         },
+        source: match common.source {
+            SourceArg::Auto => source::Kind::Auto,
+            SourceArg::Netlink => source::Kind::Netlink,
+            SourceArg::Proc => source::Kind::Proc,
+        },
     })
 }
 
@@ -458,6 +486,7 @@ mod tests {
                 proxy_names: vec!["envoy".into(), "pilot-agent".into()],
                 ..Rules::default()
             },
+            source: source::Kind::Auto,
         };
         assert_eq!(
             bare,

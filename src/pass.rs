@@ -44,6 +44,11 @@ impl<S: Source> Pass<S> {
         }
     }
 
+    /// The source, to ask what it fell back from.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
     /// One pass into `sink`. Gives up with [`procread::Stopped`] once
     /// `stop()` says so (the hook's deadline). Errors when a table cannot be
     /// read or parsed, the process list cannot be opened, or the sink
@@ -82,7 +87,7 @@ impl<S: Source> Pass<S> {
             }
             d.table_end();
         }
-        Ok(d.finish(scan.as_ref())?)
+        Ok(d.finish(scan.as_ref(), self.source.name())?)
     }
 }
 
@@ -106,7 +111,7 @@ pub fn decide_rows<K: Sink>(
         }
         d.table_end();
     }
-    d.finish(Some(holders))
+    d.finish(Some(holders), "proc")
 }
 
 /// The part of a pass that decides: rows in, entries out.
@@ -174,8 +179,8 @@ impl<'a, K: Sink> Decider<'a, K> {
     }
 
     /// The sink's output, with the trailer: `scan` is the fd scan, if one
-    /// ran.
-    fn finish(self, scan: Option<&Holders>) -> io::Result<K::Output> {
+    /// ran; `source` the rows' source by name.
+    fn finish(self, scan: Option<&Holders>, source: &'static str) -> io::Result<K::Output> {
         if let Some(e) = self.failed {
             return Err(e);
         }
@@ -184,6 +189,7 @@ impl<'a, K: Sink> Decider<'a, K> {
             uninspected_processes: scan.map_or(0, |h| h.uninspected_processes),
             unreadable_fds: scan.map_or(0, |h| h.unreadable_fds),
             host_network: self.facts.node_network(),
+            source,
         };
         Ok(self.sink.finish(&trailer))
     }

@@ -357,8 +357,8 @@ impl<'w, W: Write> JsonSink<'w, W> {
         }
         writeln!(
             self.w,
-            ",\"uninspected_processes\":{},\"unreadable_fds\":{},\"host_network\":{}}}",
-            t.uninspected_processes, t.unreadable_fds, t.host_network
+            ",\"uninspected_processes\":{},\"unreadable_fds\":{},\"host_network\":{},\"source\":\"{}\"}}",
+            t.uninspected_processes, t.unreadable_fds, t.host_network, t.source
         )
     }
 }
@@ -627,7 +627,7 @@ mod tests {
         v.trailer.uninspected_processes = 2;
         assert_eq!(
             json(&v, false),
-            "{\"blocking\":[{\"state\":\"LISTEN\",\"local\":\"[::]:9090\",\"remote\":\"[::]:0\",\"uid\":1000,\"inode\":42,\"pid\":null,\"process\":null,\"direction\":\"listen\",\"to_proxy\":false}],\"uninspected_processes\":2,\"unreadable_fds\":0,\"host_network\":false}\n"
+            "{\"blocking\":[{\"state\":\"LISTEN\",\"local\":\"[::]:9090\",\"remote\":\"[::]:0\",\"uid\":1000,\"inode\":42,\"pid\":null,\"process\":null,\"direction\":\"listen\",\"to_proxy\":false}],\"uninspected_processes\":2,\"unreadable_fds\":0,\"host_network\":false,\"source\":\"proc\"}\n"
         );
         let all = json(&v, true);
         assert!(all.contains("\"ignored\":[{\"state\":\"LISTEN\",\"local\":\"127.0.0.1:15000\""));
@@ -749,7 +749,7 @@ mod tests {
         )]);
         assert!(v.trailer.host_network);
         assert!(text(&v, false).ends_with(&format!("note: {HOST_NETWORK_NOTE}\n")));
-        assert!(json(&v, false).ends_with(",\"host_network\":true}\n"));
+        assert!(json(&v, false).ends_with(",\"host_network\":true,\"source\":\"proc\"}\n"));
     }
 
     #[test]

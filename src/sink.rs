@@ -26,6 +26,8 @@ pub struct Trailer {
     /// The tables are the node's, not a pod's (see
     /// [`crate::decide::PodFacts::node_network`]).
     pub host_network: bool,
+    /// Where the rows came from: `netlink` or `proc`.
+    pub source: &'static str,
 }
 
 /// Takes decided sockets from a pass.

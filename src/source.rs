@@ -1,11 +1,14 @@
-//! Where socket rows come from: the seam another source (the kernel's
-//! netlink dump) plugs into without touching [`crate::decide`] or any sink.
+//! Where socket rows come from: the seam a source plugs into without
+//! touching [`crate::decide`] or any sink. Two sources: the kernel's netlink
+//! dump ([`procread::netlink`]), and `<proc>/net/tcp{,6}` ([`ProcTables`]),
+//! which every fixture test uses and which is the fallback where netlink is
+//! denied.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
-use crate::procread::{self, Socket, Table};
+use crate::procread::{self, Socket, Table, netlink::Diag};
 
 /// A source of socket rows, one table (address family) at a time.
 pub trait Source {
@@ -18,6 +21,9 @@ pub trait Source {
         stop: &dyn Fn() -> bool,
         visit: &mut dyn FnMut(Socket),
     ) -> Result<()>;
+
+    /// Its name in output: `netlink` or `proc`.
+    fn name(&self) -> &'static str;
 }
 
 /// `<proc>/net/tcp` and `<proc>/net/tcp6`, streamed through one reused buffer.
@@ -46,4 +52,106 @@ impl Source for ProcTables {
     ) -> Result<()> {
         procread::read_table_until(&self.proc_root, table, &mut self.buf, stop, visit)
     }
+
+    fn name(&self) -> &'static str {
+        "proc"
+    }
+}
+
+/// Which source `--source` asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Kind {
+    /// Netlink when the procfs root is a live procfs (the hook's own network
+    /// namespace: `net/` there is the reader's), the tables otherwise or
+    /// where netlink is denied.
+    #[default]
+    Auto,
+    /// The kernel's netlink dump; an error where it is denied.
+    Netlink,
+    /// `<proc>/net/tcp{,6}`.
+    Proc,
+}
+
+/// The source a command reads, chosen once at its start.
+#[derive(Debug)]
+pub enum Chosen {
+    /// The netlink dump; the tables stay ready in case it fails before its
+    /// first row (`auto` only).
+    Netlink(Diag, Option<ProcTables>),
+    /// The tables; with why not netlink when `auto` fell back.
+    Proc(ProcTables, Option<String>),
+}
+
+impl Chosen {
+    /// Chooses as `kind` says for the procfs root `proc_root`.
+    pub fn open(kind: Kind, proc_root: &Path) -> Result<Chosen> {
+        let tables = ProcTables::new(proc_root.to_path_buf());
+        match kind {
+            Kind::Proc => Ok(Chosen::Proc(tables, None)),
+            Kind::Netlink => match Diag::open() {
+                Ok(d) => Ok(Chosen::Netlink(d, None)),
+                Err(e) => bail!("--source netlink: cannot open a NETLINK_SOCK_DIAG socket: {e}"),
+            },
+            Kind::Auto if !is_procfs(proc_root) => Ok(Chosen::Proc(tables, None)),
+            Kind::Auto => match Diag::open() {
+                Ok(d) => Ok(Chosen::Netlink(d, Some(tables))),
+                Err(e) => Ok(Chosen::Proc(
+                    tables,
+                    Some(format!("netlink is not available ({e})")),
+                )),
+            },
+        }
+    }
+
+    /// Why `auto` reads the tables though the root is a live procfs.
+    pub fn fallback(&self) -> Option<&str> {
+        match self {
+            Chosen::Proc(_, why) => why.as_deref(),
+            Chosen::Netlink(..) => None,
+        }
+    }
+}
+
+impl Source for Chosen {
+    fn read(
+        &mut self,
+        table: Table,
+        stop: &dyn Fn() -> bool,
+        visit: &mut dyn FnMut(Socket),
+    ) -> Result<()> {
+        let (diag, tables) = match self {
+            Chosen::Proc(t, _) => return t.read(table, stop, visit),
+            Chosen::Netlink(d, t) => (d, t),
+        };
+        let mut rows = 0usize;
+        let dumped = diag.dump(table, stop, &mut |s| {
+            rows += 1;
+            visit(s);
+        });
+        match dumped {
+            // A sandbox that lets the socket open but refuses the dump
+            // (seccomp on sendto, a gVisor without sock_diag): the tables
+            // from now on, said as a fallback (`auto` only: it kept them).
+            Err(e) if rows == 0 && !e.is::<procread::Stopped>() => match tables.take() {
+                Some(t) => {
+                    *self = Chosen::Proc(t, Some(format!("netlink is not available ({e:#})")));
+                    self.read(table, stop, visit)
+                }
+                None => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Chosen::Netlink(..) => "netlink",
+            Chosen::Proc(..) => "proc",
+        }
+    }
+}
+
+/// Whether `root` is a procfs mount (not a fixture tree).
+fn is_procfs(root: &Path) -> bool {
+    rustix::fs::statfs(root).is_ok_and(|s| s.f_type == rustix::fs::PROC_SUPER_MAGIC)
 }

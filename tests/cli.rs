@@ -111,7 +111,7 @@ fn check_nothing_blocks_exits_0() {
     assert_eq!(code(&o), 0);
     assert_eq!(
         r.value,
-        json!({"blocking": [], "uninspected_processes": 0, "unreadable_fds": 0, "host_network": false})
+        json!({"blocking": [], "uninspected_processes": 0, "unreadable_fds": 0, "host_network": false, "source": "proc"})
     );
 }
 

@@ -101,7 +101,7 @@ fn thousands_of_processes() {
         json!({"blocking": [{"state": "LISTEN", "local": "0.0.0.0:8080", "remote": "0.0.0.0:0",
                              "uid": 0, "inode": 7, "pid": 3101, "process": "app",
                              "direction": "listen", "to_proxy": false}],
-               "uninspected_processes": 0, "unreadable_fds": 0, "host_network": false})
+               "uninspected_processes": 0, "unreadable_fds": 0, "host_network": false, "source": "proc"})
     );
 }
 

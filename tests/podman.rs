@@ -633,6 +633,8 @@ fn podman_pods() {
         .unwrap();
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let report = Report::exact(&stdout(&out));
+    // A real runtime's default seccomp profile lets the proxy use netlink.
+    assert_eq!(report.source, "netlink", "auto in a real container");
     let seen: BTreeSet<(String, String, String)> = report
         .blocking
         .iter()

@@ -87,6 +87,18 @@ proptest! {
     }
 
     #[test]
+    fn netlink_messages_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600), seq in 0u32..3) {
+        let mut n = 0usize;
+        match procread::netlink::parse(&bytes, seq, &mut |_| n += 1) {
+            Ok(_) => prop_assert!(n <= bytes.len() / 88),
+            Err(e) => {
+                let msg = format!("{e:#}");
+                prop_assert!(msg.starts_with("netlink: "), "{}", msg);
+            }
+        }
+    }
+
+    #[test]
     fn read_table_never_panics_on_arbitrary_files(bytes in prop::collection::vec(any::<u8>(), 0..2_000)) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("net")).unwrap();

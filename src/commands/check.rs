@@ -9,7 +9,7 @@ use crate::exit_codes::ExitCode;
 use crate::pass::Pass;
 use crate::render::{self, JsonSink};
 use crate::sink::Collect;
-use crate::source::ProcTables;
+use crate::source::Chosen;
 
 /// Runs `check`, printing to `out`.
 ///
@@ -18,7 +18,7 @@ use crate::source::ProcTables;
 /// as wide as their widest cell) and `--all` (ignored sockets follow the
 /// blocking ones) hold the rows they print.
 pub fn run(config: CheckConfig, out: &mut impl Write) -> Result<ExitCode> {
-    let source = ProcTables::new(config.pod.proc_root.clone());
+    let source = Chosen::open(config.pod.source, &config.pod.proc_root)?;
     let mut pass = Pass::new(source, config.pod.proc_root, config.pod.rules);
     let never = || false;
     let blocking = match (config.format, config.all) {
@@ -27,7 +27,14 @@ pub fn run(config: CheckConfig, out: &mut impl Write) -> Result<ExitCode> {
             let verdict = pass.run(Collect::new(all), &never)?;
             match format {
                 Format::Json => render::write_json(out, &verdict, all)?,
-                Format::Text => render::write_text(out, &verdict, all)?,
+                Format::Text => {
+                    render::write_text(out, &verdict, all)?;
+                    // Silent but visible: the tables where netlink was
+                    // expected (a seccomp profile, gVisor).
+                    if let Some(why) = pass.source().fallback() {
+                        writeln!(out, "note: sockets read from the tables: {why}")?;
+                    }
+                }
             }
             verdict.blocking_count()
         }

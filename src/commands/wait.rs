@@ -14,7 +14,7 @@ use crate::exit_codes::ExitCode;
 use crate::log::{Log, Target, say};
 use crate::pass::Pass;
 use crate::sink::Tally;
-use crate::source::ProcTables;
+use crate::source::{Chosen, ProcTables, Source};
 use crate::waiter::{self, Clock, Outcome, WaitOptions};
 
 /// Runs `wait`, logging to `stderr` (and `--log-file`).
@@ -33,16 +33,30 @@ pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Re
     );
     let note = target.note.clone();
     let mut log = Log::open(stderr, config.quiet, target);
+    let mut errors = config.config_errors.len();
     for error in &config.config_errors {
         log.error(format_args!(
             "{error}; waiting without it (its default), then exit 2"
         ));
     }
+    // `--source netlink` where netlink is denied: fail safe, as for a bad
+    // flag, on the tables.
+    let source = Chosen::open(config.pod.source, &config.pod.proc_root).unwrap_or_else(|e| {
+        errors += 1;
+        log.error(format_args!(
+            "{e:#}; waiting on the tables instead, then exit 2"
+        ));
+        Chosen::Proc(ProcTables::new(config.pod.proc_root.clone()), None)
+    });
     say(
         &mut log,
         format_args!(
-            "{}",
-            start_line(&config.pod.rules, &config.pod.proc_root, &config.timing)
+            "{}; sockets from {}",
+            start_line(&config.pod.rules, &config.pod.proc_root, &config.timing),
+            match source.fallback() {
+                Some(why) => format!("the tables ({why})"),
+                None => source.name().to_owned(),
+            }
         ),
     );
     if let Some(note) = note {
@@ -54,7 +68,6 @@ pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Re
     if let Some(target) = &config.drain {
         drain_proxy(target, clock, deadline, &mut log);
     }
-    let source = ProcTables::new(config.pod.proc_root.clone());
     let mut pass = Pass::new(source, config.pod.proc_root, config.pod.rules);
     let silent = log.is_silent();
     let outcome = waiter::wait_loop(
@@ -65,7 +78,7 @@ pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Re
         (!silent).then_some(&mut log as &mut dyn Write),
     );
     let code = match outcome {
-        Ok(_) if !config.config_errors.is_empty() => ExitCode::Error,
+        Ok(_) if errors > 0 => ExitCode::Error,
         Ok(Outcome::Drained(_)) => ExitCode::Success,
         Ok(Outcome::DeadlineExceeded(_)) => ExitCode::Blocked,
         Err(e) => {

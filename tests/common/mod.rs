@@ -120,6 +120,8 @@ pub struct Report {
     pub unreadable_fds: u64,
     /// The tables are the node's (hostNetwork).
     pub host_network: bool,
+    /// Where the rows came from: `netlink` or `proc`.
+    pub source: String,
     /// The document itself, for asserting on whole entries.
     #[serde(skip)]
     pub value: Value,
@@ -145,7 +147,12 @@ impl Report {
         if r.ignored.is_some() {
             top.push("ignored");
         }
-        top.extend(["uninspected_processes", "unreadable_fds", "host_network"]);
+        top.extend([
+            "uninspected_processes",
+            "unreadable_fds",
+            "host_network",
+            "source",
+        ]);
         assert_eq!(keys(&r.value), top, "top-level keys: {stdout}");
         for (list, s) in entries(&r.value) {
             assert_eq!(keys(s), socket_keys(list), "{list} entry {s}");
@@ -180,6 +187,7 @@ impl Report {
             "uninspected_processes",
             "unreadable_fds",
             "host_network",
+            "source",
         ];
         let mut top: Vec<&str> = keys(&self.value)
             .into_iter()

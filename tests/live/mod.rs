@@ -670,6 +670,22 @@ impl Pod {
         cmd
     }
 
+    /// The hook as [`Pod::hook`] runs it, but behind `wrapper` (a program
+    /// and its arguments that execs the hook's path and arguments given
+    /// last), such as a seccomp filter.
+    pub fn run_wrapped_hook(&self, wrapper: &[&str], args: &[&str]) -> Done {
+        let mut cmd = self.in_proxy();
+        cmd.args(setpriv(PROXY_UID))
+            .args(wrapper)
+            .arg(self.path("prestop-wait"))
+            .args(args);
+        self.run(
+            &format!("{wrapper:?} {args:?}"),
+            cmd,
+            Duration::from_secs(10),
+        )
+    }
+
     /// A command as the first process of a new container: the pod's network
     /// namespace, its own PID namespace and /proc. `--kill-child` ends the
     /// command if the launcher dies.
