@@ -3,7 +3,9 @@
 # shell loop and the kernel floor (`cat` of both tables), on live sockets.
 #
 # Needs root (namespaces, raising the open-file limit), unshare, ip, python3,
-# cc (for benches/rusage.c and benches/fdwalk.c), netstat and ss. Touches nothing
+# cc (for benches/rusage.c, benches/fdwalk.c and benches/diagdump.c),
+# netstat and ss. `check` and `wait` run with `--source auto` (netlink here);
+# `check-proc` and `wait1-proc` read the tables. Touches nothing
 # outside /tmp and the namespaces it creates, which go away with it.
 #
 # Usage: sudo benches/compare.sh            (about 6 minutes)
@@ -88,8 +90,11 @@ measure_node() { # scenario
         --json "$WORK/node-$1.json" \
         "cat=cat /proc/net/tcp /proc/net/tcp6" \
         "fdwalk=$WORK/fdwalk" \
+        "diagdump=$WORK/diagdump" \
         "check=$BIN check --json" \
         "wait1=$BIN wait --timeout 0s --quiet" \
+        "check-proc=$BIN check --json --source proc" \
+        "wait1-proc=$BIN wait --timeout 0s --quiet --source proc" \
         ${BIN_BEFORE:+"check-before=$BIN_BEFORE check --json"} \
         ${BIN_BEFORE:+"wait1-before=$BIN_BEFORE wait --timeout 0s --quiet"} \
         "seed=sh -c 'netstat -plunt | grep tcp | grep -v envoy | wc -l'" \
@@ -267,7 +272,7 @@ fi
 BIN=$(realpath "$BIN")
 export BIN
 [ -z "$BIN_BEFORE" ] || BIN_BEFORE=$(realpath "$BIN_BEFORE")
-for tool in rusage fdwalk; do
+for tool in rusage fdwalk diagdump; do
     cc -O2 -static -o "$WORK/$tool" "$HERE/$tool.c" 2>/dev/null ||
         cc -O2 -o "$WORK/$tool" "$HERE/$tool.c"
 done
@@ -315,6 +320,15 @@ for sc in scenarios:
     r = wait1["cpu_ms_median"] / cat["cpu_ms_median"]
     target(r <= 1.3, f"[{sc}] one wait poll (wait --timeout 0s -q) CPU {wait1['cpu_ms_median']:.2f} ms = {r:.2f}x cat, target <= 1.3x")
     target(wait1["maxrss_kib"] <= 3072, f"[{sc}] one wait poll peak RSS {wait1['maxrss_kib']} KiB <= 3072 KiB")
+    if "diagdump" in rows:
+        dd = rows["diagdump"]["cpu_ms_median"]
+        notes.append(f"[{sc}] netlink floor: benches/diagdump.c (the dump of both families, unparsed) = {dd:.2f} ms = {dd / cat['cpu_ms_median']:.2f}x cat")
+        target(wait1["cpu_ms_median"] <= 0.45 * cat["cpu_ms_median"] or sc not in ("pod",),
+               f"[{sc}] one wait poll over netlink {wait1['cpu_ms_median']:.2f} ms = {r:.2f}x cat, netlink target <= 0.45x (pod)")
+        target(check["cpu_ms_median"] <= 0.6 * ss["cpu_ms_median"] or sc not in ("pod",),
+               f"[{sc}] check over netlink {check['cpu_ms_median']:.2f} ms = {check['cpu_ms_median'] / ss['cpu_ms_median']:.2f}x ss -tanp, target <= 0.6x (pod)")
+        target(max(check["maxrss_kib"], wait1["maxrss_kib"]) <= 1536,
+               f"[{sc}] peak RSS over netlink {max(check['maxrss_kib'], wait1['maxrss_kib'])} KiB <= 1536 KiB")
     floor = cat["cpu_ms_median"] + rows["fdwalk"]["cpu_ms_median"]
     notes.append(f"[{sc}] floor for naming holders = cat + benches/fdwalk.c = {floor:.2f} ms = {floor / cat['cpu_ms_median']:.2f}x cat; check = {check['cpu_ms_median'] / floor:.2f}x that floor")
 

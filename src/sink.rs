@@ -7,10 +7,9 @@
 //! grow with the table ([`Summary`]), and `check --json` writes each entry
 //! as it comes ([`crate::render::JsonSink`]). ripgrep's `Sink` is the model.
 
-use std::hash::{Hash, Hasher};
 use std::io;
 
-use crate::decide::{Decision, Entry, PortSet};
+use crate::decide::{Decision, Entry, Mix, PortSet};
 use crate::procread::{HolderList, Socket};
 
 /// What one pass found beside the entries it pushed.
@@ -207,8 +206,11 @@ impl Owners {
 
 /// One blocking row's share of a [`Summary::fingerprint`].
 fn row_print(s: &Socket) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (s.state.to_u8(), s.local, s.remote, s.uid, s.inode).hash(&mut h);
+    let mut h = Mix::default();
+    h.add(u64::from(s.state.to_u8()) << 32 | u64::from(s.uid));
+    h.addr(s.local);
+    h.addr(s.remote);
+    h.add(s.inode);
     h.finish()
 }
 
