@@ -174,6 +174,7 @@ fn build(size: Size) -> Tree {
             remote,
             uid,
             inode,
+            info: None,
         });
         if held {
             fds_of[k % size.procs].push(inode);

@@ -499,6 +499,7 @@ mod tests {
             remote: "0.0.0.0:0".parse().unwrap(),
             uid,
             inode,
+            info: None,
         }
     }
 

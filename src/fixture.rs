@@ -67,6 +67,7 @@ pub fn socket(local: &str, remote: &str, state: TcpState, uid: u32, inode: u64) 
         remote: remote.parse().expect("fixture address"),
         uid,
         inode,
+        info: None,
     }
 }
 

@@ -496,6 +496,7 @@ mod tests {
             remote: remote.parse().unwrap(),
             uid,
             inode: 0,
+            info: None,
         }
     }
 

@@ -472,6 +472,7 @@ mod tests {
             remote: "0.0.0.0:0".parse().unwrap(),
             uid: 1000,
             inode: u64::from(port),
+            info: None,
         }
     }
 

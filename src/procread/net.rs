@@ -21,6 +21,20 @@ pub struct Socket {
     pub uid: u32,
     /// Socket inode; 0 when no file descriptor refers to it any more.
     pub inode: u64,
+    /// What the kernel's `tcp_info` says of its traffic, when the source
+    /// was asked for it (netlink with `INET_DIAG_INFO`); the tables never
+    /// have it.
+    pub info: Option<TcpInfo>,
+}
+
+/// The fields of a connection's `struct tcp_info` that tell whether traffic
+/// still arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpInfo {
+    /// Milliseconds since data was last received (`tcpi_last_data_recv`).
+    pub last_data_recv_ms: u32,
+    /// Bytes received so far (`tcpi_bytes_received`; 0 on kernels before 4.1).
+    pub bytes_received: u64,
 }
 
 /// Which of the two tables a path is, so an error can name the file.
@@ -265,6 +279,7 @@ pub fn parse_line(line: &str) -> Result<Option<Socket>> {
         remote,
         uid,
         inode,
+        info: None,
     }))
 }
 
