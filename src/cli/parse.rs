@@ -42,7 +42,6 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed> {
         for id in &no_env {
             cmd = cmd.mut_subcommand("wait", |w| w.mut_arg(id, |a| a.env(None::<&str>)));
         }
-        let wait_cmd = cmd.find_subcommand("wait").cloned();
         let failure = match cmd.try_get_matches_from_mut(&args) {
             Ok(m) => match Cli::from_arg_matches(&m)
                 .map_err(Into::into)
@@ -67,12 +66,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed> {
             },
         };
         let message = failure.message();
+        // Looked up only now: a command line that parses never pays for it.
+        let wait_cmd = cmd.find_subcommand("wait");
         let (Some(wait_cmd), true) = (wait_cmd, is_wait && errors.len() < MAX_DROPPED) else {
             bail!("{message}");
         };
         let dropped = match &failure {
             Failure::Flag(f) => Some(f.id.to_owned()),
-            Failure::Clap(e) => offending_arg(e, &wait_cmd),
+            Failure::Clap(e) => offending_arg(e, wait_cmd),
         };
         let before = args.len();
         match dropped {
