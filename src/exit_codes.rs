@@ -14,7 +14,8 @@ pub enum ExitCode {
     /// `wait`: the deadline passed with sockets still held. `check`: something blocks.
     Blocked,
     /// Usage error (bad flag, bad duration) or runtime error (unreadable or
-    /// malformed table, `install` could not write).
+    /// malformed table, `install` could not write). `wait` fails safe on a
+    /// bad flag: it says so, waits without it, and exits with this at the end.
     Error,
 }
 
@@ -40,7 +41,8 @@ pub const HELP: &str = "\
 Exit codes:
   0  nothing blocks (wait: drained before the deadline); sleep, install: done
   1  something blocks (wait: the deadline passed with sockets still held)
-  2  usage or runtime error (bad flag or duration, unreadable or malformed /proc table, install could not write)";
+  2  usage or runtime error (bad flag or duration: wait says it, waits with the default, then exits 2;
+     unreadable or malformed table or netlink message; install could not write)";
 
 #[cfg(test)]
 mod tests {
