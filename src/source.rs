@@ -103,6 +103,18 @@ impl Chosen {
         }
     }
 
+    /// Makes sure what was opened also answers: one dump of `tcp`, read and
+    /// dropped. A sandbox that lets the netlink socket open but refuses the
+    /// dump (seccomp on `sendto`) is found here, not at the first poll, so
+    /// that what `wait` says it reads at its start is what it reads. Costs
+    /// one dump, once.
+    pub fn probe(&mut self) -> Result<()> {
+        match self {
+            Chosen::Netlink(_, Some(_)) => self.read(Table::Tcp, &|| false, &mut |_| {}),
+            _ => Ok(()),
+        }
+    }
+
     /// Why `auto` reads the tables though the root is a live procfs.
     pub fn fallback(&self) -> Option<&str> {
         match self {

@@ -41,13 +41,15 @@ pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Re
     }
     // `--source netlink` where netlink is denied: fail safe, as for a bad
     // flag, on the tables.
-    let source = Chosen::open(config.pod.source, &config.pod.proc_root).unwrap_or_else(|e| {
+    let mut source = Chosen::open(config.pod.source, &config.pod.proc_root).unwrap_or_else(|e| {
         errors += 1;
         log.error(format_args!(
             "{e:#}; waiting on the tables instead, then exit 2"
         ));
         Chosen::Proc(ProcTables::new(config.pod.proc_root.clone()), None)
     });
+    // A failed probe is the first poll's to report, as any read error is.
+    let _ = source.probe();
     say(
         &mut log,
         format_args!(
