@@ -22,10 +22,12 @@ use crate::procread::{self, Holder};
 /// Every line the hook writes starts with this.
 pub const PREFIX: &str = "prestop-wait: ";
 
-/// Writes one line, [`PREFIX`] first. Errors are dropped: the hook never
-/// fails over its own logging.
+/// Writes one line, [`PREFIX`] first, in one `write` (a non-blocking
+/// target takes a whole line or none of it, never a piece `writeln!` would
+/// hand over). Errors are dropped: the hook never fails over its own
+/// logging.
 pub fn say(w: &mut (impl Write + ?Sized), args: std::fmt::Arguments<'_>) {
-    let _ = writeln!(w, "{PREFIX}{args}");
+    let _ = write_line(w, format!("{PREFIX}{args}\n").as_bytes());
 }
 
 /// Where `--log-file` goes, resolved before the log is opened: a path, and
@@ -149,9 +151,11 @@ impl<'a> Log<'a> {
                     if self.dropped.0 == 1
                         && let Some((f, _)) = self.file.as_mut()
                     {
-                        let _ = write_line(
+                        say(
                             f,
-                            format!("{PREFIX}warning: stderr cannot take lines ({e}); dropping those it cannot\n").as_bytes(),
+                            format_args!(
+                                "warning: stderr cannot take lines ({e}); dropping those it cannot"
+                            ),
                         );
                     }
                 }
@@ -187,11 +191,6 @@ impl<'a> Log<'a> {
             }
         }
     }
-
-    /// Lines dropped because a target would have blocked: (stderr, file).
-    pub fn dropped(&self) -> (u64, u64) {
-        self.dropped
-    }
 }
 
 impl Drop for Log<'_> {
@@ -213,10 +212,9 @@ impl Drop for Log<'_> {
         if to_stderr > 0
             && let Some((f, _)) = self.file.as_mut()
         {
-            let _ = write_line(
+            say(
                 f,
-                format!("{PREFIX}warning: {to_stderr} log lines dropped: stderr would block\n")
-                    .as_bytes(),
+                format_args!("warning: {to_stderr} log lines dropped: stderr would block"),
             );
         }
     }

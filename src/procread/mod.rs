@@ -10,8 +10,8 @@ pub mod netlink;
 pub mod process;
 
 pub use net::{
-    LINE_MAX, Socket, Stopped, Table, TcpInfo, TcpState, parse_line, quote, read_table,
-    read_table_until, seq_file_ended,
+    LINE_MAX, Socket, Stopped, Table, TcpInfo, TcpState, parse_line, read_table, read_table_until,
+    seq_file_ended,
 };
 pub use process::{
     Holder, HolderList, Holders, ProcessInfo, ProcessNames, process_uid, processes_of_uid,

@@ -221,7 +221,7 @@ const QUOTE_MAX: usize = 80;
 /// A token for an error message: Debug-quoted, cut to [`QUOTE_MAX`] bytes
 /// (on a character boundary) with the full length said, so one hostile
 /// line cannot fill a log.
-pub fn quote(s: &str) -> String {
+fn quote(s: &str) -> String {
     if s.len() <= QUOTE_MAX {
         return format!("{s:?}");
     }
