@@ -174,6 +174,8 @@ fn build(size: Size) -> Tree {
             remote,
             uid,
             inode,
+            rx_queue: 0,
+            tx_queue: 0,
             info: None,
         });
         if held {

@@ -499,6 +499,8 @@ mod tests {
             remote: "0.0.0.0:0".parse().unwrap(),
             uid,
             inode,
+            rx_queue: 0,
+            tx_queue: 0,
             info: None,
         }
     }

@@ -48,10 +48,12 @@ pub fn kernel_addr(a: &SocketAddr) -> String {
 /// One row as `tcp4_seq_show`/`tcp6_seq_show` prints it, in slot `slot`.
 pub fn kernel_row(slot: usize, s: &Socket) -> String {
     format!(
-        "{slot:4}: {} {} {:02X} 00000000:00000000 00:00000000 00000000 {:5}        0 {} 1 0000000000000000 100 0 0 10 0",
+        "{slot:4}: {} {} {:02X} {:08X}:{:08X} 00:00000000 00000000 {:5}        0 {} 1 0000000000000000 100 0 0 10 0",
         kernel_addr(&s.local),
         kernel_addr(&s.remote),
         s.state.to_u8(),
+        s.tx_queue,
+        s.rx_queue,
         s.uid,
         s.inode
     )
@@ -67,6 +69,8 @@ pub fn socket(local: &str, remote: &str, state: TcpState, uid: u32, inode: u64) 
         remote: remote.parse().expect("fixture address"),
         uid,
         inode,
+        rx_queue: 0,
+        tx_queue: 0,
         info: None,
     }
 }

@@ -22,6 +22,7 @@ pub mod render;
 pub mod sink;
 pub mod source;
 pub mod stdout;
+pub mod traffic;
 pub mod waiter;
 
 use std::ffi::OsString;

@@ -496,6 +496,8 @@ mod tests {
             remote: remote.parse().unwrap(),
             uid,
             inode: 0,
+            rx_queue: 0,
+            tx_queue: 0,
             info: None,
         }
     }

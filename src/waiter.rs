@@ -472,6 +472,8 @@ mod tests {
             remote: "0.0.0.0:0".parse().unwrap(),
             uid: 1000,
             inode: u64::from(port),
+            rx_queue: 0,
+            tx_queue: 0,
             info: None,
         }
     }

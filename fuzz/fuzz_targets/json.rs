@@ -57,6 +57,8 @@ fn row(u: &mut Unstructured<'_>, inode: u64, pairs: &mut Vec<(u64, Holder)>) -> 
         remote: addr(u, v6)?,
         uid: *u.choose(&[0, 1000, 1337])?,
         inode,
+        rx_queue: 0,
+        tx_queue: 0,
         info: None,
     };
     for _ in 0..u.int_in_range(0..=2)? {

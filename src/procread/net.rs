@@ -21,6 +21,12 @@ pub struct Socket {
     pub uid: u32,
     /// Socket inode; 0 when no file descriptor refers to it any more.
     pub inode: u64,
+    /// Column `rx_queue`: for a listener, connections waiting in its accept
+    /// queue; for a connection, bytes received and not yet read.
+    pub rx_queue: u32,
+    /// Column `tx_queue`: bytes sent and not yet acknowledged (0 for a
+    /// listener).
+    pub tx_queue: u32,
     /// What the kernel's `tcp_info` says of its traffic, when the source
     /// was asked for it (netlink with `INET_DIAG_INFO`); the tables never
     /// have it.
@@ -255,7 +261,7 @@ pub fn parse_line(line: &str) -> Result<Option<Socket>> {
     let local = next("local_address")?;
     let remote = next("rem_address")?;
     let state = next("st")?;
-    let _queues = next("tx_queue:rx_queue")?;
+    let queues = next("tx_queue:rx_queue")?;
     let _timer = next("tr:tm->when")?;
     let _retransmits = next("retrnsmt")?;
     let uid = next("uid")?;
@@ -273,12 +279,19 @@ pub fn parse_line(line: &str) -> Result<Option<Socket>> {
         .and_then(|v| u32::try_from(v).map_err(|_| anyhow!("{v} is out of range")))
         .context("bad uid")?;
     let inode = parse_dec(inode).context("bad inode")?;
+    let (tx_queue, rx_queue) = queues
+        .split_once(':')
+        .ok_or_else(|| anyhow!("{} is not tx_queue:rx_queue", quote(queues)))
+        .and_then(|(tx, rx)| Ok((parse_hex(tx, 8)?, parse_hex(rx, 8)?)))
+        .context("bad tx_queue:rx_queue")?;
     Ok(Some(Socket {
         state,
         local,
         remote,
         uid,
         inode,
+        rx_queue,
+        tx_queue,
         info: None,
     }))
 }

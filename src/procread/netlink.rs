@@ -54,11 +54,16 @@ pub const STATES: u32 = {
     mask
 };
 
+/// Every state, for a reader of traffic: request sockets (a handshake under
+/// way, reported as SYN_RECV) and TIME_WAIT (a connection that just ended)
+/// are traffic too.
+pub const ALL_STATES: u32 = 0x1FFE;
+
 /// The request for one family's dump: an `nlmsghdr` and an
-/// `inet_diag_req_v2` asking for TCP sockets in [`STATES`], with
-/// `INET_DIAG_INFO` (each socket's `tcp_info`) when `info`: it costs the
-/// kernel a third more, so only a reader that needs traffic asks.
-pub fn request(table: Table, seq: u32, info: bool) -> [u8; NLMSG_HDR + REQ_LEN] {
+/// `inet_diag_req_v2` asking for TCP sockets in `states` (a mask, bit `1 <<
+/// state`), with `INET_DIAG_INFO` (each socket's `tcp_info`) when `info`: it
+/// costs the kernel a third more, so only a reader that needs traffic asks.
+pub fn request(table: Table, seq: u32, info: bool, states: u32) -> [u8; NLMSG_HDR + REQ_LEN] {
     let mut b = [0u8; NLMSG_HDR + REQ_LEN];
     b[0..4].copy_from_slice(&((NLMSG_HDR + REQ_LEN) as u32).to_ne_bytes());
     b[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
@@ -70,7 +75,7 @@ pub fn request(table: Table, seq: u32, info: bool) -> [u8; NLMSG_HDR + REQ_LEN] 
     if info {
         b[18] = 1 << (INET_DIAG_INFO - 1);
     }
-    b[20..24].copy_from_slice(&STATES.to_ne_bytes());
+    b[20..24].copy_from_slice(&states.to_ne_bytes());
     // The socket id stays zero: a dump of every socket.
     b
 }
@@ -163,6 +168,15 @@ fn socket(m: &[u8]) -> Result<Socket> {
         remote: SocketAddr::new(remote, dport),
         uid: u32_at(m, 64)?,
         inode: u64::from(u32_at(m, 68)?),
+        // idiag_rqueue and idiag_wqueue: what the tables print as rx_queue
+        // and tx_queue, but for a listener's wqueue, its backlog limit,
+        // which the tables print as 0 (and so does this, to agree).
+        rx_queue: u32_at(m, 56)?,
+        tx_queue: if code == TcpState::Listen.to_u8() {
+            0
+        } else {
+            u32_at(m, 60)?
+        },
         info: tcp_info(&m[MSG_LEN..])?,
     })
 }
@@ -220,6 +234,8 @@ pub struct Diag {
     seq: u32,
     /// Ask for each socket's `tcp_info`.
     info: bool,
+    /// Which states to dump (a mask of `1 << state`).
+    states: u32,
 }
 
 /// Bytes asked for per `recv`: the kernel fills a dump datagram up to its
@@ -242,12 +258,20 @@ impl Diag {
             buf: vec![0; RECV_BUF],
             seq: 0,
             info: false,
+            states: STATES,
         })
     }
 
     /// Asks for each socket's `tcp_info` from now on ([`Socket::info`]).
     pub fn with_info(mut self) -> Diag {
         self.info = true;
+        self
+    }
+
+    /// Dumps sockets in `states` (a mask of `1 << state`; [`STATES`]
+    /// unless said) from now on.
+    pub fn with_states(mut self, states: u32) -> Diag {
+        self.states = states;
         self
     }
 
@@ -261,7 +285,7 @@ impl Diag {
         visit: &mut dyn FnMut(Socket),
     ) -> Result<()> {
         self.seq = self.seq.wrapping_add(1);
-        let req = request(table, self.seq, self.info);
+        let req = request(table, self.seq, self.info, self.states);
         rustix::net::sendto(
             &self.fd,
             &req,
@@ -273,8 +297,9 @@ impl Diag {
             if stop() {
                 // The rest of this dump would come first on the next: start
                 // that one on a new socket.
-                *self =
+                let fresh =
                     Diag::open().map_err(|e| anyhow!("netlink: cannot reopen the socket: {e}"))?;
+                self.fd = fresh.fd;
                 return Err(super::Stopped.into());
             }
             let n = loop {
@@ -350,14 +375,23 @@ mod tests {
 
     #[test]
     fn the_request_asks_for_a_tcp_dump_of_the_states_that_can_block() {
-        let r = request(Table::Tcp6, 7, false);
+        let r = request(Table::Tcp6, 7, false, STATES);
         assert_eq!(u32::from_ne_bytes(r[0..4].try_into().unwrap()), 72);
         assert_eq!(u16::from_ne_bytes(r[4..6].try_into().unwrap()), 20);
         assert_eq!(u16::from_ne_bytes(r[6..8].try_into().unwrap()), 0x301);
         assert_eq!(u32::from_ne_bytes(r[8..12].try_into().unwrap()), 7);
         assert_eq!((r[16], r[17], r[18]), (AF_INET6, IPPROTO_TCP, 0));
-        assert_eq!(request(Table::Tcp, 1, false)[16], AF_INET);
-        assert_eq!(request(Table::Tcp, 1, true)[18], 2, "INET_DIAG_INFO");
+        assert_eq!(request(Table::Tcp, 1, false, STATES)[16], AF_INET);
+        assert_eq!(
+            request(Table::Tcp, 1, true, STATES)[18],
+            2,
+            "INET_DIAG_INFO"
+        );
+        assert_eq!(
+            request(Table::Tcp, 1, false, ALL_STATES)[20..24],
+            0x1FFEu32.to_ne_bytes(),
+            "states 1 (ESTABLISHED) to 12 (NEW_SYN_RECV)"
+        );
         // LISTEN, ESTABLISHED, CLOSE_WAIT... but no TIME_WAIT, no request sockets.
         for st in [1, 2, 4, 5, 7, 8, 9, 10, 11] {
             assert_ne!(STATES & (1 << st), 0, "state {st}");
@@ -391,6 +425,8 @@ mod tests {
                     remote: a("0.0.0.0:0"),
                     uid: 1000,
                     inode: 77,
+                    rx_queue: 0,
+                    tx_queue: 0,
                     info: None,
                 },
                 Socket {
@@ -399,6 +435,8 @@ mod tests {
                     remote: a("[::ffff:127.0.0.6]:41000"),
                     uid: 1337,
                     inode: 78,
+                    rx_queue: 0,
+                    tx_queue: 0,
                     info: None,
                 },
             ]

@@ -1,0 +1,440 @@
+//! `quiesce`'s judgement: which rows are the app's inbound traffic, and
+//! when traffic last reached it. Pure: rows and instants in, one [`Look`]
+//! per poll out; the command keeps the clock and the log.
+//!
+//! Inbound traffic is what reaches a port the app listens on: data received
+//! on a connection to it, a connection arriving (a handshake, an accepted
+//! connection, one waiting in the accept queue), a connection that ended
+//! since the last look (its TIME_WAIT). The proxy's own sockets never count:
+//! in a sidecar pod the proxy's connection to the app is an outbound one
+//! from an ephemeral port, and its listeners are its uid's.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::decide::{Mix, connection_key};
+use crate::procread::{Socket, TcpState};
+
+/// What counts as the app's inbound traffic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrafficRules {
+    /// Listeners and connections of these uids are the proxy's.
+    pub proxy_uids: Vec<u32>,
+    /// Listeners of these uids are other containers' (a log shipper's
+    /// metrics port), not the app's.
+    pub ignore_uids: Vec<u32>,
+    /// Only these local ports (`--port`); every app listener's when empty.
+    pub ports: Vec<u16>,
+    /// Never these local ports (`--ignore-port`).
+    pub ignore_ports: Vec<u16>,
+}
+
+/// How one row showed traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sign {
+    /// `tcp_info` says data was last received this long before the look.
+    Data(Duration),
+    /// A connection that was not there at the last look.
+    New,
+    /// A connection whose state or queues changed since the last look (the
+    /// tables' only sign of data on a kept-alive connection).
+    Changed,
+    /// A listener's accept queue changed since the last look; it holds this
+    /// many connections now.
+    Backlog(u32),
+}
+
+/// The freshest sign of traffic one look found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Traffic {
+    /// When the traffic happened (as late as the look can tell).
+    pub at: Instant,
+    /// The app's end of the connection (the listener's address for
+    /// [`Sign::Backlog`]).
+    pub local: SocketAddr,
+    /// The peer (unspecified for [`Sign::Backlog`]).
+    pub remote: SocketAddr,
+    /// How it showed.
+    pub sign: Sign,
+}
+
+/// One poll's findings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Look {
+    /// The freshest traffic seen, if any.
+    pub latest: Option<Traffic>,
+    /// Open inbound connections to the app's ports (not TIME_WAIT).
+    pub connections: usize,
+    /// Connections waiting in the app listeners' accept queues.
+    pub queued: u32,
+    /// Rows that carried `tcp_info`: 0 when the source cannot say when
+    /// data arrived.
+    pub with_info: usize,
+}
+
+/// What `quiesce` remembers from one look to the next.
+#[derive(Debug, Default)]
+pub struct Watch {
+    rules: TrafficRules,
+    /// Ports the app has been seen listening on, ascending: a port stays
+    /// the app's after its listener closes, for the connections it accepted.
+    listening: Vec<u16>,
+    /// The last finished look's connections and listeners: key → state and
+    /// queues.
+    seen: Rows,
+    /// This look's, so far.
+    next: Rows,
+    /// Whether a look has finished: the first only sets the baseline for
+    /// what is new.
+    looked: bool,
+}
+
+/// Keys are already [`Mix`]ed: hashing them again would only cost time.
+type Rows = HashMap<u64, u64, BuildHasherDefault<Unmixed>>;
+
+#[derive(Debug, Default)]
+struct Unmixed(u64);
+
+impl Hasher for Unmixed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+impl Watch {
+    /// A watch with no look yet.
+    pub fn new(rules: TrafficRules) -> Self {
+        Watch {
+            rules,
+            ..Watch::default()
+        }
+    }
+
+    /// The ports the app has been seen listening on, ascending.
+    pub fn listening(&self) -> &[u16] {
+        &self.listening
+    }
+
+    /// Starts a look; rows go to [`Watch::row`], and
+    /// [`Watch::finish`] ends it. A look never finished (cut short at the
+    /// deadline) leaves the last finished one as the baseline.
+    pub fn begin(&mut self) -> Look {
+        self.next.clear();
+        Look::default()
+    }
+
+    /// Takes in one row of the look taken at `at`.
+    pub fn row(&mut self, look: &mut Look, at: Instant, s: &Socket) {
+        let rules = &self.rules;
+        let port = s.local.port();
+        if rules.ignore_ports.contains(&port)
+            || (!rules.ports.is_empty() && !rules.ports.contains(&port))
+        {
+            return;
+        }
+        let others = |uid: u32| rules.proxy_uids.contains(&uid) || rules.ignore_uids.contains(&uid);
+        if s.state == TcpState::Listen {
+            if others(s.uid) {
+                return;
+            }
+            if let Err(i) = self.listening.binary_search(&port) {
+                self.listening.insert(i, port);
+            }
+            look.queued = look.queued.saturating_add(s.rx_queue);
+            let mut key = Mix::default();
+            key.addr(s.local);
+            let key = key.finish();
+            let value = u64::from(s.rx_queue);
+            let before = self.seen.get(&key).copied();
+            self.next.insert(key, value);
+            if before.is_some_and(|b| b != value) {
+                look.offer(Traffic {
+                    at,
+                    local: s.local,
+                    remote: s.remote,
+                    sign: Sign::Backlog(s.rx_queue),
+                });
+            }
+            return;
+        }
+        if rules.ports.is_empty() && self.listening.binary_search(&port).is_err() {
+            return;
+        }
+        // TIME_WAIT rows carry no owner (uid 0): the port alone says whose.
+        if s.state != TcpState::TimeWait && rules.proxy_uids.contains(&s.uid) {
+            return;
+        }
+        if !matches!(s.state, TcpState::TimeWait | TcpState::SynRecv) {
+            look.connections += 1;
+        }
+        let key = connection_key(s.local, s.remote);
+        let value = (u64::from(s.state.to_u8()) << 56)
+            ^ (u64::from(s.rx_queue) << 24)
+            ^ u64::from(s.tx_queue);
+        let before = self.seen.get(&key).copied();
+        self.next.insert(key, value);
+        let sign = match s.info {
+            Some(info) => {
+                look.with_info += 1;
+                Some(Sign::Data(Duration::from_millis(
+                    info.last_data_recv_ms.into(),
+                )))
+            }
+            None if !self.looked => None,
+            None if before.is_none() => Some(Sign::New),
+            None if before != Some(value) => Some(Sign::Changed),
+            None => None,
+        };
+        let Some(sign) = sign else { return };
+        let when = match sign {
+            // Data older than the clock's start cannot be newer than
+            // anything; `None` drops it.
+            Sign::Data(ago) => match at.checked_sub(ago) {
+                Some(t) => t,
+                None => return,
+            },
+            _ => at,
+        };
+        look.offer(Traffic {
+            at: when,
+            local: s.local,
+            remote: s.remote,
+            sign,
+        });
+    }
+
+    /// Ends the look: its rows become the baseline for the next.
+    pub fn finish(&mut self, look: Look) -> Look {
+        std::mem::swap(&mut self.seen, &mut self.next);
+        self.next.clear();
+        self.looked = true;
+        look
+    }
+}
+
+impl Look {
+    /// Keeps `t` if it is the freshest so far.
+    fn offer(&mut self, t: Traffic) {
+        if self.latest.is_none_or(|l| t.at > l.at) {
+            self.latest = Some(t);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::socket;
+    use crate::procread::TcpInfo;
+    use TcpState::*;
+
+    fn rules() -> TrafficRules {
+        TrafficRules {
+            proxy_uids: vec![1337],
+            ..TrafficRules::default()
+        }
+    }
+
+    fn data(mut s: Socket, ms: u32) -> Socket {
+        s.info = Some(TcpInfo {
+            last_data_recv_ms: ms,
+            bytes_received: 1,
+        });
+        s
+    }
+
+    fn look(w: &mut Watch, at: Instant, rows: &[Socket]) -> Look {
+        let mut l = w.begin();
+        for r in rows {
+            w.row(&mut l, at, r);
+        }
+        w.finish(l)
+    }
+
+    fn app_listener() -> Socket {
+        socket("0.0.0.0:8080", "0.0.0.0:0", Listen, 1000, 10)
+    }
+
+    #[test]
+    fn tcp_info_dates_data_on_app_connections_only() {
+        let t0 = Instant::now();
+        let at = t0 + Duration::from_secs(10);
+        let mut w = Watch::new(rules());
+        let rows = [
+            app_listener(),
+            socket("0.0.0.0:15006", "0.0.0.0:0", Listen, 1337, 11),
+            // Envoy's inbound connection from a client, and its connection
+            // on to the app: neither is the app's.
+            data(
+                socket("10.0.0.5:15006", "10.0.0.9:5000", Established, 1337, 12),
+                1,
+            ),
+            data(
+                socket("127.0.0.6:40000", "10.0.0.5:8080", Established, 1337, 13),
+                1,
+            ),
+            // The app's end of that connection: data 300 ms ago.
+            data(
+                socket("10.0.0.5:8080", "127.0.0.6:40000", Established, 1000, 14),
+                300,
+            ),
+            data(
+                socket("10.0.0.5:8080", "127.0.0.6:40001", Established, 1000, 15),
+                900,
+            ),
+            // The app's own outbound call: an ephemeral local port.
+            data(
+                socket("10.0.0.5:45000", "10.0.0.7:80", Established, 1000, 16),
+                0,
+            ),
+        ];
+        let l = look(&mut w, at, &rows);
+        assert_eq!(w.listening(), [8080]);
+        assert_eq!(l.connections, 2);
+        assert_eq!(l.with_info, 2);
+        let t = l.latest.unwrap();
+        assert_eq!(t.at, at - Duration::from_millis(300));
+        assert_eq!(t.remote, "127.0.0.6:40000".parse().unwrap());
+        assert_eq!(t.sign, Sign::Data(Duration::from_millis(300)));
+    }
+
+    #[test]
+    fn without_tcp_info_new_and_changed_rows_are_traffic_after_the_first_look() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut w = Watch::new(rules());
+        let conn = socket("10.0.0.5:8080", "10.0.0.9:5000", Established, 1000, 14);
+        // The first look is the baseline: nothing in it is news.
+        let l = look(&mut w, t0, &[app_listener(), conn.clone()]);
+        assert_eq!((l.latest, l.connections, l.with_info), (None, 1, 0));
+        // Unchanged: no traffic.
+        assert_eq!(
+            look(&mut w, t0 + s(1), &[app_listener(), conn.clone()]).latest,
+            None
+        );
+        // Bytes waiting to be read: changed.
+        let mut busy = conn.clone();
+        busy.rx_queue = 120;
+        let l = look(&mut w, t0 + s(2), &[app_listener(), busy.clone()]);
+        assert_eq!(
+            l.latest.map(|t| (t.at, t.sign)),
+            Some((t0 + s(2), Sign::Changed))
+        );
+        // A stuck queue is no new traffic.
+        assert_eq!(
+            look(&mut w, t0 + s(3), &[app_listener(), busy.clone()]).latest,
+            None
+        );
+        // A connection that ended since (its TIME_WAIT, uid 0) is new.
+        let tw = socket("10.0.0.5:8080", "10.0.0.9:5001", TimeWait, 0, 0);
+        let l = look(&mut w, t0 + s(4), &[app_listener(), busy, tw]);
+        assert_eq!(l.latest.map(|t| t.sign), Some(Sign::New));
+        assert_eq!(l.connections, 1, "TIME_WAIT is not an open connection");
+    }
+
+    #[test]
+    fn a_growing_accept_queue_is_traffic_and_its_length_is_counted() {
+        let t0 = Instant::now();
+        let mut w = Watch::new(rules());
+        look(&mut w, t0, &[app_listener()]);
+        let mut full = app_listener();
+        full.rx_queue = 3;
+        let at = t0 + Duration::from_secs(1);
+        let l = look(&mut w, at, &[full.clone()]);
+        assert_eq!(l.queued, 3);
+        assert_eq!(
+            l.latest.map(|t| (t.at, t.sign)),
+            Some((at, Sign::Backlog(3)))
+        );
+        // Still 3, nobody accepting and nobody arriving: no news.
+        assert_eq!(
+            look(&mut w, at + Duration::from_secs(1), &[full]).latest,
+            None
+        );
+    }
+
+    #[test]
+    fn ports_and_uids_narrow_what_counts() {
+        let t0 = Instant::now();
+        let conn = |port: u16, ms| {
+            data(
+                socket(
+                    &format!("10.0.0.5:{port}"),
+                    "10.0.0.9:5000",
+                    Established,
+                    1000,
+                    1,
+                ),
+                ms,
+            )
+        };
+        let rows = [
+            app_listener(),
+            socket("0.0.0.0:9090", "0.0.0.0:0", Listen, 1000, 2),
+            // A log shipper's metrics port.
+            socket("0.0.0.0:2020", "0.0.0.0:0", Listen, 65532, 3),
+            conn(8080, 500),
+            conn(9090, 10),
+            conn(2020, 5),
+        ];
+        let at = t0 + Duration::from_secs(5);
+        let with = |r: TrafficRules| {
+            let mut w = Watch::new(r);
+            let l = look(&mut w, at, &rows);
+            (w.listening().to_vec(), l.latest.map(|t| t.local.port()))
+        };
+        assert_eq!(with(rules()), (vec![2020, 8080, 9090], Some(2020)));
+        let ignoring = TrafficRules {
+            ignore_uids: vec![65532],
+            ..rules()
+        };
+        assert_eq!(with(ignoring.clone()), (vec![8080, 9090], Some(9090)));
+        let scrape = TrafficRules {
+            ignore_ports: vec![9090],
+            ..ignoring
+        };
+        assert_eq!(with(scrape), (vec![8080], Some(8080)));
+        let only = TrafficRules {
+            ports: vec![9090],
+            ..rules()
+        };
+        assert_eq!(with(only), (vec![9090], Some(9090)));
+    }
+
+    #[test]
+    fn a_port_stays_the_apps_after_its_listener_closes() {
+        let t0 = Instant::now();
+        let mut w = Watch::new(rules());
+        look(&mut w, t0, &[app_listener()]);
+        let conn = data(
+            socket("10.0.0.5:8080", "10.0.0.9:5000", Established, 1000, 1),
+            0,
+        );
+        let at = t0 + Duration::from_secs(1);
+        let l = look(&mut w, at, &[conn]);
+        assert_eq!(l.latest.map(|t| t.at), Some(at));
+    }
+
+    #[test]
+    fn a_cut_look_leaves_the_last_finished_one_as_baseline() {
+        let t0 = Instant::now();
+        let mut w = Watch::new(rules());
+        let conn = socket("10.0.0.5:8080", "10.0.0.9:5000", Established, 1000, 14);
+        look(&mut w, t0, &[app_listener(), conn.clone()]);
+        // A look cut short after the listener: never finished.
+        let mut cut = w.begin();
+        w.row(&mut cut, t0, &app_listener());
+        let l = look(&mut w, t0, &[app_listener(), conn]);
+        assert_eq!(l.latest, None, "the connection is not new");
+    }
+}
