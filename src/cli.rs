@@ -13,6 +13,7 @@ use crate::decide::Rules;
 use crate::drain::{self, DrainTarget};
 use crate::exit_codes;
 use crate::source;
+use crate::traffic::TrafficRules;
 use crate::waiter::WaitOptions;
 
 mod parse;
@@ -47,6 +48,10 @@ enum Command {
     /// Look once and print which sockets block, and why the others do not.
     #[command(after_help = exit_codes::HELP)]
     Check(CheckArgs),
+    /// The app container's preStop: hold until no inbound traffic has
+    /// reached the app's listening ports for --idle, or the deadline passes.
+    #[command(after_help = exit_codes::HELP)]
+    Quiesce(QuiesceArgs),
     /// Sleep for DURATION and exit 0: a `sleep` for distroless images, whose
     /// app containers have no sleep binary for the usual `sleep 5` preStop.
     Sleep {
@@ -63,9 +68,10 @@ enum Command {
     },
 }
 
-/// Options that say what the proxy is and what to look at.
+/// Options that say where the pod's sockets are and whose they are: every
+/// command that looks at the pod takes them.
 #[derive(Debug, Args)]
-struct CommonArgs {
+struct PodArgs {
     /// procfs root: tables from DIR/net/tcp and DIR/net/tcp6, processes from DIR/<pid>/.
     #[arg(
         long = "proc",
@@ -85,18 +91,9 @@ struct CommonArgs {
     )]
     proxy_uid: Vec<u32>,
 
-    /// Processes whose comm or argv[0] basename is one of these are the proxy's (repeatable or comma list).
-    #[arg(
-        long,
-        value_name = "NAME",
-        env = "PRESTOP_WAIT_PROXY_NAME",
-        value_delimiter = ',',
-        default_value = "envoy,pilot-agent"
-    )]
-    proxy_name: Vec<String>,
-
-    /// Sockets owned by these uids never block: other containers of the pod,
-    /// such as a log shipper or a native sidecar (repeatable or comma list).
+    /// Sockets owned by these uids are other containers' of the pod, such
+    /// as a log shipper or a native sidecar (repeatable or comma list):
+    /// they never block, and their listeners are not the app's.
     #[arg(
         long,
         value_name = "UID",
@@ -105,7 +102,8 @@ struct CommonArgs {
     )]
     ignore_uid: Vec<u32>,
 
-    /// Sockets with this local port never block (repeatable or comma list).
+    /// Sockets with this local port never block, nor count as traffic
+    /// (repeatable or comma list).
     #[arg(
         long,
         value_name = "PORT",
@@ -113,10 +111,6 @@ struct CommonArgs {
         value_delimiter = ','
     )]
     ignore_port: Vec<u16>,
-
-    /// Only LISTEN sockets block (the old `netstat -plunt` loop's rule).
-    #[arg(long, env = "PRESTOP_WAIT_LISTEN_ONLY", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
-    listen_only: bool,
 
     /// Where sockets are read from: the kernel's netlink dump, or the
     /// --proc tables. auto: netlink when --proc is a live procfs, the tables
@@ -129,6 +123,27 @@ struct CommonArgs {
         default_value = "auto"
     )]
     source: SourceArg,
+}
+
+/// Options that say what the proxy is and what blocks: `wait` and `check`.
+#[derive(Debug, Args)]
+struct CommonArgs {
+    #[command(flatten)]
+    pod: PodArgs,
+
+    /// Processes whose comm or argv[0] basename is one of these are the proxy's (repeatable or comma list).
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "PRESTOP_WAIT_PROXY_NAME",
+        value_delimiter = ',',
+        default_value = "envoy,pilot-agent"
+    )]
+    proxy_name: Vec<String>,
+
+    /// Only LISTEN sockets block (the old `netstat -plunt` loop's rule).
+    #[arg(long, env = "PRESTOP_WAIT_LISTEN_ONLY", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    listen_only: bool,
 }
 
 /// `--source` as typed.
@@ -221,6 +236,76 @@ struct WaitArgs {
 }
 
 #[derive(Debug, Args)]
+struct QuiesceArgs {
+    #[command(flatten)]
+    pod: PodArgs,
+
+    /// Only these local ports are the app's (repeatable or comma list);
+    /// without it, every port the app listens on (its LISTEN sockets not
+    /// owned by a proxy or --ignore-uid uid).
+    #[arg(
+        long,
+        value_name = "PORT",
+        env = "PRESTOP_WAIT_PORT",
+        value_delimiter = ','
+    )]
+    port: Vec<u16>,
+
+    /// Exit 0 once no inbound traffic has arrived for this long. Keep it
+    /// below the period of probes that reach the app's ports.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "PRESTOP_WAIT_IDLE",
+        default_value = "2s",
+        value_parser = parse_duration
+    )]
+    idle: Duration,
+
+    /// Never exit before this much time has passed, however idle: cover
+    /// the fastest endpoint propagation you expect.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "PRESTOP_WAIT_MIN_WAIT",
+        default_value = "0s",
+        value_parser = parse_duration
+    )]
+    min_wait: Duration,
+
+    /// Give up after this long with traffic still arriving (exit 1). Keep
+    /// it below terminationGracePeriodSeconds minus the app's own shutdown.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "PRESTOP_WAIT_TIMEOUT",
+        default_value = "25s",
+        value_parser = parse_duration
+    )]
+    timeout: Duration,
+
+    /// Time between looks.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "PRESTOP_WAIT_INTERVAL",
+        default_value = "100ms",
+        value_parser = parse_duration
+    )]
+    interval: Duration,
+
+    /// Also append the log lines to this file. `auto`: the app container's
+    /// own log, which `kubectl logs` shows (the stderr of PID 1 if it runs
+    /// as this uid, else of the oldest other process that does).
+    #[arg(long, value_name = "PATH|auto", env = "PRESTOP_WAIT_LOG_FILE")]
+    log_file: Option<PathBuf>,
+
+    /// Print nothing but errors on stderr (--log-file still gets every line).
+    #[arg(short, long, env = "PRESTOP_WAIT_QUIET", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
 struct CheckArgs {
     #[command(flatten)]
     common: CommonArgs,
@@ -265,6 +350,8 @@ pub enum Config {
     Wait(WaitConfig),
     /// `check`.
     Check(CheckConfig),
+    /// `quiesce`.
+    Quiesce(QuiesceConfig),
     /// `sleep DURATION`.
     Sleep(Duration),
     /// `install DIR`.
@@ -301,6 +388,38 @@ pub struct WaitConfig {
     /// where they will be read, waits without them, and exits 2 at the end
     /// (see [`parse`]).
     pub config_errors: Vec<String>,
+}
+
+/// `quiesce`: hold the app until its inbound traffic stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuiesceConfig {
+    /// procfs root.
+    pub proc_root: PathBuf,
+    /// Where the sockets are read from.
+    pub source: source::Kind,
+    /// What counts as the app's inbound traffic.
+    pub rules: TrafficRules,
+    /// Deadline, interval, idle window, minimum wait.
+    pub timing: QuiesceTiming,
+    /// Nothing on stderr but errors.
+    pub quiet: bool,
+    /// Where else to append the log lines.
+    pub log_file: Option<LogFile>,
+    /// Flags that were wrong and dropped, as for `wait`.
+    pub config_errors: Vec<String>,
+}
+
+/// `quiesce`'s times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuiesceTiming {
+    /// Hard limit from the start of the hook.
+    pub timeout: Duration,
+    /// Time between looks.
+    pub interval: Duration,
+    /// How long without traffic ends the hold.
+    pub idle: Duration,
+    /// Never end the hold before this.
+    pub min_wait: Duration,
 }
 
 /// Where `--log-file` appends: a path, or the proxy container's own log.
@@ -346,6 +465,7 @@ impl Config {
                 format: if c.json { Format::Json } else { Format::Text },
                 all: c.all,
             }),
+            Command::Quiesce(q) => Config::Quiesce(quiesce_config(q)?),
             Command::Sleep { duration } => Config::Sleep(duration),
             Command::Install { dir } => Config::Install(dir),
         })
@@ -381,44 +501,95 @@ fn pod(common: CommonArgs) -> Result<Pod> {
             format!("--proxy-name: empty name {bad:?} is not allowed"),
         ));
     }
+    let p = common.pod;
     Ok(Pod {
-        proc_root: common.proc_root,
+        proc_root: p.proc_root,
         rules: Rules {
-            proxy_uids: common.proxy_uid,
+            proxy_uids: p.proxy_uid,
             proxy_names: common.proxy_name,
-            ignore_uids: common.ignore_uid,
-            ignore_ports: common.ignore_port,
+            ignore_uids: p.ignore_uid,
+            ignore_ports: p.ignore_port,
             listen_only: common.listen_only,
         },
-        source: match common.source {
-            SourceArg::Auto => source::Kind::Auto,
-            SourceArg::Netlink => source::Kind::Netlink,
-            SourceArg::Proc => source::Kind::Proc,
-        },
+        source: source_kind(p.source),
     })
 }
 
-fn wait_config(w: WaitArgs) -> Result<WaitConfig> {
-    if w.interval < MIN_INTERVAL {
+fn source_kind(s: SourceArg) -> source::Kind {
+    match s {
+        SourceArg::Auto => source::Kind::Auto,
+        SourceArg::Netlink => source::Kind::Netlink,
+        SourceArg::Proc => source::Kind::Proc,
+    }
+}
+
+/// The checks `wait` and `quiesce` share: a sane interval, and a minimum
+/// wait within the deadline.
+fn check_timing(interval: Duration, min_wait: Duration, timeout: Duration) -> Result<()> {
+    if interval < MIN_INTERVAL {
         return Err(flag_error(
             "interval",
             format!(
                 "--interval must be at least {}, got {}",
                 humantime::format_duration(MIN_INTERVAL),
-                humantime::format_duration(w.interval)
+                humantime::format_duration(interval)
             ),
         ));
     }
-    if w.min_wait > w.timeout {
+    if min_wait > timeout {
         return Err(flag_error(
             "min_wait",
             format!(
                 "--min-wait ({}) must not be longer than --timeout ({})",
-                humantime::format_duration(w.min_wait),
-                humantime::format_duration(w.timeout)
+                humantime::format_duration(min_wait),
+                humantime::format_duration(timeout)
             ),
         ));
     }
+    Ok(())
+}
+
+fn log_file(p: Option<PathBuf>) -> Option<LogFile> {
+    p.map(|p| {
+        if p.as_os_str() == "auto" {
+            LogFile::Auto
+        } else {
+            LogFile::Path(p)
+        }
+    })
+}
+
+fn quiesce_config(q: QuiesceArgs) -> Result<QuiesceConfig> {
+    check_timing(q.interval, q.min_wait, q.timeout)?;
+    if let Some(p) = q.port.iter().find(|p| q.pod.ignore_port.contains(p)) {
+        return Err(flag_error(
+            "port",
+            format!("--port {p} is also an --ignore-port: it would never count"),
+        ));
+    }
+    Ok(QuiesceConfig {
+        proc_root: q.pod.proc_root,
+        source: source_kind(q.pod.source),
+        rules: TrafficRules {
+            proxy_uids: q.pod.proxy_uid,
+            ignore_uids: q.pod.ignore_uid,
+            ports: q.port,
+            ignore_ports: q.pod.ignore_port,
+        },
+        timing: QuiesceTiming {
+            timeout: q.timeout,
+            interval: q.interval,
+            idle: q.idle,
+            min_wait: q.min_wait,
+        },
+        quiet: q.quiet,
+        log_file: log_file(q.log_file),
+        config_errors: Vec::new(),
+    })
+}
+
+fn wait_config(w: WaitArgs) -> Result<WaitConfig> {
+    check_timing(w.interval, w.min_wait, w.timeout)?;
     let drain = w
         .drain
         .as_deref()
@@ -435,13 +606,7 @@ fn wait_config(w: WaitArgs) -> Result<WaitConfig> {
         },
         quiet: w.quiet,
         drain,
-        log_file: w.log_file.map(|p| {
-            if p.as_os_str() == "auto" {
-                LogFile::Auto
-            } else {
-                LogFile::Path(p)
-            }
-        }),
+        log_file: log_file(w.log_file),
         grace_period: w.grace_period,
         config_errors: Vec::new(),
     })

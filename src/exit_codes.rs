@@ -9,13 +9,16 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {
     /// `wait`: nothing blocks any more (drained). `check`: nothing blocks.
-    /// `sleep`, `install`, `--help`, `--version`: done.
+    /// `quiesce`: no inbound traffic for `--idle`. `sleep`, `install`,
+    /// `--help`, `--version`: done.
     Success,
-    /// `wait`: the deadline passed with sockets still held. `check`: something blocks.
+    /// `wait`: the deadline passed with sockets still held. `check`: something
+    /// blocks. `quiesce`: the deadline passed with traffic still arriving.
     Blocked,
     /// Usage error (bad flag, bad duration) or runtime error (unreadable or
     /// malformed table, `install` could not write). `wait` fails safe on a
-    /// bad flag: it says so, waits without it, and exits with this at the end.
+    /// bad flag: it says so, waits without it, and exits with this at the end;
+    /// so does `quiesce`.
     Error,
 }
 
@@ -39,9 +42,12 @@ impl From<ExitCode> for std::process::ExitCode {
 /// Text for `--help`, kept next to the enum it documents.
 pub const HELP: &str = "\
 Exit codes:
-  0  nothing blocks (wait: drained before the deadline); sleep, install: done
-  1  something blocks (wait: the deadline passed with sockets still held)
-  2  usage or runtime error (bad flag or duration: wait says it, waits with the default, then exits 2;
+  0  nothing blocks (wait: drained before the deadline; quiesce: no inbound traffic for --idle);
+     sleep, install: done
+  1  something blocks (wait: the deadline passed with sockets still held; quiesce: with traffic
+     still arriving)
+  2  usage or runtime error (bad flag or duration: wait and quiesce say it, hold with the default,
+     then exit 2;
      unreadable or malformed table or netlink message; install could not write)";
 
 #[cfg(test)]

@@ -50,6 +50,9 @@ pub fn run(
         }
         Parsed::Run(Config::Check(config)) => commands::check::run(config, stdout),
         Parsed::Run(Config::Wait(config)) => commands::wait::run(config, &SystemClock, stderr),
+        Parsed::Run(Config::Quiesce(config)) => {
+            commands::quiesce::run(config, &SystemClock, stderr)
+        }
         Parsed::Run(Config::Sleep(duration)) => Ok(commands::sleep(duration, &SystemClock)),
         Parsed::Run(Config::Install(dir)) => commands::install::run(&dir, stdout),
     }

@@ -1,4 +1,4 @@
-//! Where `wait`'s lines go: stderr (unless `--quiet`) and `--log-file`.
+//! Where the hooks' lines go: stderr (unless `--quiet`) and `--log-file`.
 //!
 //! The hook must never fail over its own logging, nor wait on it: the
 //! deadline is the one promise the hook makes. Every target is written
@@ -30,13 +30,24 @@ pub fn say(w: &mut (impl Write + ?Sized), args: std::fmt::Arguments<'_>) {
     let _ = write_line(w, format!("{PREFIX}{args}\n").as_bytes());
 }
 
+/// Whose container log `--log-file=auto` means.
+#[derive(Debug, Clone, Copy)]
+pub enum Whose<'a> {
+    /// The proxy container's (`wait`): PID 1, or the oldest process of
+    /// these names.
+    Proxy(&'a [String]),
+    /// The app container's (`quiesce`): PID 1, or the oldest process of the
+    /// hook's uid but the hook.
+    App,
+}
+
 /// Where `--log-file` goes, resolved before the log is opened: a path, and
 /// what the resolving of `auto` has to say.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Target {
     /// The file to append to, if any.
     pub path: Option<PathBuf>,
-    /// For the log: where `auto` found the proxy's log, and why.
+    /// For the log: where `auto` found the container's log, and why.
     pub note: Option<String>,
     /// For stderr: why `auto` found nothing.
     pub warning: Option<String>,
@@ -44,9 +55,9 @@ pub struct Target {
 
 impl Target {
     /// Resolves `--log-file`: a path as given, or `auto` as
-    /// [`procread::proxy_log`] finds the proxy container's own log under
+    /// [`procread::proxy_log`] finds the container's own log (`whose`) under
     /// `proc_root` for this process's effective uid.
-    pub fn resolve(log_file: Option<&LogFile>, proc_root: &Path, proxy_names: &[String]) -> Self {
+    pub fn resolve(log_file: Option<&LogFile>, proc_root: &Path, whose: Whose<'_>) -> Self {
         match log_file {
             None => Target::default(),
             Some(LogFile::Path(p)) => Target {
@@ -55,8 +66,16 @@ impl Target {
             },
             Some(LogFile::Auto) => {
                 let uid = rustix::process::geteuid().as_raw();
-                let is_proxy = |h: &Holder| is_proxy_process(h, proxy_names);
-                match procread::proxy_log(proc_root, uid, is_proxy, proxy_names) {
+                let me = rustix::process::getpid().as_raw_nonzero().get();
+                let names: &[String] = match whose {
+                    Whose::Proxy(names) => names,
+                    Whose::App => &[],
+                };
+                let is_main = |h: &Holder| match whose {
+                    Whose::Proxy(names) => is_proxy_process(h, names),
+                    Whose::App => h.pid != me,
+                };
+                match procread::proxy_log(proc_root, uid, is_main, names) {
                     Ok((path, why)) => Target {
                         note: Some(format!("log: also to {} ({why})", path.display())),
                         path: Some(path),
@@ -329,7 +348,7 @@ mod tests {
         Log::open(
             err,
             quiet,
-            Target::resolve(file, Path::new("/nonexistent-proc"), &[]),
+            Target::resolve(file, Path::new("/nonexistent-proc"), Whose::App),
         )
     }
 
@@ -373,7 +392,7 @@ mod tests {
             .write(dir.path())
             .unwrap();
         let names = vec!["envoy".to_owned(), "pilot-agent".to_owned()];
-        let target = Target::resolve(Some(&LogFile::Auto), dir.path(), &names);
+        let target = Target::resolve(Some(&LogFile::Auto), dir.path(), Whose::Proxy(&names));
         assert_eq!((&target.path, &target.note), (&None, &None));
         let mut err = Vec::new();
         let mut log = Log::open(&mut err, false, target);
@@ -405,7 +424,7 @@ mod tests {
         let fd2 = dir.path().join("1/fd/2");
         std::fs::remove_file(&fd2).unwrap();
         let names = vec!["envoy".to_owned()];
-        let target = Target::resolve(Some(&LogFile::Auto), dir.path(), &names);
+        let target = Target::resolve(Some(&LogFile::Auto), dir.path(), Whose::Proxy(&names));
         assert_eq!(target.path.as_deref(), Some(fd2.as_path()));
         let note = target.note.clone().unwrap();
         assert!(note.starts_with("log: also to "), "{note}");

@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 
 use crate::decide::{Direction, Entry, StateName};
+use crate::procread::TcpState;
 use crate::sink::{OwnerGroup, Sink, Trailer, Verdict};
 
 /// Displays an address as `ss` does: IPv6 in brackets,
@@ -389,6 +390,11 @@ fn json_entry(out: &mut Vec<u8>, e: &Entry) {
     push_int(out, s.uid);
     out.extend_from_slice(b",\"inode\":");
     push_u64(out, s.inode);
+    // A listener's tcp_info says nothing of traffic.
+    if let (Some(info), false) = (s.info, s.state == TcpState::Listen) {
+        out.extend_from_slice(b",\"idle_ms\":");
+        push_u64(out, info.last_data_recv_ms.into());
+    }
     match e.holders.first() {
         Some(h) => {
             out.extend_from_slice(b",\"pid\":");

@@ -85,15 +85,25 @@ pub enum Chosen {
 impl Chosen {
     /// Chooses as `kind` says for the procfs root `proc_root`.
     pub fn open(kind: Kind, proc_root: &Path) -> Result<Chosen> {
+        Chosen::open_with(kind, proc_root, |d| d)
+    }
+
+    /// [`Chosen::open`], with the netlink socket set up by `setup` (to ask
+    /// for `tcp_info`, or for other states).
+    pub fn open_with(
+        kind: Kind,
+        proc_root: &Path,
+        setup: impl FnOnce(Diag) -> Diag,
+    ) -> Result<Chosen> {
         let tables = ProcTables::new(proc_root.to_path_buf());
         match kind {
             Kind::Proc => Ok(Chosen::Proc(tables, None)),
-            Kind::Netlink => match Diag::open() {
+            Kind::Netlink => match Diag::open().map(setup) {
                 Ok(d) => Ok(Chosen::Netlink(d, None)),
                 Err(e) => bail!("--source netlink: cannot open a NETLINK_SOCK_DIAG socket: {e}"),
             },
             Kind::Auto if !is_procfs(proc_root) => Ok(Chosen::Proc(tables, None)),
-            Kind::Auto => match Diag::open() {
+            Kind::Auto => match Diag::open().map(setup) {
                 Ok(d) => Ok(Chosen::Netlink(d, Some(tables))),
                 Err(e) => Ok(Chosen::Proc(
                     tables,

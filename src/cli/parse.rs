@@ -1,5 +1,5 @@
 //! From argv (and `PRESTOP_WAIT_*`) to a [`Config`]: the bare form as
-//! `wait`, `--help` and `--version`, and `wait` failing safe on bad values.
+//! `wait`, `--help` and `--version`, and the hooks (`wait`, `quiesce`) failing safe on bad values.
 
 use std::ffi::OsString;
 
@@ -24,23 +24,29 @@ const MAX_DROPPED: usize = 32;
 /// Parses arguments and `PRESTOP_WAIT_*` variables into a [`Parsed`].
 ///
 /// Without a subcommand (or with options first) it is `wait`'s command line.
-/// Any command but `wait` fails on the first bad value. `wait` fails safe:
-/// the hook exists to hold the proxy's shutdown, and a hook that exits at
-/// once on a typo in a mesh-wide variable lets every proxy stop under its
-/// app. So each flag whose value (from the command line or the environment)
+/// Any command but the two hooks fails on the first bad value. `wait` and
+/// `quiesce` fail safe: a hook exists to hold a shutdown, and a hook that
+/// exits at once on a typo in a mesh-wide variable lets every proxy stop
+/// under its app (or every app stop while requests still arrive). So each flag whose value (from the command line or the environment)
 /// is wrong, and each argument it does not know, is dropped, as if not
-/// given, and its error kept in [`WaitConfig::config_errors`]: `wait` logs
+/// given, and its error kept in the config's `config_errors`: the hook logs
 /// them, waits with the defaults in their place, and exits 2 at the end.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed> {
     use clap::{CommandFactory, FromArgMatches};
     let mut args = default_command(args.into_iter().collect());
-    let is_wait = args.get(1).is_some_and(|a| a == "wait");
+    // The hooks fail safe; the other commands are run by hand.
+    let hook = args
+        .get(1)
+        .and_then(|a| a.to_str())
+        .filter(|a| ["wait", "quiesce"].contains(a))
+        .map(str::to_owned);
+    let hook_name = hook.as_deref().unwrap_or("wait");
     let mut no_env: Vec<String> = Vec::new();
     let mut errors = Vec::new();
     loop {
         let mut cmd = Cli::command();
         for id in &no_env {
-            cmd = cmd.mut_subcommand("wait", |w| w.mut_arg(id, |a| a.env(None::<&str>)));
+            cmd = cmd.mut_subcommand(hook_name, |w| w.mut_arg(id, |a| a.env(None::<&str>)));
         }
         let failure = match cmd.try_get_matches_from_mut(&args) {
             Ok(m) => match Cli::from_arg_matches(&m)
@@ -48,8 +54,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed> {
                 .and_then(Config::from_cli)
             {
                 Ok(mut config) => {
-                    if let Config::Wait(w) = &mut config {
-                        w.config_errors = errors;
+                    match &mut config {
+                        Config::Wait(w) => w.config_errors = errors,
+                        Config::Quiesce(q) => q.config_errors = errors,
+                        _ => {}
                     }
                     return Ok(Parsed::Run(config));
                 }
@@ -67,8 +75,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed> {
         };
         let message = failure.message();
         // Looked up only now: a command line that parses never pays for it.
-        let wait_cmd = cmd.find_subcommand("wait");
-        let (Some(wait_cmd), true) = (wait_cmd, is_wait && errors.len() < MAX_DROPPED) else {
+        let wait_cmd = cmd.find_subcommand(hook_name);
+        let (Some(wait_cmd), true) = (wait_cmd, hook.is_some() && errors.len() < MAX_DROPPED)
+        else {
             bail!("{message}");
         };
         let dropped = match &failure {

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod install;
+pub mod quiesce;
 pub mod wait;
 
 use crate::exit_codes::ExitCode;

@@ -11,7 +11,7 @@ use crate::cli::WaitConfig;
 use crate::decide::Rules;
 use crate::drain::{self, DrainTarget};
 use crate::exit_codes::ExitCode;
-use crate::log::{Log, Target, say};
+use crate::log::{Log, Target, Whose, say};
 use crate::pass::Pass;
 use crate::sink::Tally;
 use crate::source::{Chosen, ProcTables, Source};
@@ -29,7 +29,7 @@ pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Re
     let target = Target::resolve(
         config.log_file.as_ref(),
         &config.pod.proc_root,
-        &config.pod.rules.proxy_names,
+        Whose::Proxy(&config.pod.rules.proxy_names),
     );
     let note = target.note.clone();
     let mut log = Log::open(stderr, config.quiet, target);

@@ -364,7 +364,9 @@ pub fn processes_of_uid(proc_root: &Path, uid: u32) -> Result<Vec<ProcessInfo>> 
 /// hook runs as the container's user). With `shareProcessNamespace: true`,
 /// PID 1 is the pod's pause process, of another uid; the main process is
 /// then the oldest process of the hook's uid that `is_proxy` takes
-/// (pilot-agent in Istio, which starts Envoy). Either way its fd 2 must be
+/// (pilot-agent in Istio, which starts Envoy; with no `proxy_names`, as for
+/// the app container's `quiesce`, any process `is_proxy` takes, the hook
+/// itself left out by the caller). Either way its fd 2 must be
 /// open for writing (`fdinfo` flags): reopening a descriptor a process only
 /// reads would write into its input, not its log. Returns the path and why,
 /// or why none was found.
@@ -388,6 +390,17 @@ pub fn proxy_log(
     } else {
         pid1.map_or("cannot be seen".to_owned(), |u| format!("runs as uid {u}"))
     };
+    let (oldest, none) = if proxy_names.is_empty() {
+        (
+            "oldest other process".to_owned(),
+            "no other process".to_owned(),
+        )
+    } else {
+        (
+            "oldest proxy process".to_owned(),
+            format!("no process named {}", proxy_names.join(" or ")),
+        )
+    };
     let processes = processes_of_uid(proc_root, uid).map_err(|e| format!("{e:#}"))?;
     match processes
         .iter()
@@ -398,14 +411,13 @@ pub fn proxy_log(
         Some(h) => Ok((
             proc_root.join(format!("{}/fd/2", h.pid)),
             format!(
-                "--log-file auto: PID 1 {pid1_said}; pid {} ({}) is the oldest proxy process of uid {uid} with a writable fd 2",
+                "--log-file auto: PID 1 {pid1_said}; pid {} ({}) is the {oldest} of uid {uid} with a writable fd 2",
                 h.pid,
                 h.name()
             ),
         )),
         None => Err(format!(
-            "PID 1 {pid1_said} and no process named {} runs as uid {uid} with a writable fd 2",
-            proxy_names.join(" or ")
+            "PID 1 {pid1_said} and {none} runs as uid {uid} with a writable fd 2"
         )),
     }
 }
