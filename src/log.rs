@@ -147,6 +147,11 @@ impl<'a> Log<'a> {
         }
     }
 
+    /// Whether the log file is open (its note is worth saying only then).
+    pub fn has_file(&self) -> bool {
+        self.file.is_some()
+    }
+
     /// Whether no line goes anywhere (`--quiet` and no log file): then the
     /// caller need not format any.
     pub fn is_silent(&self) -> bool {

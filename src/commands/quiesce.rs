@@ -61,7 +61,7 @@ pub fn run(config: QuiesceConfig, clock: &impl Clock, stderr: &mut dyn Write) ->
             }
         ),
     );
-    if let Some(note) = note {
+    if let Some(note) = note.filter(|_| log.has_file()) {
         say(&mut log, format_args!("{note}"));
     }
     if source.name() == "proc" {

@@ -61,7 +61,7 @@ pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Re
             }
         ),
     );
-    if let Some(note) = note {
+    if let Some(note) = note.filter(|_| log.has_file()) {
         say(&mut log, format_args!("{note}"));
     }
     if let Some(warning) = budget_warning(&config.timing, config.grace_period) {

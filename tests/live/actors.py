@@ -216,8 +216,9 @@ def app():
         say("event last-close", repr(time.monotonic()))
         sys.exit(0)
 
+    accepting = True
     while True:
-        readable, _, _ = select.select([0] + listeners, [], [])
+        readable, _, _ = select.select([0] + (listeners if accepting else []), [], [])
         for r in readable:
             if r != 0:
                 conn, peer = r.accept()
@@ -231,6 +232,11 @@ def app():
                 words = cmd.split()
                 if cmd == "close-listeners":
                     close_listeners()
+                elif cmd == "stop-accepting":
+                    # Listeners stay open, nothing accepts: new connections
+                    # wait in the accept queue, as when an app stops serving.
+                    accepting = False
+                    say("done stop-accepting")
                 elif words and words[0] == "drain":
                     # The shape of a graceful shutdown: stop accepting, keep
                     # calling out for a while (each call its own connection,
@@ -285,6 +291,41 @@ def app():
                     close_all_and_exit()
 
 
+def client():
+    """Inbound traffic: `client MODE HOST PORT EVERY FOR`. Every EVERY
+    seconds for FOR seconds (forever if FOR < 0), MODE `keepalive` sends a
+    request on one kept-alive connection, `probe` opens a connection, sends
+    and closes it, `queue` opens one, sends and keeps it. Then it says when
+    it last sent, and holds its connections until stdin closes."""
+    mode, host, port = sys.argv[2], sys.argv[3], int(sys.argv[4])
+    every, for_s = float(sys.argv[5]), float(sys.argv[6])
+    say("ready client", f"pid={os.getpid()}")
+    end = time.monotonic() + for_s
+    kept, conn, last = [], None, None
+    while for_s < 0 or time.monotonic() < end:
+        if mode == "keepalive":
+            if conn is None:
+                conn = socket.create_connection((host, port))
+                kept.append(conn)
+                say("sock", fmt(conn.getsockname()), fmt(conn.getpeername()))
+            conn.sendall(b"GET / HTTP/1.1\r\nhost: app\r\n\r\n")
+        else:
+            c = socket.create_connection((host, port))
+            c.sendall(b"GET /healthz HTTP/1.1\r\nhost: app\r\n\r\n")
+            say("sock", fmt(c.getsockname()), fmt(c.getpeername()))
+            if mode == "queue":
+                kept.append(c)
+            else:
+                c.close()
+        last = time.monotonic()
+        time.sleep(every)
+    say("event last-send", repr(last))
+    stdin = Lines(0)
+    while not stdin.eof:
+        select.select([0], [], [])
+        stdin.feed()
+
+
 def idle():
     held = [listen("0.0.0.0", int(p)) for p in sys.argv[2:]]
     say("ready idle", f"pid={os.getpid()}", f"uid={os.getuid()}")
@@ -302,4 +343,5 @@ if __name__ == "__main__":
         "envoy": envoy,
         "app": app,
         "idle": idle,
+        "client": client,
     }[sys.argv[1]]()

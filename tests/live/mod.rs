@@ -730,6 +730,37 @@ impl Pod {
         self.extras.last_mut().unwrap()
     }
 
+    /// A client sending inbound traffic (`actors.py client ARGS`) from the
+    /// pod's network namespace as the proxy's uid: in a sidecar pod, the
+    /// app's inbound connections come from Envoy. Runs until the pod ends.
+    pub fn add_client(&mut self, args: &[&str]) -> &mut Actor {
+        let mut cmd = self.new_container();
+        cmd.args(setpriv(PROXY_UID));
+        cmd.args([PYTHON.into(), self.p("actors.py"), "client".into()]);
+        cmd.args(args);
+        let mut actor = Actor::spawn("client", cmd);
+        actor.expect("ready client", READY);
+        self.extras.push(actor);
+        self.extras.last_mut().unwrap()
+    }
+
+    /// `prestop-wait ARGS` inside the app container, as uid 1000: the app
+    /// container's own preStop hook.
+    pub fn app_hook(&self, args: &[&str]) -> Command {
+        let mut cmd = self.enter(self.app().init_pid());
+        cmd.args(setpriv(APP_UID))
+            .arg(self.path("prestop-wait"))
+            .args(args);
+        cmd
+    }
+
+    /// A command in the app container's namespaces, as root, run to its end.
+    pub fn run_in_app(&self, args: &[&str]) -> Done {
+        let mut cmd = self.enter(self.app().init_pid());
+        cmd.args(args);
+        self.run(&args.join(" "), cmd, RUN)
+    }
+
     pub fn run(&self, what: &str, cmd: Command, timeout: Duration) -> Done {
         Running::spawn(what, cmd).finish(timeout)
     }
