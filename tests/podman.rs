@@ -355,6 +355,7 @@ impl<'a> Pod<'a> {
         name: &str,
         share_pid: bool,
         proxy: &[&str],
+        app: &[&str],
         app_close: &str,
     ) -> Pod<'a> {
         let mut create = vec!["pod", "create", "--name", name, "--network", "none"];
@@ -388,19 +389,12 @@ impl<'a> Pod<'a> {
         run.extend(proxy);
         pm.ok(&run);
         let env = format!("APP_CLOSE_AFTER={app_close}");
-        pm.ok(&[
-            "run",
-            "-d",
-            "--pod",
-            name,
-            "--name",
-            &app_c,
-            "--user",
-            "1000",
-            "-e",
-            &env,
-            "localhost/app:test",
-        ]);
+        let mut run = vec![
+            "run", "-d", "--pod", name, "--name", &app_c, "--user", "1000", "-e", &env,
+        ];
+        run.extend(app);
+        run.push("localhost/app:test");
+        pm.ok(&run);
         pm.ok(&[
             "run",
             "-d",
@@ -438,10 +432,15 @@ impl<'a> Pod<'a> {
     /// The hook, as the kubelet runs an exec hook: in the proxy container,
     /// as its user.
     fn hook(&self, program: &str, args: &[&str]) -> Command {
-        let proxy = self.container("proxy");
-        let mut c = self.pm.cmd(&["exec", "--user", "1337", &proxy, program]);
-        c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-        c
+        self.exec("proxy", "1337", program, args)
+    }
+
+    /// `program ARGS` exec'd in container `role` as `user`.
+    fn exec(&self, role: &str, user: &str, program: &str, args: &[&str]) -> Command {
+        let c = self.container(role);
+        let mut cmd = self.pm.cmd(&["exec", "--user", user, &c, program]);
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd
     }
 
     fn logs(&self, role: &str) -> String {
@@ -625,6 +624,7 @@ fn podman_pods() {
         "prestop-own",
         false,
         &["localhost/istio-proxy:test"],
+        &[],
         "2",
     );
     let out = pod
@@ -690,6 +690,7 @@ fn podman_pods() {
         "prestop-stuck",
         false,
         &["localhost/istio-proxy:test"],
+        &[],
         "never",
     );
     let args = ["wait", "--timeout=2s", "--interval=250ms"];
@@ -738,6 +739,7 @@ fn podman_pods() {
         "prestop-shared",
         true,
         &["localhost/istio-proxy:test"],
+        &[],
         "1",
     );
     let out = stop_like_the_kubelet(
@@ -791,6 +793,7 @@ fn podman_pods() {
         "prestop-init",
         false,
         &["-v", &ro, "localhost/proxyv2-standin:test"],
+        &[],
         "1",
     );
     let missing = pod.hook(hook, &["--version"]).output().unwrap();
@@ -810,7 +813,165 @@ fn podman_pods() {
         ],
     );
     drop(pod);
+
+    // 6. The app's half: its preStop runs `quiesce` (installed by the same
+    // init step into the same volume), the proxy's runs `wait`, while a
+    // client keeps sending requests until the endpoint's removal has
+    // propagated; compared with the fixed sleeps people configure.
+    compare_app_prestops(&pm, &ro);
     eprintln!("podman: all in {:.1}s", started.elapsed().as_secs_f64());
+}
+
+/// One pod deletion, as the kubelet runs it.
+struct Deletion {
+    /// Seconds from the deletion to the app's SIGTERM (its hook's end).
+    held: f64,
+    ok: u32,
+    failed: u32,
+}
+
+/// Deletes a pod while a client (in the proxy container, as Envoy's uid:
+/// a kept-alive pool, a request every 50 ms) keeps sending to the app's
+/// 8080 until `propagation` seconds after the deletion, when the removal of
+/// the endpoint has reached it. The kubelet's order: both preStop hooks
+/// start at the deletion; the app gets SIGTERM when its hook ends (it exits
+/// at once: every later request fails); the proxy's `wait` must then end 0.
+fn delete_with_traffic(
+    pm: &Podman,
+    name: &str,
+    volume: &str,
+    app_prestop: &[&str],
+    propagation: f64,
+) -> Deletion {
+    let pod = Pod::start(
+        pm,
+        name,
+        false,
+        &["-v", volume, "localhost/istio-proxy:test"],
+        &["-v", volume],
+        "0",
+    );
+    let lead = 0.3;
+    let mut client = pod
+        .exec(
+            "proxy",
+            "1337",
+            "/usr/local/bin/pod-actor",
+            &[
+                "client",
+                "127.0.0.1:8080",
+                "50",
+                &format!("{}", lead + propagation),
+            ],
+        )
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs_f64(lead));
+    let deleted = Instant::now();
+    let mut app_hook = pod
+        .exec("app", "1000", "/opt/prestop-wait/prestop-wait", app_prestop)
+        .spawn()
+        .unwrap();
+    let mut proxy_hook = pod
+        .hook(
+            "/usr/local/bin/prestop-wait",
+            &[
+                "wait",
+                "--ignore-uid=65532",
+                "--interval=100ms",
+                "--timeout=25s",
+            ],
+        )
+        .spawn()
+        .unwrap();
+    let app_out = wait_child(&mut app_hook, Duration::from_secs(30));
+    let held = deleted.elapsed().as_secs_f64();
+    pm.ok(&["kill", "--signal", "TERM", &pod.container("app")]);
+    let proxy_out = wait_child(&mut proxy_hook, Duration::from_secs(30));
+    let client_out = wait_child(&mut client, Duration::from_secs(30));
+    assert_eq!(
+        code(&app_out),
+        0,
+        "{name}: app preStop: {}",
+        stderr(&app_out)
+    );
+    assert_eq!(
+        code(&proxy_out),
+        0,
+        "{name}: proxy preStop: {}",
+        stderr(&proxy_out)
+    );
+    let report = stdout(&client_out);
+    let counts: Vec<u32> = report
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [ok, failed] = counts[..] else {
+        panic!("{name}: client said {report:?}");
+    };
+    if app_prestop[0] == "quiesce" {
+        let logs = pod.logs("app");
+        assert!(
+            logs.contains("prestop-wait: no inbound traffic for 2s (the last: "),
+            "{name}: the app container's log (--log-file=auto): {logs}"
+        );
+    }
+    Deletion { held, ok, failed }
+}
+
+fn compare_app_prestops(pm: &Podman, volume: &str) {
+    let quiesce = [
+        "quiesce",
+        "--idle=2s",
+        "--min-wait=3s",
+        "--timeout=20s",
+        "--log-file=auto",
+    ];
+    let strategies: [(&str, &[&str]); 3] = [
+        ("quiesce", &quiesce),
+        ("sleep 5", &["sleep", "5s"]),
+        ("sleep 15", &["sleep", "15s"]),
+    ];
+    let mut table = Vec::new();
+    for propagation in [2.0, 8.0] {
+        for (i, (what, prestop)) in strategies.iter().enumerate() {
+            let name = format!("prestop-app-{i}-{propagation}");
+            let d = delete_with_traffic(pm, &name, volume, prestop, propagation);
+            eprintln!(
+                "podman: app preStop {what:9} propagation {propagation:.0}s: held {:5.2}s, {} of {} requests failed",
+                d.held,
+                d.failed,
+                d.ok + d.failed
+            );
+            table.push((*what, propagation, d));
+        }
+    }
+    let get = |what: &str, p: f64| {
+        &table
+            .iter()
+            .find(|(w, q, _)| *w == what && *q == p)
+            .unwrap()
+            .2
+    };
+    for p in [2.0, 8.0] {
+        let q = get("quiesce", p);
+        // No request lost, and held only as long as traffic came (and
+        // --idle after it), never less than --min-wait.
+        assert_eq!(q.failed, 0, "quiesce at {p}s lost requests");
+        assert!(q.ok > 0);
+        assert!(
+            q.held >= p.max(3.0) && q.held <= p.max(1.0) + 2.0 + 1.0,
+            "quiesce at {p}s held {:.2}s",
+            q.held
+        );
+        assert!(q.held < get("sleep 15", p).held, "quiesce at {p}s");
+        assert_eq!(get("sleep 15", p).failed, 0);
+    }
+    // The comparison can see a loss: a guess shorter than the propagation.
+    assert!(
+        get("sleep 5", 8.0).failed > 0,
+        "sleep 5 at 8s lost nothing?"
+    );
 }
 
 fn first_line(c: &mut Command) -> String {

@@ -13,11 +13,17 @@
 //!   127.0.0.1:15001 and what it accepts. On SIGTERM it goes on for
 //!   `APP_CLOSE_AFTER` seconds (`never`: for ever), then closes everything
 //!   and exits.
+//!   On 8080 it answers each request line with `OK`, on a kept-alive
+//!   connection.
 //! - `idle PORT...`: another container (a log shipper): listens, never exits.
+//! - `client ADDR EVERY_MS FOR_S`: traffic from outside the app, as a load
+//!   balancer's pool sends it: a request every EVERY_MS on one kept-alive
+//!   connection (a new one after a failure) for FOR_S seconds, then prints
+//!   `client: ok N failed M`.
 //!
 //! Each says what it does on stderr, which `podman logs` shows.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +42,7 @@ fn main() {
         ("envoy", _) => envoy(&term),
         ("app", _) => app(&term),
         (_, Some("idle")) => idle(&args[1..], &term),
+        (_, Some("client")) => client(&args[1..]),
         _ => {
             eprintln!("pod-actor: unknown role {role:?} {args:?}");
             std::process::exit(2);
@@ -47,13 +54,35 @@ fn listen(addr: &str) -> TcpListener {
     TcpListener::bind(addr).unwrap_or_else(|e| panic!("listen {addr}: {e}"))
 }
 
-/// Accepts on `l` in the background and keeps every connection open;
-/// `answer` replies once to the first request on each (Envoy's admin port).
-fn hold(l: TcpListener, answer: bool) {
+/// What a listener does with what it accepts.
+#[derive(Clone, Copy, PartialEq)]
+enum Accept {
+    /// Keep it open, read nothing.
+    Hold,
+    /// Answer the first request once (Envoy's admin port).
+    Admin,
+    /// Answer every request line with `OK` (the app's port).
+    Serve,
+}
+
+/// Accepts on `l` in the background, each connection as `how` says.
+fn hold(l: TcpListener, how: Accept) {
     thread::spawn(move || {
         let mut held = Vec::new();
         for conn in l.incoming().flatten() {
-            if answer {
+            if how == Accept::Serve {
+                // The thread owns it: closed when the peer closes.
+                thread::spawn(move || {
+                    let mut r = BufReader::new(conn);
+                    let mut line = String::new();
+                    while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+                        if r.get_mut().write_all(b"OK\n").is_err() {
+                            break;
+                        }
+                        line.clear();
+                    }
+                });
+            } else if how == Accept::Admin {
                 let mut c = conn;
                 thread::spawn(move || {
                     let mut buf = [0u8; 1024];
@@ -76,8 +105,8 @@ fn wait_for(term: &AtomicBool) {
 }
 
 fn pilot_agent(term: &AtomicBool) {
-    hold(listen("0.0.0.0:15020"), false);
-    hold(listen("127.0.0.1:15004"), false);
+    hold(listen("0.0.0.0:15020"), Accept::Hold);
+    hold(listen("127.0.0.1:15004"), Accept::Hold);
     let mut envoy = std::process::Command::new("/usr/local/bin/envoy")
         .spawn()
         .expect("start envoy");
@@ -89,9 +118,9 @@ fn pilot_agent(term: &AtomicBool) {
 }
 
 fn envoy(term: &AtomicBool) {
-    hold(listen("127.0.0.1:15000"), true);
+    hold(listen("127.0.0.1:15000"), Accept::Admin);
     for port in [15001, 15006, 15021, 15090] {
-        hold(listen(&format!("0.0.0.0:{port}")), false);
+        hold(listen(&format!("0.0.0.0:{port}")), Accept::Hold);
     }
     // Inbound traffic as Istio delivers it: from 127.0.0.6 to the app.
     let inbound = loop {
@@ -114,8 +143,8 @@ fn connect_from(src: &str, dst: &str) -> std::io::Result<TcpStream> {
 }
 
 fn app(term: &AtomicBool) {
-    hold(listen("0.0.0.0:8080"), false);
-    hold(listen("[::]:9090"), false);
+    hold(listen("0.0.0.0:8080"), Accept::Serve);
+    hold(listen("[::]:9090"), Accept::Hold);
     let out = loop {
         match TcpStream::connect("127.0.0.1:15001") {
             Ok(c) => break c,
@@ -144,7 +173,7 @@ fn app(term: &AtomicBool) {
 
 fn idle(ports: &[String], term: &AtomicBool) {
     for p in ports {
-        hold(listen(&format!("0.0.0.0:{p}")), false);
+        hold(listen(&format!("0.0.0.0:{p}")), Accept::Hold);
     }
     eprintln!("idle: listening on {ports:?}");
     // Another container's process: it outlives the app's shutdown.
@@ -152,4 +181,38 @@ fn idle(ports: &[String], term: &AtomicBool) {
     loop {
         thread::sleep(Duration::from_secs(3600));
     }
+}
+
+fn client(args: &[String]) {
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or_default();
+    let addr: SocketAddr = arg(0).parse().expect("client ADDR EVERY_MS FOR_S");
+    let every = Duration::from_millis(arg(1).parse().expect("EVERY_MS"));
+    let end = Instant::now() + Duration::from_secs_f64(arg(2).parse().expect("FOR_S"));
+    let (mut ok, mut failed) = (0u32, 0u32);
+    let mut conn: Option<BufReader<TcpStream>> = None;
+    while Instant::now() < end {
+        let sent = (|| -> std::io::Result<()> {
+            if conn.is_none() {
+                let c = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+                c.set_read_timeout(Some(Duration::from_secs(1)))?;
+                conn = Some(BufReader::new(c));
+            }
+            let c = conn.as_mut().expect("connected");
+            c.get_mut().write_all(b"GET /\n")?;
+            let mut line = String::new();
+            match c.read_line(&mut line)? {
+                0 => Err(std::io::ErrorKind::UnexpectedEof.into()),
+                _ => Ok(()),
+            }
+        })();
+        match sent {
+            Ok(()) => ok += 1,
+            Err(_) => {
+                failed += 1;
+                conn = None;
+            }
+        }
+        thread::sleep(every);
+    }
+    println!("client: ok {ok} failed {failed}");
 }
