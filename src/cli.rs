@@ -29,10 +29,12 @@ pub const VERSION: &str = concat!(
 );
 
 /// Holds a service-mesh proxy's shutdown until the application in the same pod
-/// has closed its TCP sockets, or a deadline passes.
+/// has closed its TCP sockets, or a deadline passes (`wait`); holds the
+/// application until inbound traffic stops (`quiesce`).
 ///
-/// Run it as the proxy container's preStop exec hook. Without a subcommand it
-/// runs `wait` (`prestop-wait --timeout=20s` is `prestop-wait wait --timeout=20s`).
+/// Run `wait` as the proxy container's preStop exec hook, `quiesce` as the
+/// app container's. Without a subcommand it runs `wait` (`prestop-wait
+/// --timeout=20s` is `prestop-wait wait --timeout=20s`).
 #[derive(Debug, Parser)]
 #[command(name = "prestop-wait", version = VERSION, after_help = exit_codes::HELP)]
 pub struct Cli {

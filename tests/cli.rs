@@ -497,6 +497,21 @@ fn help_documents_exit_codes_and_every_flag() {
             assert!(out.contains(flag), "{args:?} lacks {flag}");
         }
     }
+    let out = stdout(&bin().args(["quiesce", "--help"]).output().unwrap());
+    for text in [
+        "--port <PORT>",
+        "--idle <DURATION>",
+        "[default: 2s]",
+        "[default: 100ms]",
+        "PRESTOP_WAIT_IDLE",
+        "Exit codes:",
+    ] {
+        assert!(out.contains(text), "quiesce --help lacks {text}");
+    }
+    assert!(
+        !out.contains("--proxy-name"),
+        "quiesce takes no proxy names"
+    );
     let out = stdout(&bin().args(["wait", "--help"]).output().unwrap());
     for text in [
         "--timeout",
@@ -525,7 +540,11 @@ fn every_flag_has_its_env_variable_and_is_in_the_readme() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let mut seen = 0;
-    for args in [["wait", "--help"], ["check", "--help"]] {
+    for args in [
+        ["wait", "--help"],
+        ["check", "--help"],
+        ["quiesce", "--help"],
+    ] {
         let out = stdout(&bin().args(args).output().unwrap());
         // One option a line (help is not wrapped: clap's `wrap_help` is off).
         for line in out.lines().filter(|l| l.trim_start().starts_with('-')) {
@@ -554,7 +573,7 @@ fn every_flag_has_its_env_variable_and_is_in_the_readme() {
             );
         }
     }
-    assert!(seen >= 17, "only {seen} flags found");
+    assert!(seen >= 30, "only {seen} flags found");
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use common::bin;
 use yaml_rust2::{Yaml, YamlLoader};
 
-const SUBCOMMANDS: [&str; 2] = ["wait", "check"];
+const SUBCOMMANDS: [&str; 3] = ["wait", "check", "quiesce"];
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
@@ -53,7 +53,7 @@ fn load_yaml(path: &Path) -> Vec<Yaml> {
 fn help(sub: Option<&str>) -> &'static str {
     static HELP: OnceLock<Vec<(Option<&'static str>, String)>> = OnceLock::new();
     let all = HELP.get_or_init(|| {
-        [None, Some("wait"), Some("check")]
+        [None, Some("wait"), Some("check"), Some("quiesce")]
             .into_iter()
             .map(|sub| {
                 let out = bin()
@@ -351,10 +351,11 @@ fn example_command_lines_are_accepted() {
 #[test]
 fn example_environment_variables_exist_in_help() {
     let all_help = format!(
-        "{}{}{}",
+        "{}{}{}{}",
         help(None),
         help(Some("wait")),
-        help(Some("check"))
+        help(Some("check")),
+        help(Some("quiesce"))
     );
     let mut used = BTreeSet::new();
     for path in example_files(&[".yaml", ".yml", ".sh", ".md"]) {
@@ -546,7 +547,17 @@ fn istio_examples_fit_the_grace_period() {
         for doc in load_yaml(&path) {
             let mut cmds = Vec::new();
             yaml_commands(&doc, &name, &mut cmds);
-            for cmd in cmds.iter().filter(|c| c.subcommand() != Some("check")) {
+            // The app's `quiesce` runs beside the proxy's `wait`, which
+            // must outlast it (and the app's shutdown after it).
+            let quiesce = cmds
+                .iter()
+                .filter(|c| c.subcommand() == Some("quiesce"))
+                .map(|c| seconds(c.value_of("--timeout").unwrap_or("25s")))
+                .fold(0.0, f64::max);
+            for cmd in cmds
+                .iter()
+                .filter(|c| c.subcommand() != Some("check") && c.subcommand() != Some("quiesce"))
+            {
                 let timeout = seconds(cmd.value_of("--timeout").unwrap_or("25s"));
                 let min_wait = seconds(cmd.value_of("--min-wait").unwrap_or("0s"));
                 let drain = find_key(&doc, "terminationDrainDuration")
@@ -559,6 +570,11 @@ fn istio_examples_fit_the_grace_period() {
                     timeout.max(min_wait) + drain <= grace,
                     "{name}: --timeout {timeout}s + terminationDrainDuration {drain}s > \
                      terminationGracePeriodSeconds {grace}s"
+                );
+                assert!(
+                    quiesce == 0.0 || timeout >= quiesce + 10.0,
+                    "{name}: wait --timeout {timeout}s does not outlast quiesce's {quiesce}s \
+                     and the app's shutdown"
                 );
                 checked += 1;
             }

@@ -303,8 +303,10 @@ impl Hold {
         if now < self.deadline {
             return None;
         }
-        // At the deadline, judged by the last look that finished.
-        if after(self.last, self.timing.idle) <= now {
+        // At the deadline, judged by the last look that finished: quiet if
+        // traffic stopped --idle ago, or none came at all (--idle longer
+        // than --timeout).
+        if self.latest.is_none() || after(self.last, self.timing.idle) <= now {
             return Some((
                 true,
                 format!(
@@ -473,6 +475,19 @@ mod tests {
         let (quiet, line) = h.outcome(t0 + Duration::from_secs(3)).unwrap();
         assert!(quiet, "{line}");
         assert!(line.ends_with("(deadline reached while holding)"), "{line}");
+    }
+
+    #[test]
+    fn no_traffic_at_all_is_quiet_at_the_deadline_whatever_idle_is() {
+        let t0 = Instant::now();
+        let mut h = Hold::new(t0, timing(5, 0, 1), false);
+        h.observe(&Look::default(), t0, &[8080]);
+        let (quiet, line) = h.outcome(t0 + Duration::from_secs(1)).unwrap();
+        assert!(quiet, "{line}");
+        assert_eq!(
+            line,
+            "no inbound traffic for 5s (none seen since the start); done after 1s (deadline reached while holding)"
+        );
     }
 
     #[test]

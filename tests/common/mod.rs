@@ -332,6 +332,16 @@ impl Fixture {
         self
     }
 
+    /// Sets the queues of the rows whose inode is `inode`, as the kernel's
+    /// `tx_queue:rx_queue` column shows them.
+    pub fn set_queues(&mut self, inode: u64, tx: u32, rx: u32) -> &mut Self {
+        for s in self.rows.iter_mut().filter(|s| s.inode == inode) {
+            (s.tx_queue, s.rx_queue) = (tx, rx);
+        }
+        self.flush();
+        self
+    }
+
     /// A process with `comm`, `cmdline` (NUL-separated argv) and socket fds.
     pub fn process(&mut self, pid: u32, comm: &str, argv: &[&str], inodes: &[u64]) -> &mut Self {
         Process::new(pid as i32, comm)

@@ -1,0 +1,289 @@
+//! `quiesce` through the binary, on fixture tables (the tables source: what
+//! the hook falls back to where netlink is denied): traffic as rows that
+//! appear and change, flags and their environment, failing safe, the log.
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The app of a pod: a listener on 8080 (uid 1000), Envoy's on 15006.
+fn pod() -> Fixture {
+    let mut f = Fixture::new();
+    f.socket("0.0.0.0:8080", "0.0.0.0:0", LISTEN, 1000, 10)
+        .socket("0.0.0.0:15006", "0.0.0.0:0", LISTEN, 1337, 11);
+    f
+}
+
+fn spawn(f: &Fixture, args: &[&str]) -> Child {
+    bin()
+        .arg("quiesce")
+        .args(["--proc", &f.path_str()])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn lines(o: &std::process::Output) -> Vec<String> {
+    stderr(o)
+        .lines()
+        .map(|l| l.strip_prefix("prestop-wait: ").unwrap_or(l).to_owned())
+        .collect()
+}
+
+#[test]
+fn new_connections_hold_it_until_idle_after_the_last() {
+    let mut f = pod();
+    let started = Instant::now();
+    let child = spawn(&f, &["--idle=500ms", "--interval=20ms", "--timeout=10s"]);
+    // A connection every 100 ms for 600 ms, each left open (a pool).
+    let mut last = started;
+    for i in 0..6u16 {
+        std::thread::sleep(Duration::from_millis(100));
+        f.socket(
+            "10.0.0.5:8080",
+            &format!("10.0.0.9:{}", 40000 + i),
+            ESTABLISHED,
+            1000,
+            100 + u64::from(i),
+        );
+        last = Instant::now();
+    }
+    let o = child.wait_with_output().unwrap();
+    let held_after = started
+        .elapsed()
+        .saturating_sub(last.duration_since(started));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        held_after >= Duration::from_millis(500),
+        "{held_after:?}: {}",
+        stderr(&o)
+    );
+    let l = lines(&o);
+    assert_eq!(
+        l[1],
+        "note: the tables carry no tcp_info, so this is coarser: data on a kept-alive connection shows only while bytes wait in its queues; new, ended and queued connections show at every look; traffic is assumed until --idle after the start"
+    );
+    assert!(
+        l[2].starts_with("[0s] the app listens on port 8080; 0 connections open"),
+        "{l:?}"
+    );
+    let end = l.last().unwrap();
+    assert!(
+        end.starts_with(
+            "no inbound traffic for 500ms (the last: 10.0.0.9:40005 -> 10.0.0.5:8080 appeared by "
+        ),
+        "{end}"
+    );
+}
+
+#[test]
+fn bytes_waiting_on_a_kept_alive_connection_are_traffic_and_a_stuck_queue_is_not() {
+    let mut f = pod();
+    f.socket("10.0.0.5:8080", "127.0.0.6:40000", ESTABLISHED, 1000, 100);
+    let child = spawn(&f, &["--idle=400ms", "--interval=20ms", "--timeout=3s"]);
+    std::thread::sleep(Duration::from_millis(150));
+    // A request the app has not read yet: 120 bytes in rx_queue, and they
+    // stay there (the app is stuck): one sign, not a stream of them.
+    f.set_queues(100, 0, 120);
+    let set = Instant::now();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        set.elapsed() >= Duration::from_millis(400),
+        "{}",
+        stderr(&o)
+    );
+    let end = lines(&o).pop().unwrap();
+    assert!(
+        end.contains("127.0.0.6:40000 -> 10.0.0.5:8080 had bytes moving by"),
+        "{end}"
+    );
+}
+
+#[test]
+fn traffic_to_the_deadline_is_exit_1_and_proxy_traffic_is_never_the_apps() {
+    let mut f = pod();
+    let child = spawn(&f, &["--idle=300ms", "--interval=20ms", "--timeout=1500ms"]);
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut i = 0u16;
+    while Instant::now() < until {
+        // The app's connection, and Envoy's own (uid 1337, port 15006).
+        f.socket(
+            "10.0.0.5:8080",
+            &format!("10.0.0.9:{}", 40000 + i),
+            ESTABLISHED,
+            1000,
+            1000 + u64::from(i),
+        );
+        f.socket(
+            "10.0.0.5:15006",
+            &format!("10.0.0.9:{}", 50000 + i),
+            ESTABLISHED,
+            1337,
+            5000 + u64::from(i),
+        );
+        i += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let end = lines(&o).pop().unwrap();
+    assert!(
+        end.starts_with("deadline 1s 500ms passed (at 1s 5"),
+        "{end}"
+    );
+    assert!(end.contains("-> 10.0.0.5:8080 appeared by"), "{end}");
+    assert!(!stderr(&o).contains(":15006 appeared"), "{}", stderr(&o));
+
+    // Only the proxy's traffic: quiet.
+    let mut f = pod();
+    let child = spawn(&f, &["--idle=300ms", "--interval=20ms", "--timeout=3s"]);
+    for i in 0..5u16 {
+        f.socket(
+            "10.0.0.5:15006",
+            &format!("10.0.0.9:{}", 50000 + i),
+            ESTABLISHED,
+            1337,
+            5000 + u64::from(i),
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        lines(&o)
+            .last()
+            .unwrap()
+            .contains("none seen since the start"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn ports_narrow_what_counts() {
+    // Traffic on 9090 only (a scraped metrics port).
+    let mut f = pod();
+    f.socket("0.0.0.0:9090", "0.0.0.0:0", LISTEN, 1000, 12);
+    for (args, quiet) in [
+        (&["--ignore-port=9090"][..], true),
+        (&["--port=8080"], true),
+        (&[], false),
+        (&["--port=9090"], false),
+    ] {
+        let child = spawn(
+            &f,
+            &[&["--idle=300ms", "--interval=20ms", "--timeout=1s"], args].concat(),
+        );
+        for i in 0..12u16 {
+            f.socket(
+                "10.0.0.5:9090",
+                &format!("10.0.0.9:{}", 40000 + i),
+                ESTABLISHED,
+                1000,
+                200 + u64::from(i),
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(
+            code(&o),
+            if quiet { 0 } else { 1 },
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        for i in 0..12 {
+            f.remove_inode(200 + i);
+        }
+    }
+}
+
+#[test]
+fn min_wait_is_a_floor_and_env_sets_flags() {
+    let f = pod();
+    let started = Instant::now();
+    let o = bin()
+        .args(["quiesce", "--proc", &f.path_str()])
+        .env("PRESTOP_WAIT_IDLE", "200ms")
+        .env("PRESTOP_WAIT_MIN_WAIT", "1s")
+        .env("PRESTOP_WAIT_QUIET", "1")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(stderr(&o), "", "--quiet from the environment");
+}
+
+#[test]
+fn bad_values_hold_with_defaults_and_exit_2() {
+    let f = pod();
+    let log = f.path().join("quiesce.log");
+    let started = Instant::now();
+    let o = bin()
+        .args([
+            "quiesce",
+            "--proc",
+            &f.path_str(),
+            "--timeout=1s",
+            "--idle=soon",
+            "--bogus",
+        ])
+        .args(["--port=8080", "--ignore-port=8080"])
+        .arg(format!("--log-file={}", log.display()))
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "held to the deadline"
+    );
+    let file = std::fs::read_to_string(&log).unwrap();
+    for said in [
+        "invalid value 'soon' for '--idle <DURATION>'",
+        "unexpected argument '--bogus'",
+        "--port 8080 is also an --ignore-port: it would never count",
+    ] {
+        assert!(stderr(&o).contains(said), "{said}: {}", stderr(&o));
+        assert!(file.contains(said), "{said} not in the log file: {file}");
+    }
+    assert!(
+        file.contains("holding without it (its default), then exit 2"),
+        "{file}"
+    );
+    // With the default idle (2s) past the 1s deadline and no traffic:
+    assert!(
+        file.trim_end()
+            .ends_with("(deadline reached while holding)"),
+        "{file}"
+    );
+}
+
+#[test]
+fn an_unreadable_table_is_exit_2_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = bin()
+        .args([
+            "quiesce",
+            "--proc",
+            &dir.path().display().to_string(),
+            "--timeout=5s",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.lines()
+            .last()
+            .unwrap()
+            .starts_with("prestop-wait: cannot read "),
+        "{err}"
+    );
+    assert!(err.contains("net/tcp"), "{err}");
+}
