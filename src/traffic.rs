@@ -17,6 +17,13 @@ use std::time::{Duration, Instant};
 use crate::decide::{Mix, connection_key};
 use crate::procread::{Socket, TcpState};
 
+/// Ports Istio reserves for its proxies' traffic capture: Envoy's outbound
+/// and inbound (15001, 15006) and the HBONE tunnel (15008). In ambient mode
+/// ztunnel opens its listeners on them inside the pod's network namespace
+/// (not as uid 1337), and the app's own outbound calls arrive at 15001: so
+/// they are never the app's, unless `--port` names them.
+pub const MESH_PORTS: [u16; 3] = [15001, 15006, 15008];
+
 /// What counts as the app's inbound traffic.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrafficRules {
@@ -137,8 +144,10 @@ impl Watch {
     pub fn row(&mut self, look: &mut Look, at: Instant, s: &Socket) {
         let rules = &self.rules;
         let port = s.local.port();
+        let named = rules.ports.contains(&port);
         if rules.ignore_ports.contains(&port)
-            || (!rules.ports.is_empty() && !rules.ports.contains(&port))
+            || (!rules.ports.is_empty() && !named)
+            || (MESH_PORTS.contains(&port) && !named)
         {
             return;
         }
@@ -409,6 +418,31 @@ mod tests {
             ..rules()
         };
         assert_eq!(with(only), (vec![9090], Some(9090)));
+    }
+
+    #[test]
+    fn ztunnels_listeners_in_the_pod_are_not_the_apps() {
+        // Ambient mode: ztunnel's in-pod listeners, of another uid than
+        // 1337, and the app's own outbound call captured at 15001.
+        let at = Instant::now() + Duration::from_secs(1);
+        let rows = [
+            app_listener(),
+            socket("0.0.0.0:15001", "0.0.0.0:0", Listen, 0, 20),
+            socket("[::]:15008", "[::]:0", Listen, 0, 21),
+            data(
+                socket("10.0.0.5:15001", "10.0.0.5:45000", Established, 0, 22),
+                0,
+            ),
+        ];
+        let mut w = Watch::new(rules());
+        let l = look(&mut w, at, &rows);
+        assert_eq!((w.listening(), l.latest), (&[8080][..], None));
+        // Named with --port, they count.
+        let mut w = Watch::new(TrafficRules {
+            ports: vec![15001],
+            ..rules()
+        });
+        assert!(look(&mut w, at, &rows).latest.is_some());
     }
 
     #[test]
