@@ -5,7 +5,8 @@
 # Needs root (namespaces, raising the open-file limit), unshare, ip, python3,
 # cc (for benches/rusage.c, benches/fdwalk.c and benches/diagdump.c),
 # netstat and ss. `check` and `wait` run with `--source auto` (netlink here);
-# `check-proc` and `wait1-proc` read the tables. Touches nothing
+# `check-proc` and `wait1-proc` read the tables; `quiesce1` is one look of
+# `quiesce` (netlink with tcp_info, every state). Touches nothing
 # outside /tmp and the namespaces it creates, which go away with it.
 #
 # Usage: sudo benches/compare.sh            (about 6 minutes)
@@ -95,6 +96,7 @@ measure_node() { # scenario
         "wait1=$BIN wait --timeout 0s --quiet" \
         "check-proc=$BIN check --json --source proc" \
         "wait1-proc=$BIN wait --timeout 0s --quiet --source proc" \
+        "quiesce1=$BIN quiesce --timeout 0s --quiet" \
         ${BIN_BEFORE:+"check-before=$BIN_BEFORE check --json"} \
         ${BIN_BEFORE:+"wait1-before=$BIN_BEFORE wait --timeout 0s --quiet"} \
         "seed=sh -c 'netstat -plunt | grep tcp | grep -v envoy | wc -l'" \

@@ -117,12 +117,16 @@ impl Chosen {
     /// dropped. A sandbox that lets the netlink socket open but refuses the
     /// dump (seccomp on `sendto`) is found here, not at the first poll, so
     /// that what `wait` says it reads at its start is what it reads. Costs
-    /// one dump, once.
+    /// one dump of listeners only, once (see [`Diag::probe`]).
     pub fn probe(&mut self) -> Result<()> {
-        match self {
-            Chosen::Netlink(_, Some(_)) => self.read(Table::Tcp, &|| false, &mut |_| {}),
-            _ => Ok(()),
+        let Chosen::Netlink(diag, tables @ Some(_)) = self else {
+            return Ok(());
+        };
+        if let Err(e) = diag.probe() {
+            let tables = tables.take().expect("matched Some");
+            *self = Chosen::Proc(tables, Some(format!("netlink is not available ({e:#})")));
         }
+        Ok(())
     }
 
     /// Why `auto` reads the tables though the root is a live procfs.

@@ -59,6 +59,8 @@ proptest! {
         state in 1u8..=12,
         uid in any::<u32>(),
         inode in any::<u64>(),
+        tx in any::<u32>(),
+        rx in any::<u32>(),
     ) {
         let (local, remote) = if v6 {
             (SocketAddr::new(IpAddr::V6(Ipv6Addr::from(a)), lport), SocketAddr::new(IpAddr::V6(Ipv6Addr::from(b)), rport))
@@ -67,8 +69,11 @@ proptest! {
             (SocketAddr::new(IpAddr::V4(Ipv4Addr::from(a4)), lport), SocketAddr::new(IpAddr::V4(Ipv4Addr::from(b4)), rport))
         };
         let st = TcpState::from_u8(state).unwrap();
-        let line = common::row(0, &local.to_string(), &remote.to_string(), st, uid, inode);
+        let mut row = prestop_wait::fixture::socket(&local.to_string(), &remote.to_string(), st, uid, inode);
+        (row.tx_queue, row.rx_queue) = (tx, rx);
+        let line = prestop_wait::fixture::kernel_row(0, &row);
         let s = procread::parse_line(&line).unwrap().unwrap();
+        prop_assert_eq!((s.tx_queue, s.rx_queue), (tx, rx));
         prop_assert_eq!(s.local, local);
         prop_assert_eq!(s.remote, remote);
         prop_assert_eq!(s.state.to_u8(), state);
