@@ -17,6 +17,17 @@ fn pod() -> Fixture {
     f
 }
 
+/// A connection to `local` from 10.0.0.9:`peer_port` appears in the table.
+fn connect(f: &mut Fixture, local: &str, peer_port: u16, uid: u32, inode: u64) {
+    f.socket(
+        local,
+        &format!("10.0.0.9:{peer_port}"),
+        ESTABLISHED,
+        uid,
+        inode,
+    );
+}
+
 fn spawn(f: &Fixture, args: &[&str]) -> Child {
     bin()
         .arg("quiesce")
@@ -44,13 +55,7 @@ fn new_connections_hold_it_until_idle_after_the_last() {
     let mut last = started;
     for i in 0..6u16 {
         std::thread::sleep(Duration::from_millis(100));
-        f.socket(
-            "10.0.0.5:8080",
-            &format!("10.0.0.9:{}", 40000 + i),
-            ESTABLISHED,
-            1000,
-            100 + u64::from(i),
-        );
+        connect(&mut f, "10.0.0.5:8080", 40000 + i, 1000, 100 + u64::from(i));
         last = Instant::now();
     }
     let o = child.wait_with_output().unwrap();
@@ -113,17 +118,17 @@ fn traffic_to_the_deadline_is_exit_1_and_proxy_traffic_is_never_the_apps() {
     let mut i = 0u16;
     while Instant::now() < until {
         // The app's connection, and Envoy's own (uid 1337, port 15006).
-        f.socket(
+        connect(
+            &mut f,
             "10.0.0.5:8080",
-            &format!("10.0.0.9:{}", 40000 + i),
-            ESTABLISHED,
+            40000 + i,
             1000,
             1000 + u64::from(i),
         );
-        f.socket(
+        connect(
+            &mut f,
             "10.0.0.5:15006",
-            &format!("10.0.0.9:{}", 50000 + i),
-            ESTABLISHED,
+            50000 + i,
             1337,
             5000 + u64::from(i),
         );
@@ -144,10 +149,10 @@ fn traffic_to_the_deadline_is_exit_1_and_proxy_traffic_is_never_the_apps() {
     let mut f = pod();
     let child = spawn(&f, &["--idle=300ms", "--interval=20ms", "--timeout=3s"]);
     for i in 0..5u16 {
-        f.socket(
+        connect(
+            &mut f,
             "10.0.0.5:15006",
-            &format!("10.0.0.9:{}", 50000 + i),
-            ESTABLISHED,
+            50000 + i,
             1337,
             5000 + u64::from(i),
         );
@@ -181,13 +186,7 @@ fn ports_narrow_what_counts() {
             &[&["--idle=300ms", "--interval=20ms", "--timeout=1s"], args].concat(),
         );
         for i in 0..12u16 {
-            f.socket(
-                "10.0.0.5:9090",
-                &format!("10.0.0.9:{}", 40000 + i),
-                ESTABLISHED,
-                1000,
-                200 + u64::from(i),
-            );
+            connect(&mut f, "10.0.0.5:9090", 40000 + i, 1000, 200 + u64::from(i));
             std::thread::sleep(Duration::from_millis(100));
         }
         let o = child.wait_with_output().unwrap();

@@ -72,7 +72,7 @@ pub fn run(config: QuiesceConfig, clock: &impl Clock, stderr: &mut dyn Write) ->
     let cut = !timing.timeout.is_zero();
     let stop = || cut && clock.now() > deadline;
     let mut interval = timing.interval;
-    let mut warned = (false, false);
+    let (mut warned_error, mut warned_cost) = (false, false);
     loop {
         let at = clock.now();
         let looked = look(&mut source, &mut watch, at, &stop);
@@ -81,7 +81,7 @@ pub fn run(config: QuiesceConfig, clock: &impl Clock, stderr: &mut dyn Write) ->
             Ok(l) => {
                 let cost = done.saturating_duration_since(at);
                 let wanted = cost.saturating_mul(CPU_SHARE).max(timing.interval);
-                if wanted.as_millis() > interval.as_millis() && !warned.1 {
+                if wanted.as_millis() > interval.as_millis() && !warned_cost {
                     say(
                         &mut log,
                         format_args!(
@@ -91,7 +91,7 @@ pub fn run(config: QuiesceConfig, clock: &impl Clock, stderr: &mut dyn Write) ->
                             fmt_duration(wanted)
                         ),
                     );
-                    warned.1 = true;
+                    warned_cost = true;
                 }
                 interval = wanted;
                 for line in hold.observe(&l, at, watch.listening()) {
@@ -105,14 +105,14 @@ pub fn run(config: QuiesceConfig, clock: &impl Clock, stderr: &mut dyn Write) ->
                 return Ok(ExitCode::Error);
             }
             Err(e) => {
-                if !warned.0 {
+                if !warned_error {
                     say(
                         &mut log,
                         format_args!(
                             "a look failed, keeping what the last one saw and looking on: {e:#}"
                         ),
                     );
-                    warned.0 = true;
+                    warned_error = true;
                 }
             }
         }
