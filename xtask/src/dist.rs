@@ -1,0 +1,157 @@
+//! `cargo xtask dist`: static binaries for both targets built with `cargo
+//! auditable`, their tarballs, the CycloneDX SBOM, the OCI image archive
+//! and `SHA256SUMS`, all reproducible.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{self, TARGETS};
+
+/// What a dist is made from, found once.
+pub struct Release {
+    pub root: PathBuf,
+    pub version: String,
+    pub revision: String,
+    pub epoch: u64,
+}
+
+impl Release {
+    pub fn find(root: &Path) -> Result<Release> {
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml"))?;
+        let version = manifest
+            .split("[package]")
+            .nth(1)
+            .and_then(|p| {
+                p.lines().find_map(|l| {
+                    l.strip_prefix("version = \"")
+                        .and_then(|v| v.strip_suffix('"'))
+                })
+            })
+            .context("no version in Cargo.toml's [package]")?
+            .to_owned();
+        Ok(Release {
+            root: root.to_path_buf(),
+            version,
+            revision: util::revision(root)?,
+            epoch: util::source_date_epoch(root)?,
+        })
+    }
+
+    pub fn tarball(&self, triple: &str) -> String {
+        format!("prestop-wait-{}-{triple}.tar.gz", self.version)
+    }
+
+    pub fn sbom(&self) -> String {
+        format!("prestop-wait-{}.cdx.json", self.version)
+    }
+
+    pub fn oci(&self) -> String {
+        format!("prestop-wait-{}-oci.tar", self.version)
+    }
+
+    /// Every artifact `SHA256SUMS` covers, in its order.
+    pub fn artifacts(&self) -> Vec<String> {
+        let mut all: Vec<String> = TARGETS.iter().map(|(t, _)| self.tarball(t)).collect();
+        all.push(self.sbom());
+        all.push(self.oci());
+        all.sort();
+        all
+    }
+}
+
+pub fn dist(root: &Path, out: &Path) -> Result<()> {
+    let rel = Release::find(root)?;
+    eprintln!(
+        "xtask: prestop-wait {} at {} (SOURCE_DATE_EPOCH {})",
+        rel.version,
+        &rel.revision[..12.min(rel.revision.len())],
+        rel.epoch
+    );
+    if out.exists() {
+        std::fs::remove_dir_all(out).with_context(|| format!("cannot clear {}", out.display()))?;
+    }
+    std::fs::create_dir_all(out)?;
+    let work = out.join(".work");
+    let mut binaries = Vec::new();
+    for (triple, arch) in TARGETS {
+        let bin = build(&rel, triple)?;
+        let name = format!("prestop-wait-{}-{triple}", rel.version);
+        let stage = work.join("tar").join(&name);
+        std::fs::create_dir_all(&stage)?;
+        util::chmod(&stage, 0o755)?;
+        std::fs::copy(&bin, stage.join("prestop-wait"))?;
+        util::chmod(&stage.join("prestop-wait"), 0o755)?;
+        for doc in ["LICENSE", "README.md"] {
+            std::fs::copy(root.join(doc), stage.join(doc))?;
+            util::chmod(&stage.join(doc), 0o644)?;
+        }
+        util::deterministic_tar(
+            &work.join("tar"),
+            &[&name],
+            &out.join(rel.tarball(triple)),
+            rel.epoch,
+            true,
+        )?;
+        eprintln!("xtask: {}", rel.tarball(triple));
+        binaries.push((arch, stage.join("prestop-wait")));
+    }
+    let sbom = crate::sbom::cyclonedx(&rel)?;
+    std::fs::write(out.join(rel.sbom()), sbom)?;
+    eprintln!("xtask: {}", rel.sbom());
+    crate::oci::archive(&rel, &binaries, &work, &out.join(rel.oci()))?;
+    eprintln!("xtask: {}", rel.oci());
+    let mut sums = String::new();
+    for name in rel.artifacts() {
+        let bytes = std::fs::read(out.join(&name))?;
+        sums.push_str(&format!("{}  {name}\n", util::sha256_hex(&bytes)));
+    }
+    std::fs::write(out.join("SHA256SUMS"), &sums)?;
+    std::fs::remove_dir_all(&work)?;
+    eprint!("xtask: SHA256SUMS\n{sums}");
+    Ok(())
+}
+
+/// `cargo auditable build` of the static binary for `triple`, paths in it
+/// remapped so that where the checkout and the cargo home are does not show.
+fn build(rel: &Release, triple: &str) -> Result<PathBuf> {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set")?;
+    let target_dir = rel.root.join("target/dist-build");
+    let rustflags = format!(
+        "--remap-path-prefix={}=/build/prestop-wait --remap-path-prefix={}=/cargo",
+        rel.root.display(),
+        cargo_home.display()
+    );
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let auditable = Command::new(&cargo)
+        .args(["auditable", "--version"])
+        .output();
+    if !auditable.is_ok_and(|o| o.status.success()) {
+        bail!("cargo auditable is not installed: cargo install cargo-auditable --locked");
+    }
+    util::run_shown(
+        Command::new(&cargo)
+            .current_dir(&rel.root)
+            .args([
+                "auditable",
+                "build",
+                "--release",
+                "--locked",
+                "--package",
+                "prestop-wait",
+                "--bin",
+                "prestop-wait",
+                "--target",
+                triple,
+            ])
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .env("RUSTFLAGS", rustflags)
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env("SOURCE_DATE_EPOCH", rel.epoch.to_string()),
+    )?;
+    Ok(target_dir.join(triple).join("release/prestop-wait"))
+}

@@ -1,0 +1,213 @@
+//! The CycloneDX SBOM: every crate linked into the binary (for either
+//! target), with its version, license, package URL and the checksum
+//! Cargo.lock pins, from `cargo metadata`'s resolved graph. Proc-macro
+//! crates and build dependencies run at compile time and are not linked,
+//! so they are not listed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+
+use crate::dist::Release;
+use crate::util::{self, TARGETS};
+
+/// A crate of the dependency closure.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Crate {
+    pub name: String,
+    pub version: String,
+    pub license: Option<String>,
+    /// Whether it comes from crates.io (else: the workspace itself).
+    pub registry: bool,
+    /// The names@versions it depends on, linked ones only.
+    pub deps: BTreeSet<String>,
+}
+
+impl Crate {
+    pub fn key(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+    pub fn purl(&self) -> String {
+        format!("pkg:cargo/{}@{}", self.name, self.version)
+    }
+}
+
+/// The crates linked into `prestop-wait` for any release target, by key.
+pub fn linked(rel: &Release) -> Result<BTreeMap<String, Crate>> {
+    let mut all = BTreeMap::new();
+    for (triple, _) in TARGETS {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = util::run(
+            Command::new(cargo)
+                .current_dir(&rel.root)
+                .args([
+                    "metadata",
+                    "--format-version",
+                    "1",
+                    "--locked",
+                    "--offline",
+                    "--filter-platform",
+                    triple,
+                ])
+                .env_remove("RUSTFLAGS"),
+        )?;
+        let meta: Value = serde_json::from_str(&out).context("cargo metadata is not JSON")?;
+        walk(&meta, &mut all)?;
+    }
+    Ok(all)
+}
+
+/// From the root package through normal dependencies, skipping proc-macros.
+fn walk(meta: &Value, all: &mut BTreeMap<String, Crate>) -> Result<()> {
+    let packages: BTreeMap<&str, &Value> = meta["packages"]
+        .as_array()
+        .context("no packages")?
+        .iter()
+        .filter_map(|p| Some((p["id"].as_str()?, p)))
+        .collect();
+    let nodes: BTreeMap<&str, &Value> = meta["resolve"]["nodes"]
+        .as_array()
+        .context("no resolve graph")?
+        .iter()
+        .filter_map(|n| Some((n["id"].as_str()?, n)))
+        .collect();
+    let root = packages
+        .values()
+        .find(|p| p["name"] == "prestop-wait")
+        .and_then(|p| p["id"].as_str())
+        .context("no prestop-wait package")?;
+    let is_proc_macro = |id: &str| {
+        packages[id]["targets"]
+            .as_array()
+            .is_some_and(|ts| ts.iter().all(|t| t["kind"] == json!(["proc-macro"])))
+    };
+    let mut stack = vec![root];
+    let mut seen = BTreeSet::new();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        let p = packages[id];
+        let mut deps = BTreeSet::new();
+        for d in nodes[id]["deps"].as_array().into_iter().flatten() {
+            let normal = d["dep_kinds"]
+                .as_array()
+                .is_some_and(|ks| ks.iter().any(|k| k["kind"].is_null()));
+            let dep = d["pkg"].as_str().context("a dep without pkg")?;
+            if normal && !is_proc_macro(dep) {
+                let dp = packages[dep];
+                deps.insert(format!(
+                    "{}@{}",
+                    dp["name"].as_str().unwrap_or_default(),
+                    dp["version"].as_str().unwrap_or_default()
+                ));
+                stack.push(dep);
+            }
+        }
+        let c = Crate {
+            name: p["name"].as_str().unwrap_or_default().to_owned(),
+            version: p["version"].as_str().unwrap_or_default().to_owned(),
+            license: p["license"].as_str().map(str::to_owned),
+            registry: p["source"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("registry+")),
+            deps,
+        };
+        all.entry(c.key())
+            .and_modify(|e: &mut Crate| e.deps.extend(c.deps.iter().cloned()))
+            .or_insert(c);
+    }
+    Ok(())
+}
+
+/// `(name, version) -> checksum` from Cargo.lock.
+pub fn lock_checksums(rel: &Release) -> Result<BTreeMap<String, String>> {
+    let lock = std::fs::read_to_string(rel.root.join("Cargo.lock"))?;
+    let mut out = BTreeMap::new();
+    for block in lock.split("[[package]]").skip(1) {
+        let field = |k: &str| {
+            block.lines().find_map(|l| {
+                l.strip_prefix(&format!("{k} = \""))
+                    .and_then(|v| v.strip_suffix('"'))
+            })
+        };
+        if let (Some(n), Some(v), Some(c)) = (field("name"), field("version"), field("checksum")) {
+            out.insert(format!("{n}@{v}"), c.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// The SBOM document, pretty-printed, keys in a fixed order.
+pub fn cyclonedx(rel: &Release) -> Result<String> {
+    let crates = linked(rel)?;
+    let sums = lock_checksums(rel)?;
+    let root = crates
+        .values()
+        .find(|c| c.name == "prestop-wait")
+        .context("prestop-wait is not in its own closure")?;
+    let component = |c: &Crate, kind: &str| {
+        let mut v = json!({
+            "type": kind,
+            "bom-ref": c.purl(),
+            "name": c.name,
+            "version": c.version,
+            "purl": c.purl(),
+        });
+        if let Some(l) = &c.license {
+            v["licenses"] = json!([{ "expression": l }]);
+        }
+        if let Some(sum) = sums.get(&c.key()) {
+            v["hashes"] = json!([{ "alg": "SHA-256", "content": sum }]);
+        }
+        v
+    };
+    let components: Vec<Value> = crates
+        .values()
+        .filter(|c| c.name != "prestop-wait")
+        .map(|c| component(c, "library"))
+        .collect();
+    let dependencies: Vec<Value> = crates
+        .values()
+        .map(|c| {
+            json!({
+                "ref": c.purl(),
+                "dependsOn": c.deps.iter().map(|d| format!("pkg:cargo/{d}")).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    // A serial number of its own per release, the same on every rebuild.
+    let h = util::sha256_hex(format!("{}@{}", rel.revision, rel.version).as_bytes());
+    let serial = format!(
+        "urn:uuid:{}-{}-5{}-8{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    );
+    let mut main = component(root, "application");
+    main["externalReferences"] = json!([{ "type": "vcs", "comment": format!("commit {}", rel.revision), "url": source_url() }]);
+    let doc = json!({
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.5",
+        "serialNumber": serial,
+        "version": 1,
+        "metadata": {
+            "timestamp": util::rfc3339(rel.epoch),
+            "tools": { "components": [{ "type": "application", "name": "cargo xtask dist", "version": rel.version }] },
+            "component": main,
+        },
+        "components": components,
+        "dependencies": dependencies,
+    });
+    Ok(serde_json::to_string_pretty(&doc)? + "\n")
+}
+
+/// Where the source lives, for the SBOM and the image labels: the release
+/// workflow passes its repository as `DIST_SOURCE_URL`.
+pub fn source_url() -> String {
+    std::env::var("DIST_SOURCE_URL").unwrap_or_else(|_| "unknown".into())
+}
