@@ -72,7 +72,10 @@ impl Drop for Podman {
 
 /// Builds the `bin` image for each `(arch, binary)` and writes the archive.
 pub fn archive(rel: &Release, binaries: &[(&str, PathBuf)], work: &Path, out: &Path) -> Result<()> {
-    let pm = Podman::new(work.join("podman")).context("cannot set up podman's store")?;
+    // Under /tmp with a short name: podman refuses a runroot path over 50
+    // characters, which a checkout's target/ easily is.
+    let pm = Podman::new(std::env::temp_dir().join(format!("pw-oci-{}", std::process::id())))
+        .context("cannot set up podman's store")?;
     pm.run(&["--version"])
         .context("podman is needed for the image (Debian: apt-get install podman runc)")?;
     let list = format!("localhost/prestop-wait:{}", rel.version);
