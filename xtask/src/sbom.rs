@@ -211,3 +211,42 @@ pub fn cyclonedx(rel: &Release) -> Result<String> {
 pub fn source_url() -> String {
     std::env::var("DIST_SOURCE_URL").unwrap_or_else(|_| "unknown".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_closure_is_what_is_linked_and_cargo_lock_pins_it() {
+        let rel = Release::find(&util::repo_root().unwrap()).unwrap();
+        let all = linked(&rel).unwrap();
+        let has = |name: &str| all.values().any(|c| c.name == name);
+        for name in [
+            "prestop-wait",
+            "clap",
+            "rustix",
+            "procfs",
+            "anyhow",
+            "humantime",
+        ] {
+            assert!(has(name), "{name} is linked");
+        }
+        // Compile-time only (proc-macros and what only they use), the test
+        // suite's and xtask's own: none is in the binary.
+        for name in [
+            "clap_derive",
+            "syn",
+            "proc-macro2",
+            "quote",
+            "tempfile",
+            "serde_json",
+            "sha2",
+        ] {
+            assert!(!has(name), "{name} is not linked");
+        }
+        let sums = lock_checksums(&rel).unwrap();
+        for c in all.values().filter(|c| c.registry) {
+            assert_eq!(sums.get(&c.key()).map(String::len), Some(64), "{}", c.key());
+        }
+    }
+}
