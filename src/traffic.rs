@@ -76,9 +76,6 @@ pub struct Look {
     pub connections: usize,
     /// Connections waiting in the app listeners' accept queues.
     pub queued: u32,
-    /// Rows that carried `tcp_info`: 0 when the source cannot say when
-    /// data arrived.
-    pub with_info: usize,
 }
 
 /// What `quiesce` remembers from one look to the next.
@@ -193,12 +190,9 @@ impl Watch {
         let before = self.seen.get(&key).copied();
         self.next.insert(key, value);
         let sign = match s.info {
-            Some(info) => {
-                look.with_info += 1;
-                Some(Sign::Data(Duration::from_millis(
-                    info.last_data_recv_ms.into(),
-                )))
-            }
+            Some(info) => Some(Sign::Data(Duration::from_millis(
+                info.last_data_recv_ms.into(),
+            ))),
             None if !self.looked => None,
             None if before.is_none() => Some(Sign::New),
             None if before != Some(value) => Some(Sign::Changed),
@@ -310,7 +304,6 @@ mod tests {
         let l = look(&mut w, at, &rows);
         assert_eq!(w.listening(), [8080]);
         assert_eq!(l.connections, 2);
-        assert_eq!(l.with_info, 2);
         let t = l.latest.unwrap();
         assert_eq!(t.at, at - Duration::from_millis(300));
         assert_eq!(t.remote, "127.0.0.6:40000".parse().unwrap());
@@ -325,7 +318,7 @@ mod tests {
         let conn = socket("10.0.0.5:8080", "10.0.0.9:5000", Established, 1000, 14);
         // The first look is the baseline: nothing in it is news.
         let l = look(&mut w, t0, &[app_listener(), conn.clone()]);
-        assert_eq!((l.latest, l.connections, l.with_info), (None, 1, 0));
+        assert_eq!((l.latest, l.connections), (None, 1));
         // Unchanged: no traffic.
         assert_eq!(
             look(&mut w, t0 + s(1), &[app_listener(), conn.clone()]).latest,

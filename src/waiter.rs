@@ -71,6 +71,13 @@ const CPU_SHARE: u32 = 20; // 1/20 = 5%
 /// without `--log-file`), and then nothing is formatted at all.
 pub type Lines<'a> = Option<&'a mut dyn Write>;
 
+/// The interval in force after a poll that cost `took`: `interval`, or twenty
+/// times the cost when that is longer, so polling takes at most 5% of a
+/// core.
+pub fn stretched(took: Duration, interval: Duration) -> Duration {
+    took.saturating_mul(CPU_SHARE).max(interval)
+}
+
 /// `t + d`, saturating: no duration may abort the hook. (Flags are capped
 /// at [`crate::cli::MAX_DURATION`]; this keeps the loop safe for any value.)
 pub fn after(t: Instant, d: Duration) -> Instant {
@@ -237,7 +244,7 @@ impl<'a, 'w> Progress<'a, 'w> {
 
     /// Stretches the interval when a poll costs over 5% of it.
     fn pace(&mut self, took: Duration) {
-        let wanted = took.saturating_mul(CPU_SHARE).max(self.opts.interval);
+        let wanted = stretched(took, self.opts.interval);
         // Compared in whole milliseconds, as the line shows them.
         if wanted.as_millis() > self.interval.as_millis() && !self.warned_cost {
             say!(

@@ -17,11 +17,7 @@ use crate::procread::{Stopped, Table, netlink::ALL_STATES};
 use crate::render::{self, Addr};
 use crate::source::{Chosen, ProcTables, Source};
 use crate::traffic::{Look, Sign, Traffic, TrafficRules, Watch};
-use crate::waiter::{Clock, after, fmt_duration};
-
-/// The share of its interval a look may cost before the interval stretches,
-/// as for `wait`: the hook must not take a core from a pod shutting down.
-const CPU_SHARE: u32 = 20;
+use crate::waiter::{self, Clock, after, fmt_duration};
 
 /// Runs `quiesce`, logging to `stderr` (and `--log-file`). Errors are
 /// logged, not returned, as `wait` does: the log file is where a hook's
@@ -80,7 +76,9 @@ pub fn run(config: QuiesceConfig, clock: &impl Clock, stderr: &mut dyn Write) ->
         match looked {
             Ok(l) => {
                 let cost = done.saturating_duration_since(at);
-                let wanted = cost.saturating_mul(CPU_SHARE).max(timing.interval);
+                // As for `wait`: the hook must not take a core from a pod
+                // shutting down.
+                let wanted = waiter::stretched(cost, timing.interval);
                 if wanted.as_millis() > interval.as_millis() && !warned_cost {
                     say(
                         &mut log,
@@ -385,7 +383,6 @@ mod tests {
             }),
             connections: 1,
             queued: 0,
-            with_info: 1,
         }
     }
 
