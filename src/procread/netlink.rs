@@ -639,4 +639,27 @@ mod tests {
         assert!(info.last_data_recv_ms < 5_000, "{info:?}");
         drop(c);
     }
+
+    #[test]
+    fn a_probe_sees_listeners_only_and_leaves_the_request_as_it_was() {
+        use std::net::{TcpListener, TcpStream};
+        let Ok(diag) = Diag::open() else {
+            assert!(std::env::var_os("CI").is_none(), "CI has netlink");
+            return;
+        };
+        let mut diag = diag.with_info().with_states(ALL_STATES);
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        diag.probe().unwrap();
+        assert_eq!((diag.info, diag.states), (true, ALL_STATES));
+        // What a probe asks for: this machine's listeners, no connection.
+        let (states, info) = (diag.states, diag.info);
+        (diag.states, diag.info) = (1 << TcpState::Listen.to_u8(), false);
+        let mut seen = Vec::new();
+        diag.dump(Table::Tcp, &|| false, &mut |s| seen.push(s.state))
+            .unwrap();
+        (diag.states, diag.info) = (states, info);
+        assert!(seen.contains(&TcpState::Listen));
+        assert!(seen.iter().all(|s| *s == TcpState::Listen), "{seen:?}");
+    }
 }
