@@ -98,7 +98,8 @@ fn netlink_and_the_tables_agree_under_churn() {
 
 /// `AF_NETLINK` denied by seccomp (python3-seccomp, as a hardened profile
 /// or gVisor would): `auto` answers from the tables with the same verdict,
-/// says so in a note, and `--source netlink` is an error naming it.
+/// says so in a note, and `--source netlink` is an error naming it;
+/// `quiesce` falls back alike and says its signal is coarser.
 #[test]
 fn with_netlink_denied_auto_reads_the_tables() {
     let probe = Command::new("/usr/bin/python3")
@@ -156,6 +157,22 @@ os.execv(sys.argv[1], sys.argv[1:])
             .next()
             .unwrap_or_default()
             .contains("; sockets from the tables (netlink is not available ("),
+        "{done}"
+    );
+    // quiesce too, and it says once that the tables see less.
+    let done = run(&["quiesce", "--timeout=1s", "--idle=300ms"]);
+    assert_eq!(done.code(), 0, "{done}");
+    let lines: Vec<&str> = done.stderr.lines().collect();
+    assert!(
+        lines[0].contains("; sockets from the tables (netlink is not available ("),
+        "{done}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("prestop-wait: note: the tables carry no tcp_info"))
+            .count(),
+        1,
         "{done}"
     );
 }

@@ -60,16 +60,18 @@ pub fn run(config: QuiesceConfig, clock: &impl Clock, stderr: &mut dyn Write) ->
     if let Some(note) = note.filter(|_| log.has_file()) {
         say(&mut log, format_args!("{note}"));
     }
-    if source.name() == "proc" {
-        say(&mut log, format_args!("note: {COARSE}"));
-    }
     let mut hold = Hold::new(start, timing, !config.rules.ports.is_empty());
     let mut watch = Watch::new(config.rules);
     let cut = !timing.timeout.is_zero();
     let stop = || cut && clock.now() > deadline;
     let mut interval = timing.interval;
-    let (mut warned_error, mut warned_cost) = (false, false);
+    let (mut warned_error, mut warned_cost, mut said_coarse) = (false, false, false);
     loop {
+        // Said once, at the start or when netlink failed over to the tables.
+        if source.name() == "proc" && !said_coarse {
+            say(&mut log, format_args!("note: {COARSE}"));
+            said_coarse = true;
+        }
         let at = clock.now();
         let looked = look(&mut source, &mut watch, at, &stop);
         let done = clock.now();
