@@ -464,4 +464,74 @@ mod tests {
         let l = look(&mut w, t0, &[app_listener(), conn]);
         assert_eq!(l.latest, None, "the connection is not new");
     }
+
+    use proptest::prelude::*;
+
+    fn any_row() -> impl Strategy<Value = Socket> {
+        (
+            prop::sample::select(vec![8080u16, 9090, 15001, 15006, 40000]),
+            prop::sample::select(vec![8080u16, 5000, 5001, 5002]),
+            1u8..=11,
+            prop::sample::select(vec![0u32, 1000, 1337, 65532]),
+            any::<u32>(),
+            any::<u32>(),
+            prop::option::of(any::<u32>()),
+        )
+            .prop_map(|(lport, rport, st, uid, rx, tx, ms)| {
+                let state = TcpState::from_u8(st).unwrap();
+                let remote = if state == Listen {
+                    "0.0.0.0:0".to_owned()
+                } else {
+                    format!("10.0.0.9:{rport}")
+                };
+                let mut s = socket(&format!("10.0.0.5:{lport}"), &remote, state, uid, 1);
+                (s.rx_queue, s.tx_queue) = (rx, tx);
+                s.info = ms.map(|m| TcpInfo {
+                    last_data_recv_ms: m,
+                    bytes_received: 0,
+                });
+                s
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Whatever the rows: no panic, traffic is never later than the
+        /// look, never on an ignored or proxy-owned port's listener, never
+        /// on a port outside `--port`, and never the proxy's connection.
+        #[test]
+        fn what_counts_stays_within_the_rules(
+            looks in prop::collection::vec(prop::collection::vec(any_row(), 0..12), 1..6),
+            only in prop::option::of(prop::sample::select(vec![8080u16, 9090])),
+        ) {
+            let rules = TrafficRules {
+                proxy_uids: vec![1337],
+                ignore_uids: vec![65532],
+                ports: only.into_iter().collect(),
+                ignore_ports: vec![9090],
+            };
+            let mut w = Watch::new(rules.clone());
+            let t0 = Instant::now() + Duration::from_secs(100_000);
+            for (n, rows) in looks.iter().enumerate() {
+                let at = t0 + Duration::from_secs(n as u64);
+                let l = look(&mut w, at, rows);
+                for p in w.listening() {
+                    prop_assert!(!rules.ignore_ports.contains(p));
+                    prop_assert!(rules.ports.is_empty() || rules.ports.contains(p));
+                }
+                if let Some(t) = l.latest {
+                    prop_assert!(t.at <= at);
+                    let port = t.local.port();
+                    prop_assert!(!rules.ignore_ports.contains(&port));
+                    prop_assert!(rules.ports.contains(&port) || (rules.ports.is_empty() && !MESH_PORTS.contains(&port)));
+                    // Some row of that connection counted: not the proxy's.
+                    prop_assert!(rows.iter().any(|r| r.local == t.local
+                        && r.remote == t.remote
+                        && (matches!(r.state, TcpState::TimeWait | Listen)
+                            || !rules.proxy_uids.contains(&r.uid))));
+                }
+            }
+        }
+    }
 }
