@@ -126,7 +126,7 @@ fn build(rel: &Release, triple: &str) -> Result<PathBuf> {
         rel.root.display(),
         cargo_home.display()
     );
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let cargo = util::cargo();
     let auditable = Command::new(&cargo)
         .args(["auditable", "--version"])
         .output();

@@ -38,7 +38,7 @@ impl Crate {
 pub fn linked(rel: &Release) -> Result<BTreeMap<String, Crate>> {
     let mut all = BTreeMap::new();
     for (triple, _) in TARGETS {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let cargo = util::cargo();
         let out = util::run(
             Command::new(cargo)
                 .current_dir(&rel.root)

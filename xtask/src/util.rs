@@ -19,6 +19,12 @@ pub fn repo_root() -> Result<PathBuf> {
     Ok(root.canonicalize()?)
 }
 
+/// The cargo that runs us (`cargo xtask` sets `CARGO`), for the commands
+/// we run in turn.
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
 /// Runs `cmd`; fails with its stderr when it fails. Returns stdout.
 pub fn run(cmd: &mut Command) -> Result<String> {
     let shown = format!("{cmd:?}");

@@ -355,7 +355,7 @@ pub fn repro(root: &Path) -> Result<()> {
                 .arg(clone),
         )?;
         eprintln!("xtask repro: cargo xtask dist in {}", clone.display());
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let cargo = util::cargo();
         util::run_shown(
             Command::new(cargo)
                 .current_dir(clone)
