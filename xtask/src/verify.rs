@@ -377,5 +377,60 @@ pub fn repro(root: &Path) -> Result<()> {
         "xtask repro: both clones gave byte-identical artifacts:\n{}",
         sums[0]
     );
-    verify(&clones[0], &clones[0].join("target/dist"))
+    let dist = clones[0].join("target/dist");
+    verify(&clones[0], &dist)?;
+    verify_catches_tampering(&clones[0], &dist)
+}
+
+/// `verify` must fail on a dist that was tampered with, each time for the
+/// right reason: a byte of a tarball changed, and a crate dropped from the
+/// SBOM with SHA256SUMS made to match.
+fn verify_catches_tampering(root: &Path, dist: &Path) -> Result<()> {
+    let rel = Release::find(root)?;
+    let tmp = Temp::new("tamper")?;
+    let copy = |dir: &Path| -> Result<()> {
+        std::fs::create_dir_all(dir)?;
+        for e in std::fs::read_dir(dist)? {
+            let e = e?;
+            std::fs::copy(e.path(), dir.join(e.file_name()))?;
+        }
+        Ok(())
+    };
+    let resum = |dir: &Path| -> Result<()> {
+        let mut sums = String::new();
+        for name in rel.artifacts() {
+            let bytes = std::fs::read(dir.join(&name))?;
+            sums.push_str(&format!("{}  {name}\n", util::sha256_hex(&bytes)));
+        }
+        Ok(std::fs::write(dir.join("SHA256SUMS"), sums)?)
+    };
+    let a = tmp.0.join("byte");
+    copy(&a)?;
+    let tarball = a.join(rel.tarball(TARGETS[0].0));
+    let mut bytes = std::fs::read(&tarball)?;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&tarball, bytes)?;
+    expect_refused(verify(root, &a), "checksum mismatch")?;
+    let b = tmp.0.join("sbom");
+    copy(&b)?;
+    let path = b.join(rel.sbom());
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    doc["components"]
+        .as_array_mut()
+        .context("no components")?
+        .pop();
+    std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
+    resum(&b)?;
+    expect_refused(verify(root, &b), "SBOM and the binaries' .dep-v0 differ")?;
+    eprintln!("xtask repro: verify refuses a changed byte and an SBOM missing a crate");
+    Ok(())
+}
+
+fn expect_refused(got: Result<()>, why: &str) -> Result<()> {
+    match got {
+        Ok(()) => bail!("verify accepted a tampered dist (expected: {why})"),
+        Err(e) if format!("{e:#}").contains(why) => Ok(()),
+        Err(e) => bail!("verify refused a tampered dist for another reason than {why:?}: {e:#}"),
+    }
 }
