@@ -102,12 +102,7 @@ pub fn dist(root: &Path, out: &Path) -> Result<()> {
     eprintln!("xtask: {}", rel.sbom());
     crate::oci::archive(&rel, &binaries, &work, &out.join(rel.oci()))?;
     eprintln!("xtask: {}", rel.oci());
-    let mut sums = String::new();
-    for name in rel.artifacts() {
-        let bytes = std::fs::read(out.join(&name))?;
-        sums.push_str(&format!("{}  {name}\n", util::sha256_hex(&bytes)));
-    }
-    std::fs::write(out.join("SHA256SUMS"), &sums)?;
+    let sums = util::write_sums(out, &rel.artifacts())?;
     std::fs::remove_dir_all(&work)?;
     eprint!("xtask: SHA256SUMS\n{sums}");
     Ok(())

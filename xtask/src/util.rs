@@ -61,6 +61,18 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Writes `dir/SHA256SUMS` over `names` (in `dir`), as `sha256sum` does;
+/// returns its text.
+pub fn write_sums(dir: &Path, names: &[String]) -> Result<String> {
+    let mut sums = String::new();
+    for name in names {
+        let bytes = std::fs::read(dir.join(name)).with_context(|| format!("cannot read {name}"))?;
+        sums.push_str(&format!("{}  {name}\n", sha256_hex(&bytes)));
+    }
+    std::fs::write(dir.join("SHA256SUMS"), &sums)?;
+    Ok(sums)
+}
+
 /// The moment every timestamp of a release is set to: `SOURCE_DATE_EPOCH`
 /// when set (the reproducible-builds convention), else the commit's time.
 pub fn source_date_epoch(root: &Path) -> Result<u64> {

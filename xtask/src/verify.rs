@@ -396,14 +396,6 @@ fn verify_catches_tampering(root: &Path, dist: &Path) -> Result<()> {
         }
         Ok(())
     };
-    let resum = |dir: &Path| -> Result<()> {
-        let mut sums = String::new();
-        for name in rel.artifacts() {
-            let bytes = std::fs::read(dir.join(&name))?;
-            sums.push_str(&format!("{}  {name}\n", util::sha256_hex(&bytes)));
-        }
-        Ok(std::fs::write(dir.join("SHA256SUMS"), sums)?)
-    };
     let a = tmp.0.join("byte");
     copy(&a)?;
     let tarball = a.join(rel.tarball(TARGETS[0].0));
@@ -421,7 +413,7 @@ fn verify_catches_tampering(root: &Path, dist: &Path) -> Result<()> {
         .context("no components")?
         .pop();
     std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
-    resum(&b)?;
+    util::write_sums(&b, &rel.artifacts())?;
     expect_refused(verify(root, &b), "SBOM and the binaries' .dep-v0 differ")?;
     eprintln!("xtask repro: verify refuses a changed byte and an SBOM missing a crate");
     Ok(())
