@@ -35,6 +35,8 @@ impl Crate {
 }
 
 /// The crates linked into `prestop-wait` for any release target, by key.
+/// (`cargo metadata` may fetch the manifests of crates another platform
+/// needs, as the build fetches those it needs: from the registry only.)
 pub fn linked(rel: &Release) -> Result<BTreeMap<String, Crate>> {
     let mut all = BTreeMap::new();
     for (triple, _) in TARGETS {
@@ -47,7 +49,6 @@ pub fn linked(rel: &Release) -> Result<BTreeMap<String, Crate>> {
                     "--format-version",
                     "1",
                     "--locked",
-                    "--offline",
                     "--filter-platform",
                     triple,
                 ])
