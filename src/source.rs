@@ -129,6 +129,15 @@ impl Chosen {
         Ok(())
     }
 
+    /// What the hooks' first line says it reads: `netlink`, `proc`, or
+    /// `the tables (WHY)` where `auto` fell back.
+    pub fn origin(&self) -> String {
+        match self.fallback() {
+            Some(why) => format!("the tables ({why})"),
+            None => self.name().to_owned(),
+        }
+    }
+
     /// Why `auto` reads the tables though the root is a live procfs.
     pub fn fallback(&self) -> Option<&str> {
         match self {

@@ -15,7 +15,7 @@ use crate::exit_codes::ExitCode;
 use crate::log::{Log, Target, Whose, say};
 use crate::procread::{Stopped, Table, netlink::ALL_STATES};
 use crate::render::{self, Addr};
-use crate::source::{Chosen, ProcTables, Source};
+use crate::source::{Chosen, Source};
 use crate::traffic::{Look, Sign, Traffic, TrafficRules, Watch};
 use crate::waiter::{self, Clock, after, fmt_duration};
 
@@ -35,26 +35,20 @@ pub fn run(config: QuiesceConfig, clock: &impl Clock, stderr: &mut dyn Write) ->
             "{error}; holding without it (its default), then exit 2"
         ));
     }
-    let mut source = Chosen::open_with(config.source, &config.proc_root, |d| {
-        d.with_info().with_states(ALL_STATES)
-    })
-    .unwrap_or_else(|e| {
-        errors += 1;
-        log.error(format_args!(
-            "{e:#}; holding on the tables instead, then exit 2"
-        ));
-        Chosen::Proc(ProcTables::new(config.proc_root.clone()), None)
-    });
-    let _ = source.probe();
+    let mut source = super::hook_source(
+        config.source,
+        &config.proc_root,
+        |d| d.with_info().with_states(ALL_STATES),
+        &mut log,
+        &mut errors,
+        "holding",
+    );
     say(
         &mut log,
         format_args!(
             "{}; sockets from {}",
             start_line(&config.rules, &timing),
-            match source.fallback() {
-                Some(why) => format!("the tables ({why})"),
-                None => source.name().to_owned(),
-            }
+            source.origin()
         ),
     );
     if let Some(note) = note.filter(|_| log.has_file()) {

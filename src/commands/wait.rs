@@ -14,7 +14,6 @@ use crate::exit_codes::ExitCode;
 use crate::log::{Log, Target, Whose, say};
 use crate::pass::Pass;
 use crate::sink::Tally;
-use crate::source::{Chosen, ProcTables, Source};
 use crate::waiter::{self, Clock, Outcome, WaitOptions};
 
 /// Runs `wait`, logging to `stderr` (and `--log-file`).
@@ -39,26 +38,20 @@ pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Re
             "{error}; waiting without it (its default), then exit 2"
         ));
     }
-    // `--source netlink` where netlink is denied: fail safe, as for a bad
-    // flag, on the tables.
-    let mut source = Chosen::open(config.pod.source, &config.pod.proc_root).unwrap_or_else(|e| {
-        errors += 1;
-        log.error(format_args!(
-            "{e:#}; waiting on the tables instead, then exit 2"
-        ));
-        Chosen::Proc(ProcTables::new(config.pod.proc_root.clone()), None)
-    });
-    // A failed probe is the first poll's to report, as any read error is.
-    let _ = source.probe();
+    let source = super::hook_source(
+        config.pod.source,
+        &config.pod.proc_root,
+        |d| d,
+        &mut log,
+        &mut errors,
+        "waiting",
+    );
     say(
         &mut log,
         format_args!(
             "{}; sockets from {}",
             start_line(&config.pod.rules, &config.pod.proc_root, &config.timing),
-            match source.fallback() {
-                Some(why) => format!("the tables ({why})"),
-                None => source.name().to_owned(),
-            }
+            source.origin()
         ),
     );
     if let Some(note) = note.filter(|_| log.has_file()) {
