@@ -213,3 +213,100 @@ fn the_printed_path_is_escaped() {
     );
     assert!(dir.join("prestop-wait").is_file());
 }
+
+/// A container that runs the installed file while init containers of other
+/// pods on a shared volume install it again (or a restarted one does): the
+/// exec never fails with "Text file busy" (ETXTBSY). The kernel refuses to
+/// exec a file any process holds open for writing, so each install must
+/// have closed every writable descriptor of its copy before renaming it
+/// into place. Bounded: at most `EXECS` execs and `LIMIT` of time.
+#[test]
+fn exec_of_the_installed_file_never_hits_text_file_busy_during_concurrent_installs() {
+    use std::process::Stdio;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    const EXECS: usize = 100;
+    const INSTALLERS: usize = 4;
+    const LIMIT: Duration = Duration::from_secs(10);
+    /// ETXTBSY on Linux.
+    const ETXTBSY: i32 = 26;
+
+    let dir = tempfile::tempdir().unwrap();
+    let installed = dir.path().join("prestop-wait");
+    let o = bin().arg("install").arg(dir.path()).output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let version = stdout(&bin().arg("--version").output().unwrap());
+
+    let stop = AtomicBool::new(false);
+    let started = AtomicBool::new(false);
+    let (busy, other, ran, installs, failed_installs) = std::thread::scope(|s| {
+        let installers = s.spawn(|| {
+            let (mut runs, mut failed) = (0usize, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let children: Vec<_> = (0..INSTALLERS)
+                    .map(|_| {
+                        bin()
+                            .arg("install")
+                            .arg(dir.path())
+                            .stdout(Stdio::null())
+                            .stderr(Stdio::piped())
+                            .spawn()
+                    })
+                    .collect();
+                started.store(true, Ordering::Relaxed);
+                for child in children {
+                    match child.and_then(|c| c.wait_with_output()) {
+                        Ok(o) if o.status.success() => runs += 1,
+                        Ok(o) => failed.push(stderr(&o)),
+                        Err(e) => failed.push(format!("cannot run install: {e}")),
+                    }
+                }
+            }
+            (runs, failed)
+        });
+        while !started.load(Ordering::Relaxed) && !installers.is_finished() {
+            std::thread::yield_now();
+        }
+        let t0 = Instant::now();
+        let (mut busy, mut other, mut ran) = (0usize, Vec::new(), 0usize);
+        while ran < EXECS && t0.elapsed() < LIMIT {
+            match Command::new(&installed).arg("--version").output() {
+                Ok(v) if stdout(&v) == version => {}
+                Ok(v) => other.push(format!("ran, but printed {:?}", stdout(&v))),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                        || e.raw_os_error() == Some(ETXTBSY) =>
+                {
+                    busy += 1
+                }
+                Err(e) => other.push(e.to_string()),
+            }
+            ran += 1;
+        }
+        // Stopped before any assertion, so that a failure cannot leave the
+        // installer thread (which the scope joins) running for ever.
+        stop.store(true, Ordering::Relaxed);
+        let (installs, failed) = installers.join().unwrap();
+        (busy, other, ran, installs, failed)
+    });
+    eprintln!("{ran} execs, {installs} installs alongside: {busy} ETXTBSY");
+    assert!(
+        failed_installs.is_empty(),
+        "installs failed: {failed_installs:?}"
+    );
+    assert!(installs > 0, "no install ran alongside the execs");
+    assert!(ran > 0);
+    assert_eq!(
+        busy,
+        0,
+        "{busy} of {ran} execs of {} failed with ETXTBSY while {installs} installs ran",
+        installed.display()
+    );
+    assert!(other.is_empty(), "other exec failures: {other:?}");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(BIN).unwrap()
+    );
+    assert_eq!(entries(dir.path()), ["prestop-wait"]);
+}

@@ -71,6 +71,30 @@ fn create_tmp(dir: &Path) -> io::Result<(File, PathBuf)> {
     Err(last.unwrap_or_else(|| io::ErrorKind::AlreadyExists.into()))
 }
 
+/// Copies all of `from` into `to`, mode 0755, synced, and closes `to`.
+///
+/// Taking `to` by value is the point: it is dropped (closed) here, before
+/// the caller renames it into place. The kernel refuses to exec a file that
+/// any process holds open for writing (`ETXTBSY`, "Text file busy"), so a
+/// copy renamed while still open fails every container that starts it in
+/// that moment. No other writable descriptor of it exists: std opens files
+/// `O_CLOEXEC` (no child of ours inherits one), this run starts no child,
+/// and nothing here clones the descriptor.
+fn write_whole(from: &mut File, mut to: File) -> io::Result<()> {
+    let len = io::copy(from, &mut to)?;
+    let want = from.metadata()?.len();
+    if len != want {
+        return Err(io::Error::other(format!("copied {len} of {want} bytes")));
+    }
+    // The mode given at create is cut by the umask; this one is not.
+    to.set_permissions(fs::Permissions::from_mode(0o755))?;
+    // Errors of delayed writes come out here, before the close, which
+    // cannot report them.
+    to.sync_all()?;
+    drop(to);
+    Ok(())
+}
+
 /// Copies `source` to `dir/prestop-wait`, mode 0755.
 ///
 /// The copy goes to a temporary file in `dir` first, a name of this run's
@@ -88,19 +112,11 @@ pub fn install(source: &Path, dir: &Path) -> Result<PathBuf> {
     let mut from = File::open(source)
         .with_context(|| format!("install: cannot read this binary ({})", self::shown(source)))?;
     let target = dir.join(NAME);
-    let (mut to, tmp) = create_tmp(dir)
+    let (to, tmp) = create_tmp(dir)
         .map_err(|e| anyhow::anyhow!("install: cannot write {NAME} into {shown}: {e}"))?;
-    let copied = (|| -> io::Result<()> {
-        let len = io::copy(&mut from, &mut to)?;
-        let want = from.metadata()?.len();
-        if len != want {
-            return Err(io::Error::other(format!("copied {len} of {want} bytes")));
-        }
-        // The mode given at create is cut by the umask; this one is not.
-        to.set_permissions(fs::Permissions::from_mode(0o755))?;
-        to.sync_all()?;
-        fs::rename(&tmp, &target)
-    })();
+    // `write_whole` takes the temporary file and closes it before it
+    // returns: the rename comes after the last writable descriptor is gone.
+    let copied = write_whole(&mut from, to).and_then(|()| fs::rename(&tmp, &target));
     if let Err(e) = copied {
         let _ = fs::remove_file(&tmp);
         bail!("install: cannot write {NAME} into {shown}: {e}");
@@ -182,6 +198,19 @@ mod tests {
             "{err}"
         );
         assert!(names(dest.path()).is_empty());
+    }
+
+    /// No child started while the copy is open inherits a writable
+    /// descriptor of it (which would keep the installed file busy for exec):
+    /// the temporary file is opened close-on-exec.
+    #[test]
+    fn the_temporary_file_is_close_on_exec() {
+        use rustix::io::{FdFlags, fcntl_getfd};
+        let dest = tempfile::tempdir().unwrap();
+        let (f, tmp) = create_tmp(dest.path()).unwrap();
+        assert!(fcntl_getfd(&f).unwrap().contains(FdFlags::CLOEXEC));
+        drop(f);
+        fs::remove_file(tmp).unwrap();
     }
 
     #[test]
