@@ -427,8 +427,11 @@ fn decide(b: Bencher, size: Size) {
     });
 }
 
-fn new_pass(t: &Tree) -> Pass<ProcTables> {
-    Pass::new(ProcTables::new(t.root.clone()), t.root.clone(), rules())
+fn new_pass(t: &Tree) -> (Pass, ProcTables) {
+    (
+        Pass::new(t.root.clone(), rules()),
+        ProcTables::new(t.root.clone()),
+    )
 }
 
 /// One whole pass of `check`: both tables, cheap rules, the fd scan, each
@@ -436,9 +439,11 @@ fn new_pass(t: &Tree) -> Pass<ProcTables> {
 #[divan::bench(args = SIZES, sample_count = 20, max_time = 3)]
 fn poll(b: Bencher, size: Size) {
     let t = tree(size);
-    let mut pass = new_pass(t);
+    let (mut pass, mut tables) = new_pass(t);
     b.counter(lines(size)).bench_local(|| {
-        let v = pass.run(Collect::new(false), &|| false).expect("polls");
+        let v = pass
+            .run(&mut tables, Collect::new(false), &|| false)
+            .expect("polls");
         assert_eq!(v.blocking_count(), t.blocking);
         v
     });
@@ -449,9 +454,11 @@ fn poll(b: Bencher, size: Size) {
 #[divan::bench(args = SIZES, sample_count = 20, max_time = 3)]
 fn poll_summary(b: Bencher, size: Size) {
     let t = tree(size);
-    let mut pass = new_pass(t);
+    let (mut pass, mut tables) = new_pass(t);
     b.counter(lines(size)).bench_local(|| {
-        let s = pass.run(Tally::new(10), &|| false).expect("polls");
+        let s = pass
+            .run(&mut tables, Tally::new(10), &|| false)
+            .expect("polls");
         assert_eq!(s.blocking_count(), t.blocking);
         s
     });

@@ -12,9 +12,10 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use crate::decide::Rules;
 use crate::drain::{self, DrainTarget};
 use crate::exit_codes;
+use crate::hook::{Settings, Timing};
+use crate::log::LogFile;
 use crate::source;
-use crate::traffic::TrafficRules;
-use crate::waiter::WaitOptions;
+use crate::time::MAX_DURATION;
 
 mod parse;
 pub use parse::{Parsed, parse};
@@ -52,7 +53,13 @@ enum Command {
     Check(CheckArgs),
     /// The app container's preStop: hold until no inbound traffic has
     /// reached the app's listening ports for --idle, or the deadline passes.
-    #[command(after_help = exit_codes::HELP)]
+    #[command(
+        after_help = exit_codes::HELP,
+        mut_arg("min_wait", |a| a.help("Never exit before this much time has passed, however idle: cover the fastest endpoint propagation you expect")),
+        mut_arg("timeout", |a| a.help("Give up after this long with traffic still arriving (exit 1). Keep it below terminationGracePeriodSeconds minus the app's own shutdown")),
+        mut_arg("interval", |a| a.help("Time between looks").default_value("100ms")),
+        mut_arg("log_file", |a| a.help("Also append the log lines to this file. `auto`: the app container's own log, which `kubectl logs` shows (the stderr of PID 1 if it runs as this uid, else of the oldest other process that does)")),
+    )]
     Quiesce(QuiesceArgs),
     /// Sleep for DURATION and exit 0: a `sleep` for distroless images, whose
     /// app containers have no sleep binary for the usual `sleep 5` preStop.
@@ -156,11 +163,10 @@ enum SourceArg {
     Proc,
 }
 
+/// The flags every hook takes. Their defaults and help are `wait`'s;
+/// `quiesce` sets its own where they differ (see [`Command::Quiesce`]).
 #[derive(Debug, Args)]
-struct WaitArgs {
-    #[command(flatten)]
-    common: CommonArgs,
-
+struct HookArgs {
     /// Give up after this long and let the proxy stop (exit 1). Keep it at most
     /// terminationGracePeriodSeconds minus the proxy's terminationDrainDuration.
     #[arg(
@@ -192,6 +198,25 @@ struct WaitArgs {
     )]
     min_wait: Duration,
 
+    /// Also append the log lines to this file. `auto`: the proxy container's
+    /// own log, which `kubectl logs` shows (the stderr of PID 1 if it runs as
+    /// this uid, else of the oldest proxy process that does).
+    #[arg(long, value_name = "PATH|auto", env = "PRESTOP_WAIT_LOG_FILE")]
+    log_file: Option<PathBuf>,
+
+    /// Print nothing but errors on stderr (--log-file still gets every line).
+    #[arg(short, long, env = "PRESTOP_WAIT_QUIET", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct WaitArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+
+    #[command(flatten)]
+    hook: HookArgs,
+
     /// Exit only after nothing has blocked for this long, so an app that holds
     /// no socket for a moment between two calls keeps its proxy.
     #[arg(
@@ -216,12 +241,6 @@ struct WaitArgs {
     )]
     drain: Option<String>,
 
-    /// Also append the log lines to this file. `auto`: the proxy container's
-    /// own log, which `kubectl logs` shows (the stderr of PID 1 if it runs as
-    /// this uid, else of the oldest proxy process that does).
-    #[arg(long, value_name = "PATH|auto", env = "PRESTOP_WAIT_LOG_FILE")]
-    log_file: Option<PathBuf>,
-
     /// The pod's terminationGracePeriodSeconds, to check --timeout against
     /// (default: Kubernetes' 30s).
     #[arg(
@@ -231,10 +250,6 @@ struct WaitArgs {
         value_parser = parse_duration
     )]
     grace_period: Option<Duration>,
-
-    /// Print nothing but errors on stderr (--log-file still gets every line).
-    #[arg(short, long, env = "PRESTOP_WAIT_QUIET", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
-    quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -264,47 +279,8 @@ struct QuiesceArgs {
     )]
     idle: Duration,
 
-    /// Never exit before this much time has passed, however idle: cover
-    /// the fastest endpoint propagation you expect.
-    #[arg(
-        long,
-        value_name = "DURATION",
-        env = "PRESTOP_WAIT_MIN_WAIT",
-        default_value = "0s",
-        value_parser = parse_duration
-    )]
-    min_wait: Duration,
-
-    /// Give up after this long with traffic still arriving (exit 1). Keep
-    /// it below terminationGracePeriodSeconds minus the app's own shutdown.
-    #[arg(
-        long,
-        value_name = "DURATION",
-        env = "PRESTOP_WAIT_TIMEOUT",
-        default_value = "25s",
-        value_parser = parse_duration
-    )]
-    timeout: Duration,
-
-    /// Time between looks.
-    #[arg(
-        long,
-        value_name = "DURATION",
-        env = "PRESTOP_WAIT_INTERVAL",
-        default_value = "100ms",
-        value_parser = parse_duration
-    )]
-    interval: Duration,
-
-    /// Also append the log lines to this file. `auto`: the app container's
-    /// own log, which `kubectl logs` shows (the stderr of PID 1 if it runs
-    /// as this uid, else of the oldest other process that does).
-    #[arg(long, value_name = "PATH|auto", env = "PRESTOP_WAIT_LOG_FILE")]
-    log_file: Option<PathBuf>,
-
-    /// Print nothing but errors on stderr (--log-file still gets every line).
-    #[arg(short, long, env = "PRESTOP_WAIT_QUIET", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
-    quiet: bool,
+    #[command(flatten)]
+    hook: HookArgs,
 }
 
 #[derive(Debug, Args)]
@@ -320,12 +296,6 @@ struct CheckArgs {
     #[arg(long, env = "PRESTOP_WAIT_ALL", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     all: bool,
 }
-
-/// The longest duration taken; longer ones count as this. Far past any grace
-/// period, and small enough that no deadline sum overflows an `Instant`
-/// (which would abort the hook).
-/// (100 of humantime's years of 365.25 days, so it prints as `100years`.)
-pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
 
 /// humantime syntax: `500ms`, `25s`, `1m30s`. A unit is always needed, `0`
 /// included (humantime alone takes a bare `0` but no other bare number);
@@ -374,63 +344,31 @@ pub struct Pod {
 /// `wait`: poll until drained or the deadline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaitConfig {
-    /// What to look at.
-    pub pod: Pod,
-    /// Deadline, interval, minimum wait and quiet period.
-    pub timing: WaitOptions,
-    /// Nothing on stderr but errors.
-    pub quiet: bool,
+    /// What every hook takes.
+    pub hook: Settings,
+    /// What counts as the proxy, and what is ignored.
+    pub rules: Rules,
+    /// Report drained only after nothing has blocked for this long.
+    pub quiet_period: Duration,
     /// Where to POST at start, if anywhere.
     pub drain: Option<DrainTarget>,
-    /// Where else to append the log lines.
-    pub log_file: Option<LogFile>,
     /// The pod's grace period, when stated.
     pub grace_period: Option<Duration>,
-    /// Flags that were wrong and dropped, one line each: `wait` says them
-    /// where they will be read, waits without them, and exits 2 at the end
-    /// (see [`parse`]).
-    pub config_errors: Vec<String>,
 }
 
 /// `quiesce`: hold the app until its inbound traffic stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuiesceConfig {
-    /// procfs root.
-    pub proc_root: PathBuf,
-    /// Where the sockets are read from.
-    pub source: source::Kind,
-    /// What counts as the app's inbound traffic.
-    pub rules: TrafficRules,
-    /// Deadline, interval, idle window, minimum wait.
-    pub timing: QuiesceTiming,
-    /// Nothing on stderr but errors.
-    pub quiet: bool,
-    /// Where else to append the log lines.
-    pub log_file: Option<LogFile>,
-    /// Flags that were wrong and dropped, as for `wait`.
-    pub config_errors: Vec<String>,
-}
-
-/// `quiesce`'s times.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QuiesceTiming {
-    /// Hard limit from the start of the hook.
-    pub timeout: Duration,
-    /// Time between looks.
-    pub interval: Duration,
+    /// What every hook takes.
+    pub hook: Settings,
+    /// Whose sockets are whose: the same rule set as `wait`'s (the proxy's
+    /// and ignored uids, ignored ports).
+    pub rules: Rules,
+    /// Only these local ports are the app's (`--port`); every port the app
+    /// listens on when empty.
+    pub ports: Vec<u16>,
     /// How long without traffic ends the hold.
     pub idle: Duration,
-    /// Never end the hold before this.
-    pub min_wait: Duration,
-}
-
-/// Where `--log-file` appends: a path, or the proxy container's own log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LogFile {
-    /// This path.
-    Path(PathBuf),
-    /// The proxy container's own log, found at start.
-    Auto,
 }
 
 /// `check`: look once and print.
@@ -458,16 +396,17 @@ const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 impl Config {
     /// Validates the arguments that clap cannot check on its own. An error
-    /// about one flag is a [`FlagError`].
-    pub fn from_cli(cli: Cli) -> Result<Config> {
+    /// about one flag is a [`FlagError`]. `config_errors` are the flags a
+    /// hook already dropped (see [`parse`]).
+    pub fn from_cli(cli: Cli, config_errors: &[String]) -> Result<Config> {
         Ok(match cli.command {
-            Command::Wait(w) => Config::Wait(wait_config(w)?),
+            Command::Wait(w) => Config::Wait(wait_config(w, config_errors)?),
             Command::Check(c) => Config::Check(CheckConfig {
                 pod: pod(c.common)?,
                 format: if c.json { Format::Json } else { Format::Text },
                 all: c.all,
             }),
-            Command::Quiesce(q) => Config::Quiesce(quiesce_config(q)?),
+            Command::Quiesce(q) => Config::Quiesce(quiesce_config(q, config_errors)?),
             Command::Sleep { duration } => Config::Sleep(duration),
             Command::Install { dir } => Config::Install(dir),
         })
@@ -496,6 +435,18 @@ fn flag_error(id: &'static str, message: String) -> anyhow::Error {
     FlagError { id, message }.into()
 }
 
+/// Whose socket is whose: the one rule set of every command. `quiesce`
+/// takes no `--proxy-name` nor `--listen-only`.
+fn rules(p: &PodArgs, proxy_names: Vec<String>, listen_only: bool) -> Rules {
+    Rules {
+        proxy_uids: p.proxy_uid.clone(),
+        proxy_names,
+        ignore_uids: p.ignore_uid.clone(),
+        ignore_ports: p.ignore_port.clone(),
+        listen_only,
+    }
+}
+
 fn pod(common: CommonArgs) -> Result<Pod> {
     if let Some(bad) = common.proxy_name.iter().find(|n| n.is_empty()) {
         return Err(flag_error(
@@ -503,17 +454,10 @@ fn pod(common: CommonArgs) -> Result<Pod> {
             format!("--proxy-name: empty name {bad:?} is not allowed"),
         ));
     }
-    let p = common.pod;
     Ok(Pod {
-        proc_root: p.proc_root,
-        rules: Rules {
-            proxy_uids: p.proxy_uid,
-            proxy_names: common.proxy_name,
-            ignore_uids: p.ignore_uid,
-            ignore_ports: p.ignore_port,
-            listen_only: common.listen_only,
-        },
-        source: source_kind(p.source),
+        rules: rules(&common.pod, common.proxy_name, common.listen_only),
+        proc_root: common.pod.proc_root,
+        source: source_kind(common.pod.source),
     })
 }
 
@@ -525,44 +469,51 @@ fn source_kind(s: SourceArg) -> source::Kind {
     }
 }
 
-/// The checks `wait` and `quiesce` share: a sane interval, and a minimum
-/// wait within the deadline.
-fn check_timing(interval: Duration, min_wait: Duration, timeout: Duration) -> Result<()> {
-    if interval < MIN_INTERVAL {
+/// What every hook takes, checked: a sane interval, and a minimum wait
+/// within the deadline. `config_errors` are the flags already dropped.
+fn settings(pod: &PodArgs, h: HookArgs, config_errors: &[String]) -> Result<Settings> {
+    if h.interval < MIN_INTERVAL {
         return Err(flag_error(
             "interval",
             format!(
                 "--interval must be at least {}, got {}",
                 humantime::format_duration(MIN_INTERVAL),
-                humantime::format_duration(interval)
+                humantime::format_duration(h.interval)
             ),
         ));
     }
-    if min_wait > timeout {
+    if h.min_wait > h.timeout {
         return Err(flag_error(
             "min_wait",
             format!(
                 "--min-wait ({}) must not be longer than --timeout ({})",
-                humantime::format_duration(min_wait),
-                humantime::format_duration(timeout)
+                humantime::format_duration(h.min_wait),
+                humantime::format_duration(h.timeout)
             ),
         ));
     }
-    Ok(())
-}
-
-fn log_file(p: Option<PathBuf>) -> Option<LogFile> {
-    p.map(|p| {
-        if p.as_os_str() == "auto" {
-            LogFile::Auto
-        } else {
-            LogFile::Path(p)
-        }
+    Ok(Settings {
+        proc_root: pod.proc_root.clone(),
+        source: source_kind(pod.source),
+        timing: Timing {
+            timeout: h.timeout,
+            interval: h.interval,
+            min_wait: h.min_wait,
+        },
+        quiet: h.quiet,
+        log_file: h.log_file.map(|p| {
+            if p.as_os_str() == "auto" {
+                LogFile::Auto
+            } else {
+                LogFile::Path(p)
+            }
+        }),
+        config_errors: config_errors.to_vec(),
     })
 }
 
-fn quiesce_config(q: QuiesceArgs) -> Result<QuiesceConfig> {
-    check_timing(q.interval, q.min_wait, q.timeout)?;
+fn quiesce_config(q: QuiesceArgs, config_errors: &[String]) -> Result<QuiesceConfig> {
+    let hook = settings(&q.pod, q.hook, config_errors)?;
     if let Some(p) = q.port.iter().find(|p| q.pod.ignore_port.contains(p)) {
         return Err(flag_error(
             "port",
@@ -570,47 +521,28 @@ fn quiesce_config(q: QuiesceArgs) -> Result<QuiesceConfig> {
         ));
     }
     Ok(QuiesceConfig {
-        proc_root: q.pod.proc_root,
-        source: source_kind(q.pod.source),
-        rules: TrafficRules {
-            proxy_uids: q.pod.proxy_uid,
-            ignore_uids: q.pod.ignore_uid,
-            ports: q.port,
-            ignore_ports: q.pod.ignore_port,
-        },
-        timing: QuiesceTiming {
-            timeout: q.timeout,
-            interval: q.interval,
-            idle: q.idle,
-            min_wait: q.min_wait,
-        },
-        quiet: q.quiet,
-        log_file: log_file(q.log_file),
-        config_errors: Vec::new(),
+        hook,
+        rules: rules(&q.pod, Vec::new(), false),
+        ports: q.port,
+        idle: q.idle,
     })
 }
 
-fn wait_config(w: WaitArgs) -> Result<WaitConfig> {
-    check_timing(w.interval, w.min_wait, w.timeout)?;
+fn wait_config(w: WaitArgs, config_errors: &[String]) -> Result<WaitConfig> {
+    let hook = settings(&w.common.pod, w.hook, config_errors)?;
     let drain = w
         .drain
         .as_deref()
         .map(drain::parse_url)
         .transpose()
         .map_err(|e| flag_error("drain", format!("{e:#}")))?;
+    let pod = pod(w.common)?;
     Ok(WaitConfig {
-        pod: pod(w.common)?,
-        timing: WaitOptions {
-            timeout: w.timeout,
-            interval: w.interval,
-            min_wait: w.min_wait,
-            quiet_period: w.quiet_period,
-        },
-        quiet: w.quiet,
+        hook,
+        rules: pod.rules,
+        quiet_period: w.quiet_period,
         drain,
-        log_file: log_file(w.log_file),
         grace_period: w.grace_period,
-        config_errors: Vec::new(),
     })
 }
 
@@ -623,7 +555,7 @@ mod tests {
         let args = std::iter::once("prestop-wait").chain(args.iter().copied());
         let args = args.map(std::ffi::OsString::from).collect();
         let cli = Cli::try_parse_from(parse::default_command(args))?;
-        Config::from_cli(cli)
+        Config::from_cli(cli, &[])
     }
 
     #[test]
@@ -658,18 +590,22 @@ mod tests {
         assert_eq!(
             bare,
             Config::Wait(WaitConfig {
-                pod: pod.clone(),
-                timing: WaitOptions {
-                    timeout: Duration::from_secs(25),
-                    interval: Duration::from_millis(250),
-                    min_wait: Duration::ZERO,
-                    quiet_period: Duration::ZERO,
+                hook: Settings {
+                    proc_root: pod.proc_root.clone(),
+                    source: pod.source,
+                    timing: Timing {
+                        timeout: Duration::from_secs(25),
+                        interval: Duration::from_millis(250),
+                        min_wait: Duration::ZERO,
+                    },
+                    quiet: false,
+                    log_file: None,
+                    config_errors: Vec::new(),
                 },
-                quiet: false,
+                rules: pod.rules.clone(),
+                quiet_period: Duration::ZERO,
                 drain: None,
-                log_file: None,
                 grace_period: None,
-                config_errors: Vec::new(),
             })
         );
         assert_eq!(
@@ -733,29 +669,32 @@ mod tests {
         .unwrap();
         let Config::Wait(w) = c else { panic!("{c:?}") };
         assert_eq!(
-            w.timing,
-            WaitOptions {
+            w.hook.timing,
+            Timing {
                 timeout: Duration::from_secs(90),
                 interval: Duration::from_millis(500),
                 min_wait: Duration::from_secs(5),
-                quiet_period: Duration::from_secs(2),
             }
         );
-        assert!(w.quiet);
+        assert_eq!(w.quiet_period, Duration::from_secs(2));
+        assert!(w.hook.quiet);
         assert_eq!(w.drain, Some(drain::parse_url(drain::DEFAULT_URL).unwrap()));
         assert_eq!(
-            w.log_file,
+            w.hook.log_file,
             Some(LogFile::Path(PathBuf::from("/proc/1/fd/2")))
         );
         assert_eq!(w.grace_period, Some(Duration::from_secs(75)));
         let c = config(&["wait", "--log-file=auto"]).unwrap();
-        assert!(matches!(
-            c,
-            Config::Wait(WaitConfig {
-                log_file: Some(LogFile::Auto),
-                ..
-            })
-        ));
+        let Config::Wait(w) = c else { panic!("{c:?}") };
+        assert_eq!(w.hook.log_file, Some(LogFile::Auto));
+        // quiesce's own defaults where they differ from wait's.
+        let c = config(&["quiesce"]).unwrap();
+        let Config::Quiesce(q) = c else {
+            panic!("{c:?}")
+        };
+        assert_eq!(q.hook.timing.interval, Duration::from_millis(100));
+        assert_eq!(q.hook.timing.timeout, Duration::from_secs(25));
+        assert_eq!(q.idle, Duration::from_secs(2));
     }
 
     #[test]

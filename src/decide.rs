@@ -21,8 +21,13 @@ pub const INBOUND_PASSTHROUGH_SOURCE_V6: Ipv6Addr = Ipv6Addr::new(0, 0, 0, 0, 0,
 /// namespace has none unless its app chose the port.
 pub const KUBELET_PORT: u16 = 10250;
 
-/// Envoy's outbound (15001) and inbound (15006) capture ports in Istio.
-pub const PROXY_CAPTURE_PORTS: [u16; 2] = [15001, 15006];
+/// Ports Istio reserves for its proxies' traffic capture: Envoy's outbound
+/// and inbound (15001, 15006) and the HBONE tunnel (15008). A connection to
+/// one is a connection to the proxy. In ambient mode ztunnel opens its
+/// listeners on them inside the pod's network namespace (not as uid 1337),
+/// and the app's own outbound calls arrive at 15001: so `quiesce` never
+/// counts them as the app's, unless `--port` names them.
+pub const MESH_PORTS: [u16; 3] = [15001, 15006, 15008];
 
 /// What counts as the proxy, and what the user chose to ignore.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -37,6 +42,14 @@ pub struct Rules {
     pub ignore_ports: Vec<u16>,
     /// Only LISTEN sockets block (the old `netstat -plunt` loop's rule).
     pub listen_only: bool,
+}
+
+impl Rules {
+    /// Whether a socket of `uid` is another container's than the app's: the
+    /// proxy's, or one the user excused with `--ignore-uid`.
+    pub fn is_other_container(&self, uid: u32) -> bool {
+        self.proxy_uids.contains(&uid) || self.ignore_uids.contains(&uid)
+    }
 }
 
 /// Why a socket does not block.
@@ -425,7 +438,7 @@ impl<'a> Entry<'a> {
     pub fn to_proxy(&self) -> bool {
         self.direction == Direction::Outbound
             && self.socket.remote.ip().to_canonical().is_loopback()
-            && PROXY_CAPTURE_PORTS.contains(&self.socket.remote.port())
+            && MESH_PORTS.contains(&self.socket.remote.port())
     }
 }
 

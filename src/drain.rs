@@ -7,13 +7,18 @@
 //! `global.proxy.lifecycle` replaces that preStop, so the call is lost unless
 //! this hook makes it. No TLS and no DNS: the admin port is loopback-only.
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::io::Errno;
+use rustix::net::sockopt::socket_error;
+use rustix::net::{AddressFamily, SocketFlags, SocketType, socket_with};
 
-use crate::waiter::Clock;
+use crate::time::Clock;
 
 /// Envoy admin on Istio's default port: inbound listeners only, gracefully.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:15000/drain_listeners?inboundonly&graceful";
@@ -115,27 +120,31 @@ pub fn parse_url(url: &str) -> Result<DrainTarget> {
 /// trickles a byte at a time, costs no more than that. The caller logs an
 /// error and goes on waiting, since a proxy that cannot be told to drain
 /// still needs its app's connections to finish.
+///
+/// The socket is nonblocking and every wait on it is a `poll` until `until`
+/// by `clock`, checked again on each wake: socket timeouts
+/// (`SO_RCVTIMEO`) run on the kernel's timer ticks and came back tens of
+/// milliseconds late. `clock` must move with real time, as the waits do.
 pub fn post(
     target: &DrainTarget,
-    clock: &impl Clock,
+    clock: &dyn Clock,
     until: Instant,
 ) -> Result<(String, SocketAddr)> {
-    let left = || {
-        until
-            .checked_duration_since(clock.now())
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| anyhow!("no complete status line in time"))
-    };
-    let (mut stream, addr) = match TcpStream::connect_timeout(&target.addr, left()?) {
+    let left = || remaining(clock, until).ok_or_else(|| anyhow!("no complete status line in time"));
+    left()?;
+    let (mut stream, addr) = match connect(target.addr, clock, until) {
         Ok(s) => (s, target.addr),
         Err(first) => match target.fallback {
-            Some(fallback) => match TcpStream::connect_timeout(&fallback, left()?) {
-                Ok(s) => (s, fallback),
-                Err(second) => bail!(
-                    "cannot connect to {} ({first}) nor to {fallback} ({second})",
-                    target.addr
-                ),
-            },
+            Some(fallback) => {
+                left()?;
+                match connect(fallback, clock, until) {
+                    Ok(s) => (s, fallback),
+                    Err(second) => bail!(
+                        "cannot connect to {} ({first}) nor to {fallback} ({second})",
+                        target.addr
+                    ),
+                }
+            }
             None => bail!("cannot connect to {}: {first}", target.addr),
         },
     };
@@ -145,15 +154,12 @@ pub fn post(
         target.host,
         env!("CARGO_PKG_VERSION")
     );
-    stream.set_write_timeout(Some(left()?))?;
-    stream
-        .write_all(request.as_bytes())
-        .context("cannot send the request")?;
+    left()?;
+    send(&mut stream, request.as_bytes(), clock, until).context("cannot send the request")?;
     // Only the status line matters; read at most a small buffer's worth.
     let mut buf = [0u8; 512];
     let mut len = 0;
     while len < buf.len() {
-        stream.set_read_timeout(Some(left()?))?;
         match stream.read(&mut buf[len..]) {
             Ok(0) => break,
             Ok(n) => {
@@ -162,15 +168,11 @@ pub fn post(
                     break;
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            // The read timeout is what was left of the budget.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                bail!("no complete status line in time ({len} bytes came)")
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !ready(&stream, PollFlags::IN, clock, until).context("no response")? {
+                    bail!("no complete status line in time ({len} bytes came)")
+                }
             }
             Err(e) => return Err(e).context("no response"),
         }
@@ -197,10 +199,98 @@ pub fn post(
     }
 }
 
+/// What is left until `until` by `clock`; `None` once it has come.
+fn remaining(clock: &dyn Clock, until: Instant) -> Option<Duration> {
+    until
+        .checked_duration_since(clock.now())
+        .filter(|d| !d.is_zero())
+}
+
+/// Waits until `fd` is ready for `events` (or has an error or hangup for
+/// the next call to report): `true`, or `false` once `until` has passed by
+/// `clock`. Each wait is for what is left by the clock, read again before
+/// it and after it: a wake before the deadline (a signal, a timer that
+/// fired early by the clock's reckoning) waits again for the rest.
+/// `ppoll`'s timeout is a timespec, so nothing is rounded to milliseconds;
+/// a timer fires no earlier than asked, and late only by the timer slack
+/// (50 µs), not by a tick.
+fn ready(fd: impl AsFd, events: PollFlags, clock: &dyn Clock, until: Instant) -> io::Result<bool> {
+    loop {
+        let Some(left) = remaining(clock, until) else {
+            return Ok(false);
+        };
+        let timeout = Timespec::try_from(left).unwrap_or(Timespec {
+            tv_sec: i64::MAX,
+            tv_nsec: 0,
+        });
+        let mut fds = [PollFd::new(&fd, events)];
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) => {}
+            Ok(_) => return Ok(true),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A nonblocking TCP connection to `addr`, made by `until`. Errors as
+/// `TcpStream::connect_timeout` words them ("Connection refused (os error
+/// 111)", "connection timed out"), since they go into the log line.
+fn connect(addr: SocketAddr, clock: &dyn Clock, until: Instant) -> io::Result<TcpStream> {
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    };
+    let fd = socket_with(
+        family,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    match rustix::net::connect(&fd, &addr) {
+        Ok(()) => {}
+        // Under way (an interrupted connect goes on too): done when the
+        // socket is writable, its outcome in SO_ERROR.
+        Err(Errno::INPROGRESS | Errno::INTR) => {
+            if !ready(&fd, PollFlags::OUT, clock, until)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection timed out",
+                ));
+            }
+            socket_error(&fd)??;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(TcpStream::from(fd))
+}
+
+/// Writes all of `bytes` to the nonblocking `stream` by `until`.
+fn send(stream: &mut TcpStream, bytes: &[u8], clock: &dyn Clock, until: Instant) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match stream.write(&bytes[sent..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !ready(&*stream, PollFlags::OUT, clock, until)? {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("not sent in time ({sent} of {} bytes)", bytes.len()),
+                    ));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::waiter::SystemClock;
+    use crate::time::SystemClock;
 
     fn soon() -> Instant {
         Instant::now() + BUDGET
@@ -376,5 +466,90 @@ mod tests {
             "{err}"
         );
         drop(listener);
+    }
+
+    /// A server on loopback that accepts, reads the request, then trickles
+    /// a status line one byte every `trickle` (never a whole line within
+    /// the tests' budget) or, with `None`, says nothing at all; it holds the
+    /// connection open until the returned sender is dropped.
+    fn slow_server(
+        trickle: Option<Duration>,
+    ) -> (
+        DrainTarget,
+        std::sync::mpsc::Sender<()>,
+        std::thread::JoinHandle<()>,
+    ) {
+        use std::net::TcpListener;
+        use std::sync::mpsc::RecvTimeoutError;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let t = parse_url(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            let mut req = [0u8; 1024];
+            let _ = s.read(&mut req);
+            let mut reply = b"HTTP/1.1 200 OK\r\n".iter();
+            loop {
+                match trickle {
+                    Some(every) => match wait.recv_timeout(every) {
+                        Err(RecvTimeoutError::Timeout) => match reply.next() {
+                            Some(b) if s.write_all(&[*b]).is_ok() => {}
+                            _ => return,
+                        },
+                        _ => return,
+                    },
+                    // Silent: says nothing until told to go.
+                    None => {
+                        let _ = wait.recv();
+                        return;
+                    }
+                }
+            }
+        });
+        (t, done, server)
+    }
+
+    /// How late past `until` a `post` may return: the call's budget is
+    /// kept by the monotonic clock, not by the kernel's timer ticks (socket
+    /// timeouts came back 23 to 30 ms late); the margin is for a loaded
+    /// 2-core CI runner's scheduling, not for the timeout's rounding.
+    const LATE: Duration = Duration::from_millis(10);
+
+    #[test]
+    fn a_silent_or_trickling_server_costs_the_budget_and_no_more_than_10ms_over() {
+        const TRIES: usize = 5;
+        const SPAN: Duration = Duration::from_millis(300);
+        let mut worst = Vec::new();
+        for (what, trickle) in [
+            ("silent", None),
+            ("trickling", Some(Duration::from_millis(100))),
+        ] {
+            let mut overs = Vec::new();
+            for _ in 0..TRIES {
+                let (t, done, server) = slow_server(trickle);
+                let until = Instant::now() + SPAN;
+                let err = post(&t, &SystemClock, until).unwrap_err();
+                let end = Instant::now();
+                drop(done);
+                server.join().unwrap();
+                let err = format!("{err:#}");
+                assert!(
+                    err.starts_with("no complete status line in time ("),
+                    "{what}: {err}"
+                );
+                assert!(end >= until, "{what}: gave up {:?} early", until - end);
+                overs.push(end - until);
+            }
+            eprintln!("{what}: returned past the {SPAN:?} budget by {overs:?}");
+            worst.push((what, *overs.iter().max().unwrap(), overs));
+        }
+        for (what, worst, overs) in worst {
+            assert!(
+                worst <= LATE,
+                "{what}: returned up to {worst:?} past its {SPAN:?} budget (tries: {overs:?})"
+            );
+        }
     }
 }

@@ -15,6 +15,7 @@ pub mod drain;
 pub mod exit_codes;
 #[doc(hidden)]
 pub mod fixture;
+pub mod hook;
 pub mod log;
 pub mod pass;
 pub mod procread;
@@ -22,8 +23,8 @@ pub mod render;
 pub mod sink;
 pub mod source;
 pub mod stdout;
+pub mod time;
 pub mod traffic;
-pub mod waiter;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -32,7 +33,7 @@ use anyhow::Result;
 
 use cli::{Config, Parsed};
 use exit_codes::ExitCode;
-use waiter::SystemClock;
+use time::SystemClock;
 
 /// Parses arguments (and `PRESTOP_WAIT_*` variables) and runs the command.
 ///

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::OFlags;
 
-use crate::cli::LogFile;
 use crate::decide::is_proxy_process;
 use crate::procread::{self, Holder};
 
@@ -28,6 +27,15 @@ pub const PREFIX: &str = "prestop-wait: ";
 /// logging.
 pub fn say(w: &mut (impl Write + ?Sized), args: std::fmt::Arguments<'_>) {
     let _ = write_line(w, format!("{PREFIX}{args}\n").as_bytes());
+}
+
+/// Where `--log-file` appends: a path, or the container's own log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogFile {
+    /// This path.
+    Path(PathBuf),
+    /// The container's own log, found at start (see [`Whose`]).
+    Auto,
 }
 
 /// Whose container log `--log-file=auto` means.

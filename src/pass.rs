@@ -23,33 +23,27 @@ use crate::procread::{self, HolderList, Holders, Socket, Table};
 use crate::sink::{Sink, Trailer};
 use crate::source::Source;
 
-/// One pass's reusable parts: the source (and its read buffer), the rules,
-/// and the pod facts, cleared for each pass.
+/// One pass's reusable parts: the rules and the pod facts, cleared for each
+/// pass. The source is the caller's, so that a hook keeps one source across
+/// its looks and can ask it what it fell back from.
 #[derive(Debug)]
-pub struct Pass<S> {
-    source: S,
+pub struct Pass {
     proc_root: PathBuf,
     rules: Rules,
     facts: PodFacts,
 }
 
-impl<S: Source> Pass<S> {
-    /// Rows from `source`, holders from the processes under `proc_root`.
-    pub fn new(source: S, proc_root: PathBuf, rules: Rules) -> Self {
+impl Pass {
+    /// Holders from the processes under `proc_root`, decided by `rules`.
+    pub fn new(proc_root: PathBuf, rules: Rules) -> Self {
         Pass {
-            source,
             proc_root,
             rules,
             facts: PodFacts::default(),
         }
     }
 
-    /// The source, to ask what it fell back from.
-    pub fn source(&self) -> &S {
-        &self.source
-    }
-
-    /// One pass into `sink`. Gives up with [`procread::Stopped`] once
+    /// One pass over `source`'s rows into `sink`. Gives up with [`procread::Stopped`] once
     /// `stop()` says so (the hook's deadline). Errors when a table cannot be
     /// read or parsed, the process list cannot be opened, or the sink
     /// fails; vanished or foreign processes are not errors.
@@ -59,14 +53,19 @@ impl<S: Source> Pass<S> {
     /// its holders, the proxy's processes included. A pod where the table
     /// settles everything (a gateway, the proxy alone at the end of a wait)
     /// never reads a busy Envoy's tens of thousands of fds.
-    pub fn run<K: Sink>(&mut self, sink: K, stop: &dyn Fn() -> bool) -> Result<K::Output> {
+    pub fn run<K: Sink>(
+        &mut self,
+        source: &mut impl Source,
+        sink: K,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<K::Output> {
         self.facts.clear();
         let root = &self.proc_root;
         let mut d = Decider::new(&self.rules, &mut self.facts, sink);
         let mut scan: Option<Holders> = None;
         let mut failed = None;
         for table in [Table::Tcp, Table::Tcp6] {
-            self.source.read(table, stop, &mut |s| {
+            source.read(table, stop, &mut |s| {
                 if !d.takes(&s) || failed.is_some() {
                     return;
                 }
@@ -87,7 +86,7 @@ impl<S: Source> Pass<S> {
             }
             d.table_end();
         }
-        Ok(d.finish(scan.as_ref(), self.source.name())?)
+        Ok(d.finish(scan.as_ref(), source.name())?)
     }
 }
 
@@ -235,11 +234,19 @@ mod tests {
         crate::fixture::istio_rules()
     }
 
-    fn pass(root: &Path, rules: Rules) -> Pass<ProcTables> {
-        Pass::new(
+    /// A pass over a fixture tree's tables.
+    struct Tables(Pass, ProcTables);
+
+    impl Tables {
+        fn run<K: Sink>(&mut self, sink: K, stop: &dyn Fn() -> bool) -> Result<K::Output> {
+            self.0.run(&mut self.1, sink, stop)
+        }
+    }
+
+    fn pass(root: &Path, rules: Rules) -> Tables {
+        Tables(
+            Pass::new(root.to_path_buf(), rules),
             ProcTables::new(root.to_path_buf()),
-            root.to_path_buf(),
-            rules,
         )
     }
 

@@ -138,6 +138,11 @@ impl Chosen {
         }
     }
 
+    /// Whether rows come from the tables, which carry no `tcp_info`.
+    pub fn is_tables(&self) -> bool {
+        matches!(self, Chosen::Proc(..))
+    }
+
     /// Why `auto` reads the tables though the root is a live procfs.
     pub fn fallback(&self) -> Option<&str> {
         match self {

@@ -14,29 +14,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::decide::{Mix, connection_key};
+use crate::decide::{MESH_PORTS, Mix, Rules, connection_key};
 use crate::procread::{Socket, TcpState};
-
-/// Ports Istio reserves for its proxies' traffic capture: Envoy's outbound
-/// and inbound (15001, 15006) and the HBONE tunnel (15008). In ambient mode
-/// ztunnel opens its listeners on them inside the pod's network namespace
-/// (not as uid 1337), and the app's own outbound calls arrive at 15001: so
-/// they are never the app's, unless `--port` names them.
-pub const MESH_PORTS: [u16; 3] = [15001, 15006, 15008];
-
-/// What counts as the app's inbound traffic.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrafficRules {
-    /// Listeners and connections of these uids are the proxy's.
-    pub proxy_uids: Vec<u32>,
-    /// Listeners of these uids are other containers' (a log shipper's
-    /// metrics port), not the app's.
-    pub ignore_uids: Vec<u32>,
-    /// Only these local ports (`--port`); every app listener's when empty.
-    pub ports: Vec<u16>,
-    /// Never these local ports (`--ignore-port`).
-    pub ignore_ports: Vec<u16>,
-}
 
 /// How one row showed traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +60,10 @@ pub struct Look {
 /// What `quiesce` remembers from one look to the next.
 #[derive(Debug, Default)]
 pub struct Watch {
-    rules: TrafficRules,
+    /// Whose sockets are whose: the rule set `wait` and `check` decide by.
+    rules: Rules,
+    /// Only these local ports (`--port`); every app listener's when empty.
+    ports: Vec<u16>,
     /// Ports the app has been seen listening on, ascending: a port stays
     /// the app's after its listener closes, for the connections it accepted.
     listening: Vec<u16>,
@@ -117,9 +99,10 @@ impl Hasher for Unmixed {
 
 impl Watch {
     /// A watch with no look yet.
-    pub fn new(rules: TrafficRules) -> Self {
+    pub fn new(rules: Rules, ports: Vec<u16>) -> Self {
         Watch {
             rules,
+            ports,
             ..Watch::default()
         }
     }
@@ -141,16 +124,15 @@ impl Watch {
     pub fn row(&mut self, look: &mut Look, at: Instant, s: &Socket) {
         let rules = &self.rules;
         let port = s.local.port();
-        let named = rules.ports.contains(&port);
+        let named = self.ports.contains(&port);
         if rules.ignore_ports.contains(&port)
-            || (!rules.ports.is_empty() && !named)
+            || (!self.ports.is_empty() && !named)
             || (MESH_PORTS.contains(&port) && !named)
         {
             return;
         }
-        let others = |uid: u32| rules.proxy_uids.contains(&uid) || rules.ignore_uids.contains(&uid);
         if s.state == TcpState::Listen {
-            if others(s.uid) {
+            if rules.is_other_container(s.uid) {
                 return;
             }
             if let Err(i) = self.listening.binary_search(&port) {
@@ -173,7 +155,7 @@ impl Watch {
             }
             return;
         }
-        if rules.ports.is_empty() && self.listening.binary_search(&port).is_err() {
+        if self.ports.is_empty() && self.listening.binary_search(&port).is_err() {
             return;
         }
         // TIME_WAIT rows carry no owner (uid 0): the port alone says whose.
@@ -241,10 +223,10 @@ mod tests {
     use crate::procread::TcpInfo;
     use TcpState::*;
 
-    fn rules() -> TrafficRules {
-        TrafficRules {
+    fn rules() -> Rules {
+        Rules {
             proxy_uids: vec![1337],
-            ..TrafficRules::default()
+            ..Rules::default()
         }
     }
 
@@ -272,7 +254,7 @@ mod tests {
     fn tcp_info_dates_data_on_app_connections_only() {
         let t0 = Instant::now();
         let at = t0 + Duration::from_secs(10);
-        let mut w = Watch::new(rules());
+        let mut w = Watch::new(rules(), vec![]);
         let rows = [
             app_listener(),
             socket("0.0.0.0:15006", "0.0.0.0:0", Listen, 1337, 11),
@@ -314,7 +296,7 @@ mod tests {
     fn without_tcp_info_new_and_changed_rows_are_traffic_after_the_first_look() {
         let t0 = Instant::now();
         let s = Duration::from_secs;
-        let mut w = Watch::new(rules());
+        let mut w = Watch::new(rules(), vec![]);
         let conn = socket("10.0.0.5:8080", "10.0.0.9:5000", Established, 1000, 14);
         // The first look is the baseline: nothing in it is news.
         let l = look(&mut w, t0, &[app_listener(), conn.clone()]);
@@ -347,7 +329,7 @@ mod tests {
     #[test]
     fn a_growing_accept_queue_is_traffic_and_its_length_is_counted() {
         let t0 = Instant::now();
-        let mut w = Watch::new(rules());
+        let mut w = Watch::new(rules(), vec![]);
         look(&mut w, t0, &[app_listener()]);
         let mut full = app_listener();
         full.rx_queue = 3;
@@ -390,27 +372,26 @@ mod tests {
             conn(2020, 5),
         ];
         let at = t0 + Duration::from_secs(5);
-        let with = |r: TrafficRules| {
-            let mut w = Watch::new(r);
+        let with = |r: Rules, ports: Vec<u16>| {
+            let mut w = Watch::new(r, ports);
             let l = look(&mut w, at, &rows);
             (w.listening().to_vec(), l.latest.map(|t| t.local.port()))
         };
-        assert_eq!(with(rules()), (vec![2020, 8080, 9090], Some(2020)));
-        let ignoring = TrafficRules {
+        assert_eq!(with(rules(), vec![]), (vec![2020, 8080, 9090], Some(2020)));
+        let ignoring = Rules {
             ignore_uids: vec![65532],
             ..rules()
         };
-        assert_eq!(with(ignoring.clone()), (vec![8080, 9090], Some(9090)));
-        let scrape = TrafficRules {
+        assert_eq!(
+            with(ignoring.clone(), vec![]),
+            (vec![8080, 9090], Some(9090))
+        );
+        let scrape = Rules {
             ignore_ports: vec![9090],
             ..ignoring
         };
-        assert_eq!(with(scrape), (vec![8080], Some(8080)));
-        let only = TrafficRules {
-            ports: vec![9090],
-            ..rules()
-        };
-        assert_eq!(with(only), (vec![9090], Some(9090)));
+        assert_eq!(with(scrape, vec![]), (vec![8080], Some(8080)));
+        assert_eq!(with(rules(), vec![9090]), (vec![9090], Some(9090)));
     }
 
     #[test]
@@ -427,21 +408,18 @@ mod tests {
                 0,
             ),
         ];
-        let mut w = Watch::new(rules());
+        let mut w = Watch::new(rules(), vec![]);
         let l = look(&mut w, at, &rows);
         assert_eq!((w.listening(), l.latest), (&[8080][..], None));
         // Named with --port, they count.
-        let mut w = Watch::new(TrafficRules {
-            ports: vec![15001],
-            ..rules()
-        });
+        let mut w = Watch::new(rules(), vec![15001]);
         assert!(look(&mut w, at, &rows).latest.is_some());
     }
 
     #[test]
     fn a_port_stays_the_apps_after_its_listener_closes() {
         let t0 = Instant::now();
-        let mut w = Watch::new(rules());
+        let mut w = Watch::new(rules(), vec![]);
         look(&mut w, t0, &[app_listener()]);
         let conn = data(
             socket("10.0.0.5:8080", "10.0.0.9:5000", Established, 1000, 1),
@@ -455,7 +433,7 @@ mod tests {
     #[test]
     fn a_cut_look_leaves_the_last_finished_one_as_baseline() {
         let t0 = Instant::now();
-        let mut w = Watch::new(rules());
+        let mut w = Watch::new(rules(), vec![]);
         let conn = socket("10.0.0.5:8080", "10.0.0.9:5000", Established, 1000, 14);
         look(&mut w, t0, &[app_listener(), conn.clone()]);
         // A look cut short after the listener: never finished.
@@ -505,26 +483,27 @@ mod tests {
             looks in prop::collection::vec(prop::collection::vec(any_row(), 0..12), 1..6),
             only in prop::option::of(prop::sample::select(vec![8080u16, 9090])),
         ) {
-            let rules = TrafficRules {
+            let rules = Rules {
                 proxy_uids: vec![1337],
                 ignore_uids: vec![65532],
-                ports: only.into_iter().collect(),
                 ignore_ports: vec![9090],
+                ..Rules::default()
             };
-            let mut w = Watch::new(rules.clone());
+            let ports: Vec<u16> = only.into_iter().collect();
+            let mut w = Watch::new(rules.clone(), ports.clone());
             let t0 = Instant::now() + Duration::from_secs(100_000);
             for (n, rows) in looks.iter().enumerate() {
                 let at = t0 + Duration::from_secs(n as u64);
                 let l = look(&mut w, at, rows);
                 for p in w.listening() {
                     prop_assert!(!rules.ignore_ports.contains(p));
-                    prop_assert!(rules.ports.is_empty() || rules.ports.contains(p));
+                    prop_assert!(ports.is_empty() || ports.contains(p));
                 }
                 if let Some(t) = l.latest {
                     prop_assert!(t.at <= at);
                     let port = t.local.port();
                     prop_assert!(!rules.ignore_ports.contains(&port));
-                    prop_assert!(rules.ports.contains(&port) || (rules.ports.is_empty() && !MESH_PORTS.contains(&port)));
+                    prop_assert!(ports.contains(&port) || (ports.is_empty() && !MESH_PORTS.contains(&port)));
                     // Some row of that connection counted: not the proxy's.
                     prop_assert!(rows.iter().any(|r| r.local == t.local
                         && r.remote == t.remote

@@ -18,7 +18,7 @@ pub enum Parsed {
     Print(String),
 }
 
-/// How many bad flags `wait` goes on without before it gives up.
+/// How many bad flags a hook goes on without before it gives up.
 const MAX_DROPPED: usize = 32;
 
 /// Parses arguments and `PRESTOP_WAIT_*` variables into a [`Parsed`].
@@ -51,16 +51,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed> {
         let failure = match cmd.try_get_matches_from_mut(&args) {
             Ok(m) => match Cli::from_arg_matches(&m)
                 .map_err(Into::into)
-                .and_then(Config::from_cli)
+                .and_then(|cli| Config::from_cli(cli, &errors))
             {
-                Ok(mut config) => {
-                    match &mut config {
-                        Config::Wait(w) => w.config_errors = errors,
-                        Config::Quiesce(q) => q.config_errors = errors,
-                        _ => {}
-                    }
-                    return Ok(Parsed::Run(config));
-                }
+                Ok(config) => return Ok(Parsed::Run(config)),
                 Err(e) => match e.downcast::<FlagError>() {
                     Ok(f) => Failure::Flag(f),
                     Err(e) => return Err(e),
@@ -301,15 +294,19 @@ mod tests {
         ]) else {
             panic!("wait must fail safe")
         };
-        assert_eq!(w.pod.rules.proxy_uids, [2102], "a good flag stays");
-        assert!(w.quiet);
-        assert_eq!(w.timing.timeout, Duration::from_secs(25), "default");
-        assert_eq!(w.timing.interval, Duration::from_millis(250), "default");
-        assert_eq!(w.timing.min_wait, Duration::from_secs(2));
-        assert_eq!(w.config_errors.len(), 3, "{:?}", w.config_errors);
-        assert!(w.config_errors[0].contains("'--timeout <DURATION>'"));
-        assert!(w.config_errors[1].contains("--bogus"));
-        assert!(w.config_errors[2].starts_with("--interval must be at least 10ms"));
+        assert_eq!(w.rules.proxy_uids, [2102], "a good flag stays");
+        assert!(w.hook.quiet);
+        assert_eq!(w.hook.timing.timeout, Duration::from_secs(25), "default");
+        assert_eq!(
+            w.hook.timing.interval,
+            Duration::from_millis(250),
+            "default"
+        );
+        assert_eq!(w.hook.timing.min_wait, Duration::from_secs(2));
+        assert_eq!(w.hook.config_errors.len(), 3, "{:?}", w.hook.config_errors);
+        assert!(w.hook.config_errors[0].contains("'--timeout <DURATION>'"));
+        assert!(w.hook.config_errors[1].contains("--bogus"));
+        assert!(w.hook.config_errors[2].starts_with("--interval must be at least 10ms"));
         // Any other command fails at once, one line.
         let err = parsed(&["check", "--proxy-uid=x"]).unwrap_err();
         assert!(format!("{err:#}").contains("--proxy-uid"), "{err:#}");

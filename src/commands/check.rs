@@ -21,22 +21,22 @@ pub fn run(config: CheckConfig, out: &mut impl Write) -> Result<ExitCode> {
     // JSON carries each connection's `idle_ms`, from `tcp_info`: asked for
     // only there, since it costs the kernel a third more per socket.
     let json = config.format == Format::Json;
-    let source = Chosen::open_with(config.pod.source, &config.pod.proc_root, |d| {
+    let mut source = Chosen::open_with(config.pod.source, &config.pod.proc_root, |d| {
         if json { d.with_info() } else { d }
     })?;
-    let mut pass = Pass::new(source, config.pod.proc_root, config.pod.rules);
+    let mut pass = Pass::new(config.pod.proc_root, config.pod.rules);
     let never = || false;
     let blocking = match (config.format, config.all) {
-        (Format::Json, false) => pass.run(JsonSink::new(out)?, &never)??,
+        (Format::Json, false) => pass.run(&mut source, JsonSink::new(out)?, &never)??,
         (format, all) => {
-            let verdict = pass.run(Collect::new(all), &never)?;
+            let verdict = pass.run(&mut source, Collect::new(all), &never)?;
             match format {
                 Format::Json => render::write_json(out, &verdict, all)?,
                 Format::Text => {
                     render::write_text(out, &verdict, all)?;
                     // Silent but visible: the tables where netlink was
                     // expected (a seccomp profile, gVisor).
-                    if let Some(why) = pass.source().fallback() {
+                    if let Some(why) = source.fallback() {
                         writeln!(out, "note: sockets read from the tables: {why}")?;
                     }
                 }

@@ -6,156 +6,109 @@
 //! `--min-wait` has passed), or the deadline passes.
 
 use std::io::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::cli::{QuiesceConfig, QuiesceTiming};
+use crate::cli::QuiesceConfig;
+use crate::decide::Rules;
 use crate::exit_codes::ExitCode;
-use crate::log::{Log, Target, Whose, say};
-use crate::procread::{Stopped, Table, netlink::ALL_STATES};
+use crate::hook::{self, Hook, Judge, Lines, Outcome, Settings, Span, Timing};
+use crate::log::Whose;
+use crate::procread::Table;
+use crate::procread::netlink::{ALL_STATES, Diag};
 use crate::render::{self, Addr};
 use crate::source::{Chosen, Source};
-use crate::traffic::{Look, Sign, Traffic, TrafficRules, Watch};
-use crate::waiter::{self, Clock, after, fmt_duration};
+use crate::time::{Clock, after, fmt_duration};
+use crate::traffic::{Look, Sign, Traffic, Watch};
 
-/// Runs `quiesce`, logging to `stderr` (and `--log-file`). Errors are
-/// logged, not returned, as `wait` does: the log file is where a hook's
-/// output is read.
+/// Runs `quiesce`, logging to `stderr` (and `--log-file`).
 pub fn run(config: QuiesceConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Result<ExitCode> {
-    let start = clock.now();
-    let timing = config.timing;
-    let deadline = after(start, timing.timeout);
-    let target = Target::resolve(config.log_file.as_ref(), &config.proc_root, Whose::App);
-    let note = target.note.clone();
-    let mut log = Log::open(stderr, config.quiet, target);
-    let mut errors = config.config_errors.len();
-    for error in &config.config_errors {
-        log.error(format_args!(
-            "{error}; holding without it (its default), then exit 2"
-        ));
+    let watch = Watch::new(config.rules.clone(), config.ports.clone());
+    let settings = config.hook.clone();
+    Ok(hook::run(
+        Quiesce { config, watch },
+        settings,
+        clock,
+        stderr,
+    ))
+}
+
+struct Quiesce {
+    config: QuiesceConfig,
+    watch: Watch,
+}
+
+/// What one look saw.
+pub struct Seen {
+    look: Look,
+    /// The ports the app has been seen listening on.
+    ports: Vec<u16>,
+    /// The source has no `tcp_info` (the tables).
+    coarse: bool,
+}
+
+impl Hook for Quiesce {
+    type Judge = Hold;
+    const DOING: &'static str = "holding";
+
+    fn whose(&self) -> Whose<'_> {
+        Whose::App
     }
-    let mut source = super::hook_source(
-        config.source,
-        &config.proc_root,
-        |d| d.with_info().with_states(ALL_STATES),
-        &mut log,
-        &mut errors,
-        "holding",
-    );
-    say(
-        &mut log,
-        format_args!(
-            "{}; sockets from {}",
-            start_line(&config.rules, &timing),
-            source.origin()
-        ),
-    );
-    if let Some(note) = note.filter(|_| log.has_file()) {
-        say(&mut log, format_args!("{note}"));
+
+    fn setup(&self, diag: Diag) -> Diag {
+        diag.with_info().with_states(ALL_STATES)
     }
-    let mut hold = Hold::new(start, timing, !config.rules.ports.is_empty());
-    let mut watch = Watch::new(config.rules);
-    let cut = !timing.timeout.is_zero();
-    let stop = || cut && clock.now() > deadline;
-    let mut interval = timing.interval;
-    let (mut warned_error, mut warned_cost, mut said_coarse) = (false, false, false);
-    loop {
-        // Said once, at the start or when netlink failed over to the tables.
-        if source.name() == "proc" && !said_coarse {
-            say(&mut log, format_args!("note: {COARSE}"));
-            said_coarse = true;
+
+    fn start_line(&self, settings: &Settings) -> String {
+        start_line(
+            &self.config.rules,
+            &self.config.ports,
+            &settings.timing,
+            self.config.idle,
+        )
+    }
+
+    fn judge(&self, span: &Span) -> Hold {
+        Hold::new(
+            *span,
+            self.config.hook.timing,
+            self.config.idle,
+            !self.config.ports.is_empty(),
+        )
+    }
+
+    fn look(&mut self, source: &mut Chosen, at: Instant, stop: &dyn Fn() -> bool) -> Result<Seen> {
+        let mut l = self.watch.begin();
+        for table in [Table::Tcp, Table::Tcp6] {
+            let watch = &mut self.watch;
+            source.read(table, stop, &mut |s| watch.row(&mut l, at, &s))?;
         }
-        let at = clock.now();
-        let looked = look(&mut source, &mut watch, at, &stop);
-        let done = clock.now();
-        match looked {
-            Ok(l) => {
-                let cost = done.saturating_duration_since(at);
-                // As for `wait`: the hook must not take a core from a pod
-                // shutting down.
-                let wanted = waiter::stretched(cost, timing.interval);
-                if wanted.as_millis() > interval.as_millis() && !warned_cost {
-                    say(
-                        &mut log,
-                        format_args!(
-                            "a look takes {}, over 5% of the {} interval: looking every {} instead",
-                            fmt_duration(cost),
-                            fmt_duration(timing.interval),
-                            fmt_duration(wanted)
-                        ),
-                    );
-                    warned_cost = true;
-                }
-                interval = wanted;
-                for line in hold.observe(&l, at, watch.listening()) {
-                    say(&mut log, format_args!("{line}"));
-                }
-            }
-            Err(e) if e.is::<Stopped>() => {}
-            Err(e) if !hold.looked() => {
-                log.error(format_args!("{e:#}"));
-                let _ = log.flush();
-                return Ok(ExitCode::Error);
-            }
-            Err(e) => {
-                if !warned_error {
-                    say(
-                        &mut log,
-                        format_args!(
-                            "a look failed, keeping what the last one saw and looking on: {e:#}"
-                        ),
-                    );
-                    warned_error = true;
-                }
-            }
-        }
-        let now = clock.now();
-        if let Some((quiet, line)) = hold.outcome(now) {
-            say(&mut log, format_args!("{line}"));
-            let _ = log.flush();
-            return Ok(match (errors, quiet) {
-                (1.., _) => ExitCode::Error,
-                (0, true) => ExitCode::Success,
-                (0, false) => ExitCode::Blocked,
-            });
-        }
-        let wake = after(now, interval).min(hold.release()).min(deadline);
-        clock.sleep(wake.saturating_duration_since(now));
+        Ok(Seen {
+            look: self.watch.finish(l),
+            ports: self.watch.listening().to_vec(),
+            coarse: source.is_tables(),
+        })
     }
 }
 
 /// Said once when the tables are the source.
 const COARSE: &str = "the tables carry no tcp_info, so this is coarser: data on a kept-alive connection shows only while bytes wait in its queues; new, ended and queued connections show at every look; traffic is assumed until --idle after the start";
 
-/// One look at both tables.
-fn look(
-    source: &mut Chosen,
-    watch: &mut Watch,
-    at: Instant,
-    stop: &dyn Fn() -> bool,
-) -> Result<Look> {
-    let mut l = watch.begin();
-    for table in [Table::Tcp, Table::Tcp6] {
-        source.read(table, stop, &mut |s| watch.row(&mut l, at, &s))?;
-    }
-    Ok(watch.finish(l))
-}
-
-fn start_line(rules: &TrafficRules, t: &QuiesceTiming) -> String {
+fn start_line(rules: &Rules, ports: &[u16], t: &Timing, idle: Duration) -> String {
     let mut line = format!(
         "quiescing: holding up to {} (every {}) until no inbound traffic for {} on ",
         fmt_duration(t.timeout),
         fmt_duration(t.interval),
-        fmt_duration(t.idle),
+        fmt_duration(idle),
     );
-    if rules.ports.is_empty() {
+    if ports.is_empty() {
         line.push_str(&format!(
             "the app's listening ports (not proxy uids {:?})",
             rules.proxy_uids
         ));
     } else {
-        line.push_str(&format!("ports {:?}", rules.ports));
+        line.push_str(&format!("ports {ports:?}"));
     }
     if !t.min_wait.is_zero() {
         line.push_str(&format!(", at least {}", fmt_duration(t.min_wait)));
@@ -169,84 +122,81 @@ fn start_line(rules: &TrafficRules, t: &QuiesceTiming) -> String {
     line
 }
 
-/// What the hold knows between looks, and the lines it says: pure, on
-/// instants, so that tests run it on made-up times.
+/// `quiesce`'s judgement: what the hold knows between looks, and the lines
+/// it says. Pure, on instants, so that tests run it on made-up times.
 #[derive(Debug)]
-struct Hold {
-    start: Instant,
-    timing: QuiesceTiming,
-    earliest: Instant,
-    deadline: Instant,
+pub struct Hold {
+    span: Span,
+    timing: Timing,
+    idle: Duration,
     /// When traffic last arrived (the start until a look says later: what
     /// happened before the first look cannot be known).
     last: Instant,
     /// Which traffic that was.
     latest: Option<Traffic>,
-    /// When the last finished look started.
-    looked_at: Option<Instant>,
     /// Whether traffic is arriving, as last said.
     arriving: bool,
     /// The app's ports, as last said.
     ports: Option<Vec<u16>>,
     /// `--port` was given: its ports count without a listener.
     ports_given: bool,
+    /// The coarser-signal note was said.
+    said_coarse: bool,
     connections: usize,
     queued: u32,
 }
 
 impl Hold {
-    fn new(start: Instant, timing: QuiesceTiming, ports_given: bool) -> Self {
+    fn new(span: Span, timing: Timing, idle: Duration, ports_given: bool) -> Self {
         Hold {
-            start,
+            span,
             timing,
-            earliest: after(start, timing.min_wait),
-            deadline: after(start, timing.timeout),
-            last: start,
+            idle,
+            last: span.start,
             latest: None,
-            looked_at: None,
             arriving: false,
             ports: None,
             ports_given,
+            said_coarse: false,
             connections: 0,
             queued: 0,
         }
     }
+}
 
-    fn looked(&self) -> bool {
-        self.looked_at.is_some()
-    }
+impl Judge for Hold {
+    type Seen = Seen;
+    const LOOK: &'static str = "look";
+    const UNSEEN: &'static str = "the app stops with whatever traffic still arrives";
+    const FAILED: &'static str = "a look failed, keeping what the last one saw and looking on";
 
-    /// When the hold may end, if no traffic comes first.
-    fn release(&self) -> Instant {
-        after(self.last, self.timing.idle).max(self.earliest)
-    }
-
-    fn since(&self, t: Instant) -> String {
-        fmt_duration(t.saturating_duration_since(self.start))
-    }
-
-    /// Takes in a look started at `at` when the app listens on `ports`;
-    /// returns the lines to log: the ports when they change, traffic when
-    /// it starts to arrive and when it stops.
-    fn observe(&mut self, l: &Look, at: Instant, ports: &[u16]) -> Vec<String> {
-        let mut lines = Vec::new();
-        let stamp = self.since(at);
-        if self.ports.as_deref() != Some(ports) {
-            lines.push(match (ports.is_empty(), self.ports_given) {
-                (true, false) => format!(
-                    "[{stamp}] the app listens on no port (no LISTEN socket outside the proxy's and ignored uids): no inbound traffic to hold for"
-                ),
-                (true, true) => format!(
-                    "[{stamp}] nothing listens on the --port ports; their connections count all the same"
-                ),
-                (false, _) => format!(
-                    "[{stamp}] the app listens on {}; {} open, {} queued",
-                    ports_list(ports),
+    /// Says the app's ports when they change, and traffic when it starts to
+    /// arrive and when it stops.
+    fn observe(&mut self, seen: Seen, at: Instant, _done: Instant, lines: &mut Lines) {
+        let Seen {
+            look: l,
+            ports,
+            coarse,
+        } = seen;
+        // Said once, at the start or when netlink failed over to the tables.
+        if coarse && !self.said_coarse {
+            lines.say(format_args!("note: {COARSE}"));
+            self.said_coarse = true;
+        }
+        let stamp = self.span.since(at);
+        if self.ports.as_deref() != Some(&ports[..]) {
+            match (ports.is_empty(), self.ports_given) {
+                (true, false) => lines.say(format_args!("[{stamp}] the app listens on no port (no LISTEN socket outside the proxy's and ignored uids): no inbound traffic to hold for"
+                )),
+                (true, true) => lines.say(format_args!("[{stamp}] nothing listens on the --port ports; their connections count all the same"
+                )),
+                (false, _) => lines.say(format_args!("[{stamp}] the app listens on {}; {} open, {} queued",
+                    ports_list(&ports),
                     render::count(l.connections, "connection", "connections"),
                     l.queued
-                ),
-            });
-            self.ports = Some(ports.to_vec());
+                )),
+            }
+            self.ports = Some(ports);
         }
         self.connections = l.connections;
         self.queued = l.queued;
@@ -261,62 +211,56 @@ impl Hold {
         // Arriving: traffic within half the idle window. The half keeps
         // requests a little apart from flapping the log every look.
         let quiet_for = at.saturating_duration_since(self.last);
-        let arriving = self.latest.is_some() && quiet_for < self.timing.idle / 2;
+        let arriving = self.latest.is_some() && quiet_for < self.idle / 2;
         match (self.arriving, arriving, &self.latest) {
-            (false, true, Some(t)) => lines.push(format!(
+            (false, true, Some(t)) => lines.say(format_args!(
                 "[{stamp}] traffic arriving: {}",
-                describe(t, self.start)
+                describe(t, self.span.start)
             )),
-            (true, false, Some(t)) => lines.push(format!(
+            (true, false, Some(t)) => lines.say(format_args!(
                 "[{stamp}] traffic stopped: none for {}; the last: {}",
                 fmt_duration(quiet_for),
-                describe(t, self.start)
+                describe(t, self.span.start)
             )),
             _ => {}
         }
         self.arriving = arriving;
-        self.looked_at = Some(at);
-        lines
     }
 
-    /// Whether the hold is over at `now`: `(quiet, last line)`.
-    fn outcome(&self, now: Instant) -> Option<(bool, String)> {
-        let looked_at = self.looked_at?;
-        let took = fmt_duration(now.saturating_duration_since(self.start));
-        let idle = fmt_duration(self.timing.idle);
+    /// `--idle` after the last traffic (or the start).
+    fn release(&self) -> Option<Instant> {
+        Some(after(self.last, self.idle))
+    }
+
+    fn end(&mut self, now: Instant, released: bool, lines: &mut Lines) -> Outcome {
+        let took_for = now.saturating_duration_since(self.span.start);
+        let took = fmt_duration(took_for);
+        let idle = fmt_duration(self.idle);
         let last = match &self.latest {
-            Some(t) => format!("the last: {}", describe(t, self.start)),
+            Some(t) => format!("the last: {}", describe(t, self.span.start)),
             None => "none seen since the start".to_owned(),
         };
-        if looked_at >= self.release() {
-            return Some((
-                true,
-                format!("no inbound traffic for {idle} ({last}); done after {took}"),
+        if released {
+            lines.say(format_args!(
+                "no inbound traffic for {idle} ({last}); done after {took}"
             ));
-        }
-        if now < self.deadline {
-            return None;
+            return Outcome::Drained(took_for);
         }
         // At the deadline, judged by the last look that finished: quiet if
         // traffic stopped --idle ago, or none came at all (--idle longer
         // than --timeout).
-        if self.latest.is_none() || after(self.last, self.timing.idle) <= now {
-            return Some((
-                true,
-                format!(
-                    "no inbound traffic for {idle} ({last}); done after {took} (deadline reached while holding)"
-                ),
+        if self.latest.is_none() || after(self.last, self.idle) <= now {
+            lines.say(format_args!("no inbound traffic for {idle} ({last}); done after {took} (deadline reached while holding)"
             ));
+            return Outcome::Drained(took_for);
         }
-        Some((
-            false,
-            format!(
-                "deadline {} passed (at {took}); traffic still arriving: {last}; {} open, {} queued",
-                fmt_duration(self.timing.timeout),
-                render::count(self.connections, "connection", "connections"),
-                self.queued
-            ),
-        ))
+        lines.say(format_args!(
+            "deadline {} passed (at {took}); traffic still arriving: {last}; {} open, {} queued",
+            fmt_duration(self.timing.timeout),
+            render::count(self.connections, "connection", "connections"),
+            self.queued
+        ));
+        Outcome::DeadlineExceeded(Some(self.connections))
     }
 }
 
@@ -358,14 +302,56 @@ fn describe(t: &Traffic, start: Instant) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use crate::hook::said;
 
-    fn timing(idle: u64, min_wait: u64, timeout: u64) -> QuiesceTiming {
-        QuiesceTiming {
+    fn timing(idle: u64, min_wait: u64, timeout: u64) -> (Timing, Duration) {
+        let timing = Timing {
             timeout: Duration::from_secs(timeout),
             interval: Duration::from_millis(100),
-            idle: Duration::from_secs(idle),
             min_wait: Duration::from_secs(min_wait),
+        };
+        (timing, Duration::from_secs(idle))
+    }
+
+    /// The hold as the loop drives it: looks in, lines out, and the end the
+    /// loop would reach at `now`.
+    struct H {
+        hold: Hold,
+        looked_at: Option<Instant>,
+    }
+
+    impl H {
+        fn new(t0: Instant, (timing, idle): (Timing, Duration), ports_given: bool) -> Self {
+            let span = Span::new(t0, &timing);
+            H {
+                hold: Hold::new(span, timing, idle, ports_given),
+                looked_at: None,
+            }
+        }
+
+        fn observe(&mut self, l: &Look, at: Instant, ports: &[u16]) -> Vec<String> {
+            let seen = Seen {
+                look: l.clone(),
+                ports: ports.to_vec(),
+                coarse: false,
+            };
+            self.looked_at = Some(at);
+            said(|lines| self.hold.observe(seen, at, at, lines)).1
+        }
+
+        /// The release with --min-wait, as the loop sees it.
+        fn release(&self) -> Instant {
+            self.hold.release().unwrap().max(self.hold.span.earliest)
+        }
+
+        fn outcome(&mut self, now: Instant) -> Option<(bool, String)> {
+            let at = self.looked_at?;
+            let released = at >= self.release();
+            if !released && now < self.hold.span.deadline {
+                return None;
+            }
+            let (o, lines) = said(|lines| self.hold.end(now, released, lines));
+            Some((matches!(o, Outcome::Drained(_)), lines.join("\n")))
         }
     }
 
@@ -386,7 +372,7 @@ mod tests {
     fn idle_is_counted_from_the_start_until_a_look_says_later() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let mut h = Hold::new(t0, timing(2, 0, 25), false);
+        let mut h = H::new(t0, timing(2, 0, 25), false);
         h.observe(&Look::default(), t0, &[8080]);
         assert_eq!(h.outcome(t0), None);
         assert_eq!(h.release(), t0 + ms(2000));
@@ -405,7 +391,7 @@ mod tests {
     fn traffic_moves_the_release_and_is_said_when_it_starts_and_stops() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let mut h = Hold::new(t0, timing(2, 0, 25), false);
+        let mut h = H::new(t0, timing(2, 0, 25), false);
         let lines = h.observe(&data(t0, 0), t0 + ms(100), &[8080]);
         assert_eq!(
             lines,
@@ -442,14 +428,14 @@ mod tests {
     #[test]
     fn min_wait_is_a_floor() {
         let t0 = Instant::now();
-        let h = Hold::new(t0, timing(2, 5, 25), false);
+        let h = H::new(t0, timing(2, 5, 25), false);
         assert_eq!(h.release(), t0 + Duration::from_secs(5));
     }
 
     #[test]
     fn traffic_to_the_deadline_is_exit_1_and_says_the_last() {
         let t0 = Instant::now();
-        let mut h = Hold::new(t0, timing(2, 0, 3), false);
+        let mut h = H::new(t0, timing(2, 0, 3), false);
         h.observe(&data(t0, 2900), t0 + Duration::from_millis(2950), &[8080]);
         let (quiet, line) = h.outcome(t0 + Duration::from_secs(3)).unwrap();
         assert!(!quiet);
@@ -463,7 +449,7 @@ mod tests {
     fn quiet_at_the_deadline_is_quiet() {
         // --min-wait equal to --timeout: the release is the deadline.
         let t0 = Instant::now();
-        let mut h = Hold::new(t0, timing(2, 3, 3), false);
+        let mut h = H::new(t0, timing(2, 3, 3), false);
         h.observe(&data(t0, 500), t0 + Duration::from_millis(2900), &[8080]);
         let (quiet, line) = h.outcome(t0 + Duration::from_secs(3)).unwrap();
         assert!(quiet, "{line}");
@@ -473,7 +459,7 @@ mod tests {
     #[test]
     fn no_traffic_at_all_is_quiet_at_the_deadline_whatever_idle_is() {
         let t0 = Instant::now();
-        let mut h = Hold::new(t0, timing(5, 0, 1), false);
+        let mut h = H::new(t0, timing(5, 0, 1), false);
         h.observe(&Look::default(), t0, &[8080]);
         let (quiet, line) = h.outcome(t0 + Duration::from_secs(1)).unwrap();
         assert!(quiet, "{line}");
@@ -486,7 +472,7 @@ mod tests {
     #[test]
     fn no_listener_is_said() {
         let t0 = Instant::now();
-        let mut h = Hold::new(t0, timing(2, 0, 25), false);
+        let mut h = H::new(t0, timing(2, 0, 25), false);
         let lines = h.observe(&Look::default(), t0, &[]);
         assert!(lines[0].contains("the app listens on no port"), "{lines:?}");
     }

@@ -9,6 +9,7 @@
 
 mod dist;
 mod oci;
+mod release;
 mod sbom;
 mod util;
 mod verify;

@@ -10,8 +10,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
 
-use crate::dist::Release;
-use crate::sbom::source_url;
+use crate::release::{Release, source_url};
 use crate::util;
 
 /// A podman with a store of its own under `dir` (removed on drop), run as

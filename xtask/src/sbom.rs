@@ -10,7 +10,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use crate::dist::Release;
+use crate::release::{Release, source_url};
 use crate::util::{self, TARGETS};
 
 /// A crate of the dependency closure.
@@ -205,12 +205,6 @@ pub fn cyclonedx(rel: &Release) -> Result<String> {
         "dependencies": dependencies,
     });
     Ok(serde_json::to_string_pretty(&doc)? + "\n")
-}
-
-/// Where the source lives, for the SBOM and the image labels: the release
-/// workflow passes its repository as `DIST_SOURCE_URL`.
-pub fn source_url() -> String {
-    std::env::var("DIST_SOURCE_URL").unwrap_or_else(|_| "unknown".into())
 }
 
 #[cfg(test)]

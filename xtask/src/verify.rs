@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail, ensure};
 use object::{Object, ObjectSection};
 use serde_json::Value;
 
-use crate::dist::Release;
+use crate::release::Release;
 use crate::sbom;
 use crate::util::{self, TARGETS};
 

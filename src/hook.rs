@@ -1,0 +1,498 @@
+//! A preStop hook's whole life, written once: the log target, the flags that
+//! were wrong (failing safe), opening the source, the start line, the
+//! deadline-keeping loop and the end with its exit code.
+//!
+//! A hook is two parts that [`run`] drives: a [`Hook`], which says what the
+//! hook is (its start line, how it sets up the netlink socket, what one look
+//! reads), and its [`Judge`], which is pure: it takes in what each look saw,
+//! on instants, and says when the hook may end and how. `wait` and `quiesce`
+//! are each one file of these plus their flags.
+//!
+//! Time comes through [`Clock`], so the whole loop runs on a fake clock in
+//! the tests, to the millisecond and without sleeping.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::exit_codes::ExitCode;
+use crate::log::{self, Log, LogFile, Target, Whose};
+use crate::procread::Stopped;
+use crate::procread::netlink::Diag;
+use crate::source::{self, Chosen, ProcTables};
+use crate::time::{Clock, after, fmt_duration, stretched};
+
+/// The times every hook keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Hard limit from the start of the hook.
+    pub timeout: Duration,
+    /// Time between looks.
+    pub interval: Duration,
+    /// Never end before this much time has passed.
+    pub min_wait: Duration,
+}
+
+/// What every hook is given besides its own flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// procfs root.
+    pub proc_root: PathBuf,
+    /// Where the sockets are read from.
+    pub source: source::Kind,
+    /// Deadline, interval, minimum wait.
+    pub timing: Timing,
+    /// Nothing on stderr but errors.
+    pub quiet: bool,
+    /// Where else to append the log lines.
+    pub log_file: Option<LogFile>,
+    /// Flags that were wrong and dropped, one line each: the hook says them
+    /// where they will be read, holds without them, and exits 2 at the end
+    /// (see [`crate::cli::parse`]).
+    pub config_errors: Vec<String>,
+}
+
+/// How a hook ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Released after this long: nothing holds it any more (exit 0).
+    Drained(Duration),
+    /// The deadline passed with this many things still holding it at the
+    /// last look that finished (`None`: no look finished, or none since the
+    /// hook was held up) (exit 1).
+    DeadlineExceeded(Option<usize>),
+}
+
+/// The hook's start, its earliest end (`--min-wait`) and its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// When the hook started: time spent before the first look counts.
+    pub start: Instant,
+    /// The earliest moment the hook may end.
+    pub earliest: Instant,
+    /// The deadline.
+    pub deadline: Instant,
+}
+
+impl Span {
+    /// The span of a hook started at `start`.
+    pub fn new(start: Instant, timing: &Timing) -> Self {
+        Span {
+            start,
+            earliest: after(start, timing.min_wait),
+            deadline: after(start, timing.timeout),
+        }
+    }
+
+    /// `t` as time since the start, for the log.
+    pub fn since(&self, t: Instant) -> String {
+        fmt_duration(t.saturating_duration_since(self.start))
+    }
+}
+
+/// The log as the loop and the judge see it: lines are written only when
+/// someone reads them (not `--quiet` without `--log-file`); a line whose
+/// arguments cost something to build asks [`Lines::is_on`] first. Errors
+/// are said always.
+pub struct Lines<'l, 'a> {
+    log: &'l mut Log<'a>,
+    on: bool,
+}
+
+impl<'l, 'a> Lines<'l, 'a> {
+    /// The lines of `log`.
+    pub fn new(log: &'l mut Log<'a>) -> Self {
+        let on = !log.is_silent();
+        Lines { log, on }
+    }
+
+    /// Whether anyone reads the lines.
+    pub fn is_on(&self) -> bool {
+        self.on
+    }
+
+    /// Says one line, if anyone reads it.
+    pub fn say(&mut self, args: std::fmt::Arguments<'_>) {
+        if self.on {
+            log::say(self.log, args);
+        }
+    }
+
+    /// Says one error line, on stderr even when `--quiet`.
+    pub fn error(&mut self, args: std::fmt::Arguments<'_>) {
+        self.log.error(args);
+    }
+
+    /// The log itself, to write a line that is already formatted.
+    pub fn writer(&mut self) -> Option<&mut dyn Write> {
+        self.on.then_some(&mut *self.log as &mut dyn Write)
+    }
+}
+
+/// What a hook decides from its looks: pure, on instants.
+pub trait Judge {
+    /// What one look saw.
+    type Seen;
+    /// The word for one look in the log (`poll`, `look`).
+    const LOOK: &'static str;
+    /// What happens when the deadline passes before any look finished.
+    const UNSEEN: &'static str;
+    /// Said once when a look fails after one succeeded, before the error.
+    const FAILED: &'static str;
+
+    /// Takes in a look that started at `at` and finished at `done`.
+    fn observe(&mut self, seen: Self::Seen, at: Instant, done: Instant, lines: &mut Lines);
+
+    /// When the hook may end if what the last look saw stays so (`None`:
+    /// not while it stays so). `--min-wait` is the loop's to add.
+    fn release(&self) -> Option<Instant>;
+
+    /// Called while the release is ahead, with the release `--min-wait`
+    /// included.
+    fn holding(&mut self, _release: Instant, _lines: &mut Lines) {}
+
+    /// The end at `now`, by the last look that finished: `released` when a
+    /// look at or after the release saw nothing new, otherwise the deadline
+    /// has passed. Says the last lines.
+    fn end(&mut self, now: Instant, released: bool, lines: &mut Lines) -> Outcome;
+}
+
+/// What a hook is: its log, its start line, and one look at the pod.
+pub trait Hook {
+    /// Its judgement.
+    type Judge: Judge;
+    /// What the hook does, for its error lines (`waiting`, `holding`).
+    const DOING: &'static str;
+
+    /// Whose container log `--log-file=auto` means.
+    fn whose(&self) -> Whose<'_>;
+
+    /// The netlink socket as this hook reads it.
+    fn setup(&self, diag: Diag) -> Diag {
+        diag
+    }
+
+    /// The first line, up to the source it reads.
+    fn start_line(&self, settings: &Settings) -> String;
+
+    /// What to do after the start line and before the first look (warnings,
+    /// `wait`'s drain call), within the span's deadline.
+    fn begin(&mut self, _clock: &dyn Clock, _span: &Span, _lines: &mut Lines) {}
+
+    /// Its judge, for this span.
+    fn judge(&self, span: &Span) -> Self::Judge;
+
+    /// One look at the pod from `source`, started at `at`, given up once
+    /// `stop()` says so.
+    fn look(
+        &mut self,
+        source: &mut Chosen,
+        at: Instant,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<<Self::Judge as Judge>::Seen>;
+}
+
+/// Runs `hook` with `settings`, logging to `stderr` (and `--log-file`).
+///
+/// Its errors are logged here, not returned: an error line must reach the
+/// log file too, the one place a hook's output is read. Flags that were
+/// wrong are said first; the hook goes on without them and ends with exit
+/// 2, whatever it found.
+pub fn run<H: Hook>(
+    mut hook: H,
+    settings: Settings,
+    clock: &impl Clock,
+    stderr: &mut dyn Write,
+) -> ExitCode {
+    let span = Span::new(clock.now(), &settings.timing);
+    let target = Target::resolve(
+        settings.log_file.as_ref(),
+        &settings.proc_root,
+        hook.whose(),
+    );
+    let note = target.note.clone();
+    let mut log = Log::open(stderr, settings.quiet, target);
+    let mut errors = settings.config_errors.len();
+    for error in &settings.config_errors {
+        log.error(format_args!(
+            "{error}; {} without it (its default), then exit 2",
+            H::DOING
+        ));
+    }
+    let mut source = Chosen::open_with(settings.source, &settings.proc_root, |d| hook.setup(d))
+        .unwrap_or_else(|e| {
+            errors += 1;
+            log.error(format_args!(
+                "{e:#}; {} on the tables instead, then exit 2",
+                H::DOING
+            ));
+            Chosen::Proc(ProcTables::new(settings.proc_root.clone()), None)
+        });
+    // A failed probe is the first look's to report, as any read error is.
+    let _ = source.probe();
+    let has_file = log.has_file();
+    let mut lines = Lines::new(&mut log);
+    lines.say(format_args!(
+        "{}; sockets from {}",
+        hook.start_line(&settings),
+        source.origin()
+    ));
+    if let Some(note) = note.filter(|_| has_file) {
+        lines.say(format_args!("{note}"));
+    }
+    hook.begin(clock, &span, &mut lines);
+    let mut judge = hook.judge(&span);
+    let outcome = keep_deadline(
+        clock,
+        &span,
+        &settings.timing,
+        &mut judge,
+        |stop| hook.look(&mut source, clock.now(), stop),
+        &mut lines,
+    );
+    let code = match outcome {
+        Ok(_) if errors > 0 => ExitCode::Error,
+        Ok(Outcome::Drained(_)) => ExitCode::Success,
+        Ok(Outcome::DeadlineExceeded(_)) => ExitCode::Blocked,
+        Err(e) => {
+            lines.error(format_args!("{e:#}"));
+            ExitCode::Error
+        }
+    };
+    let _ = log.flush();
+    code
+}
+
+/// Runs the loop: looks until the judge releases the hook or the deadline
+/// passes. `span.start` is when the hook started (anything done before the
+/// first look, such as the drain call, counts against the deadline).
+///
+/// The first look's error is returned (wrong `--proc`, unreadable table: a
+/// configuration problem to report at once). A later error is said once and
+/// the last look stands: giving up early would let the proxy (or the app)
+/// stop under traffic, which is the failure this tool prevents.
+///
+/// Nothing runs past the deadline. The last look is started early enough
+/// that the one before it says it will finish in time (its cost and half
+/// again); the loop then sleeps to the deadline and judges by it. A look
+/// still running at the deadline (a slower one than the last, a drain call
+/// that took the time) is cut short by its `stop`, and the verdict is the
+/// last one that finished. `--timeout 0s` is the one exception: one look,
+/// uncut, so that `--timeout 0s` gives a verdict at all.
+///
+/// A look that costs more than 5% of the interval (tens of thousands of
+/// sockets, a slow node) stretches the interval to twenty times its cost,
+/// said once: the hook must not take a core from a pod that is shutting
+/// down.
+pub fn keep_deadline<J: Judge>(
+    clock: &impl Clock,
+    span: &Span,
+    timing: &Timing,
+    judge: &mut J,
+    mut look: impl FnMut(&dyn Fn() -> bool) -> Result<J::Seen>,
+    lines: &mut Lines,
+) -> Result<Outcome> {
+    let mut m = Machine::new(*span, timing);
+    let (deadline, cut) = (span.deadline, !timing.timeout.is_zero());
+    let stop = || cut && clock.now() > deadline;
+    let mut now = clock.now();
+    loop {
+        if !m.final_looked {
+            let looked = look(&stop);
+            let done = clock.now();
+            m.observe::<J>(looked, now, done, judge, lines)?;
+            now = done;
+        }
+        if let Some(outcome) = m.outcome(now, judge, lines) {
+            return Ok(outcome);
+        }
+        clock.sleep(m.next_wake(now, judge).saturating_duration_since(now));
+        now = clock.now();
+    }
+}
+
+/// What the loop knows between looks.
+struct Machine {
+    span: Span,
+    /// `--timeout`, for the log.
+    timeout: Duration,
+    /// `--interval`, as given.
+    base_interval: Duration,
+    /// The interval in force: `--interval`, or longer when looks are costly.
+    interval: Duration,
+    /// What the last look that finished cost.
+    cost: Duration,
+    /// When the last look that finished started.
+    looked_at: Option<Instant>,
+    /// No look can start and finish before the deadline any more.
+    final_looked: bool,
+    /// A look was cut short at the deadline.
+    cut_short: bool,
+    warned_error: bool,
+    warned_cost: bool,
+}
+
+impl Machine {
+    fn new(span: Span, timing: &Timing) -> Self {
+        Machine {
+            span,
+            timeout: timing.timeout,
+            base_interval: timing.interval,
+            interval: timing.interval,
+            cost: Duration::ZERO,
+            looked_at: None,
+            final_looked: false,
+            cut_short: false,
+            warned_error: false,
+            warned_cost: false,
+        }
+    }
+
+    /// Takes in one look, started at `at` and done at `done`; returns a
+    /// failure of the very first look. A look cut short at the deadline is
+    /// no failure: the last one that finished stands.
+    fn observe<J: Judge>(
+        &mut self,
+        looked: Result<J::Seen>,
+        at: Instant,
+        done: Instant,
+        judge: &mut J,
+        lines: &mut Lines,
+    ) -> Result<()> {
+        let looked = match looked {
+            Err(e) if e.is::<Stopped>() => {
+                self.cut_short = true;
+                self.final_looked = true;
+                return Ok(());
+            }
+            other => other,
+        };
+        let took = done.saturating_duration_since(at);
+        self.cost = took;
+        self.final_looked = after(done, self.margin()) >= self.span.deadline;
+        let seen = match looked {
+            Ok(seen) => seen,
+            Err(e) if self.looked_at.is_none() => return Err(e),
+            Err(e) => {
+                if !self.warned_error {
+                    lines.say(format_args!("{}: {e:#}", J::FAILED));
+                    self.warned_error = true;
+                }
+                return Ok(());
+            }
+        };
+        self.pace::<J>(took, lines);
+        judge.observe(seen, at, done, lines);
+        self.looked_at = Some(at);
+        Ok(())
+    }
+
+    /// What the next look is expected to cost: the last one's cost and half
+    /// again, room for one a little slower.
+    fn margin(&self) -> Duration {
+        self.cost.saturating_add(self.cost / 2)
+    }
+
+    /// Stretches the interval when a look costs over 5% of it.
+    fn pace<J: Judge>(&mut self, took: Duration, lines: &mut Lines) {
+        let wanted = stretched(took, self.base_interval);
+        // Compared in whole milliseconds, as the line shows them.
+        if wanted.as_millis() > self.interval.as_millis() && !self.warned_cost {
+            lines.say(format_args!(
+                "a {} takes {}, over 5% of the {} interval: {} every {} instead",
+                J::LOOK,
+                fmt_duration(took),
+                fmt_duration(self.base_interval),
+                ing(J::LOOK),
+                fmt_duration(wanted)
+            ));
+            self.warned_cost = true;
+        }
+        self.interval = wanted;
+    }
+
+    /// The judge's release with `--min-wait` as its floor.
+    fn release<J: Judge>(&self, judge: &J) -> Option<Instant> {
+        judge.release().map(|r| r.max(self.span.earliest))
+    }
+
+    /// Whether the hook is over at `now`, and how.
+    fn outcome<J: Judge>(
+        &mut self,
+        now: Instant,
+        judge: &mut J,
+        lines: &mut Lines,
+    ) -> Option<Outcome> {
+        let looked_at = self.looked_at;
+        if let (Some(release), Some(at)) = (self.release(judge), looked_at) {
+            // A release needs a look that started at or after it: what
+            // came before that look could not be seen by the ones before.
+            if at >= release {
+                return Some(judge.end(now, true, lines));
+            }
+            judge.holding(release, lines);
+        }
+        if now < self.span.deadline {
+            return None;
+        }
+        let took = fmt_duration(now.saturating_duration_since(self.span.start));
+        if self.cut_short {
+            match looked_at {
+                Some(at) => lines.say(format_args!(
+                    "the last {} was cut short at the deadline; judging by the one at {}",
+                    J::LOOK,
+                    self.span.since(at)
+                )),
+                None => lines.say(format_args!(
+                    "deadline {} passed (at {took}) before any {} finished: {}",
+                    fmt_duration(self.timeout),
+                    J::LOOK,
+                    J::UNSEEN
+                )),
+            }
+        }
+        if looked_at.is_none() {
+            return Some(Outcome::DeadlineExceeded(None));
+        }
+        Some(judge.end(now, false, lines))
+    }
+
+    /// When to wake next. While looks are due, the next is an interval on,
+    /// or earlier: at the release time, and at the last moment a look of the
+    /// last one's cost (and half again) still ends before the deadline.
+    /// After the final look, the deadline itself.
+    fn next_wake<J: Judge>(&self, now: Instant, judge: &J) -> Instant {
+        let release = self.release(judge);
+        let deadline = self.span.deadline;
+        if self.final_looked {
+            return release.map_or(deadline, |r| r.min(deadline));
+        }
+        let latest = deadline.checked_sub(self.margin()).unwrap_or(now).max(now);
+        let wake = after(now, self.interval).min(latest);
+        release.map_or(wake, |r| wake.min(r))
+    }
+}
+
+/// `poll` → `polling`, `look` → `looking`.
+fn ing(look: &str) -> String {
+    format!("{look}ing")
+}
+
+/// What `f` says through [`Lines`], line by line without the prefix.
+#[cfg(test)]
+pub(crate) fn said<R>(f: impl FnOnce(&mut Lines) -> R) -> (R, Vec<String>) {
+    let mut out = Vec::new();
+    let r = {
+        let mut log = Log::open(&mut out, false, Target::default());
+        let mut lines = Lines::new(&mut log);
+        f(&mut lines)
+    };
+    let text = String::from_utf8(out).unwrap();
+    let lines = text
+        .lines()
+        .map(|l| l.strip_prefix(log::PREFIX).unwrap_or(l).to_owned())
+        .collect();
+    (r, lines)
+}
