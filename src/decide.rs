@@ -3,10 +3,14 @@
 //! Pure functions over [`Socket`] and its holders: no I/O, so every rule is
 //! tested on plain values. [`decide`] is the one place a socket is decided
 //! (its reason and direction; [`Entry::to_proxy`] follows from them); the
-//! pass ([`crate::pass`]) calls it once per row and hands the [`Entry`] on.
+//! pass ([`crate::pass`]) asks [`decide_so_far`] as each row is read, and
+//! [`decide`] at its table's end for the rows only the end can settle, and
+//! hands the [`Entry`] on. [`Rules`] is also `quiesce`'s word on whose
+//! socket is whose.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::keys::{PortSet, connection_key};
 use crate::procread::{Holder, Socket, TcpState};
 
 /// Istio's inbound passthrough source: the proxy connects to the app from
@@ -116,40 +120,6 @@ pub struct PodFacts {
     proxy_connections: Box<[u64; BLOOM_WORDS]>,
 }
 
-/// A bit per TCP port: 8 KiB, whatever the table holds.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct PortSet(Box<[u64; 65536 / 64]>);
-
-impl PortSet {
-    pub(crate) fn new() -> Self {
-        PortSet(Box::new([0; 65536 / 64]))
-    }
-
-    pub(crate) fn insert(&mut self, port: u16) {
-        let p = usize::from(port);
-        self.0[p / 64] |= 1 << (p % 64);
-    }
-
-    fn contains(&self, port: u16) -> bool {
-        let p = usize::from(port);
-        self.0[p / 64] & (1 << (p % 64)) != 0
-    }
-
-    fn clear(&mut self) {
-        self.0.fill(0);
-    }
-
-    /// The ports in the set, ascending.
-    pub(crate) fn ports(&self) -> impl Iterator<Item = u16> + '_ {
-        (0..=u16::MAX).filter(|&p| self.contains(p))
-    }
-}
-
-impl std::fmt::Debug for PortSet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.ports()).finish()
-    }
-}
 /// 2^19 bits: at 20,000 proxy connections a false positive is about 1 in 1,000.
 const BLOOM_WORDS: usize = (1 << 19) / 64;
 
@@ -219,61 +189,6 @@ impl PodFacts {
             && bloom_bits(connection_key(socket.remote, socket.local))
                 .iter()
                 .all(|&bit| self.proxy_connections[bit / 64] & (1 << (bit % 64)) != 0)
-    }
-}
-
-/// A connection's (local, remote) pair as 8 bytes.
-pub fn connection_key(local: SocketAddr, remote: SocketAddr) -> u64 {
-    let mut h = Mix::default();
-    h.addr(local);
-    h.addr(remote);
-    h.finish()
-}
-
-/// A fast 64-bit mix of a few integers, for the Bloom filter's keys and
-/// the fingerprint of a poll: every row of a busy table goes through it, and
-/// std's SipHash (built to resist chosen keys, which neither needs: a
-/// collision can at most mislabel a direction or hide one log line, never
-/// change what blocks) was a visible share of a netlink poll.
-#[derive(Debug, Clone, Copy)]
-pub struct Mix(u64);
-
-impl Default for Mix {
-    fn default() -> Self {
-        Mix(0x243F_6A88_85A3_08D3)
-    }
-}
-
-impl Mix {
-    /// Takes in one value.
-    pub fn add(&mut self, v: u64) {
-        self.0 = (self.0 ^ v)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .rotate_left(29);
-    }
-
-    /// Takes in an address and its port.
-    pub fn addr(&mut self, a: SocketAddr) {
-        match a.ip() {
-            // Bit 32 tells an IPv4 address from an IPv6 address's half.
-            IpAddr::V4(v4) => self.add(u64::from(u32::from(v4)) | 1 << 32),
-            IpAddr::V6(v6) => {
-                let bits = u128::from(v6);
-                self.add((bits >> 64) as u64);
-                self.add(bits as u64);
-            }
-        }
-        self.add(u64::from(a.port()));
-    }
-
-    /// The mixed value, its bits spread (a final avalanche).
-    pub fn finish(self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
-        x ^ (x >> 33)
     }
 }
 
@@ -439,31 +354,6 @@ impl<'a> Entry<'a> {
         self.direction == Direction::Outbound
             && self.socket.remote.ip().to_canonical().is_loopback()
             && MESH_PORTS.contains(&self.socket.remote.port())
-    }
-}
-
-/// The kernel's name of a TCP state, as `ss` and the JSON output print it.
-pub trait StateName {
-    /// `ESTABLISHED`, `LISTEN`, ...
-    fn as_str(&self) -> &'static str;
-}
-
-impl StateName for TcpState {
-    fn as_str(&self) -> &'static str {
-        match self {
-            TcpState::Established => "ESTABLISHED",
-            TcpState::SynSent => "SYN_SENT",
-            TcpState::SynRecv => "SYN_RECV",
-            TcpState::FinWait1 => "FIN_WAIT1",
-            TcpState::FinWait2 => "FIN_WAIT2",
-            TcpState::TimeWait => "TIME_WAIT",
-            TcpState::Close => "CLOSE",
-            TcpState::CloseWait => "CLOSE_WAIT",
-            TcpState::LastAck => "LAST_ACK",
-            TcpState::Listen => "LISTEN",
-            TcpState::Closing => "CLOSING",
-            TcpState::NewSynRecv => "NEW_SYN_RECV",
-        }
     }
 }
 

@@ -214,7 +214,7 @@ mod tests {
             .sockets(&[7, 8])
             .write(dir.path())
             .unwrap();
-        let h = scan_holders(dir.path(), None, &|| false).unwrap();
+        let h = scan_holders(dir.path(), &|| false).unwrap();
         assert_eq!(
             h.of(8).next().map(|h| (h.pid, h.name())),
             Some((12, "envoy"))

@@ -1,12 +1,29 @@
-//! prestop-wait: hold a mesh proxy's shutdown until the app in its pod is done with the network.
+//! prestop-wait: the two halves of a pod's graceful shutdown. `wait` holds a
+//! mesh proxy until the app in its pod is done with the network; `quiesce`
+//! holds the app until inbound traffic has stopped arriving.
 //!
-//! Layout: [`cli`] turns arguments into one config per command; [`commands`]
-//! holds one module per command. Under them, one look at the pod is one
-//! [`pass`]: rows from a [`source`] (the tables [`procread`] reads), each
-//! decided once by [`decide`] (the pure rule set), pushed into a [`sink`]
-//! (the table, JSON, `wait`'s tally); [`render`] writes text, JSON or log
-//! fragments; [`waiter`] is the polling loop behind a clock seam; [`log`]
-//! and [`drain`] are `wait`'s side effects.
+//! The modules, from the top down; data flows down as calls and up as
+//! plain values, and no module imports one above it:
+//!
+//! - [`cli`]: arguments and `PRESTOP_WAIT_*` into one config per command
+//!   (the hooks fail safe on bad values); nothing past it sees clap.
+//! - [`commands`]: one module per command. `wait` and `quiesce` are each a
+//!   [`hook::Hook`] (what one look reads) and a [`hook::Judge`] (what the
+//!   looks mean, pure); `check` is one [`pass`]; `install` and `sleep`.
+//! - [`hook`]: a preStop hook's whole life, written once: the log, failing
+//!   safe, the source, the deadline-keeping loop, the exit code.
+//! - [`pass`]: one look for `wait` and `check`: rows from a [`source`],
+//!   holders from the fd scan, each decided by [`decide`], pushed into a
+//!   [`sink`] (`check`'s rows, `wait`'s tally) or [`render`]'s JSON sink.
+//! - [`traffic`]: `quiesce`'s pure judgement of each look's rows.
+//! - [`render`]: the table, the JSON and the log fragments (text only).
+//! - [`log`]: where the hooks' lines go, never blocking the hook;
+//!   [`drain`]: `wait --drain`'s POST to the proxy, bounded by the deadline.
+//! - [`source`]: netlink or the tables, chosen once; [`procread`]: the
+//!   kernel read into plain structs (tables, netlink, processes).
+//! - Leaves: [`decide`] (whose socket is whose, and what blocks: pure),
+//!   [`keys`] (address keys, port sets), [`time`] (the clock seam,
+//!   saturating durations), [`exit_codes`], [`stdout`].
 
 pub mod cli;
 pub mod commands;
@@ -16,6 +33,7 @@ pub mod exit_codes;
 #[doc(hidden)]
 pub mod fixture;
 pub mod hook;
+pub mod keys;
 pub mod log;
 pub mod pass;
 pub mod procread;

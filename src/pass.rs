@@ -1,12 +1,14 @@
-//! One look at the pod: rows from a [`Source`], holders from the fd scan,
-//! each row decided once by [`decide::decide`], every decided socket pushed
-//! into a [`Sink`], and the sink finished with one [`Trailer`].
+//! One look at the pod for `wait` and `check`: rows from a [`Source`],
+//! holders from the fd scan, each row decided by [`decide`], every decided
+//! socket pushed into a [`Sink`], and the sink finished with one
+//! [`Trailer`].
 //!
 //! A row's way through: the source reads it from its table and hands it
 //! over; its facts go into [`PodFacts`] (listeners, the proxy's
-//! connections), whatever it turns out to be; a row the table's own rules
-//! settle (inode 0, a proxy or ignored uid or port, `--listen-only`) stops
-//! there unless the sink wants the excused ones too; the first row that
+//! connections), whatever it turns out to be; a row no process holds
+//! (inode 0) stops there; a row the table's own rules settle (a proxy or
+//! ignored uid or port, `--listen-only`) stops there too, unless the sink
+//! wants the excused ones (`check --all`); the first row that
 //! goes on starts the fd scan, once for the whole pass; the row's holders
 //! are looked up and [`decide::decide_so_far`] gives its reason and
 //! direction, or says only its table's end can tell the direction, and then
@@ -71,7 +73,7 @@ impl Pass {
                 }
                 let holders = match &mut scan {
                     Some(h) => h,
-                    None => match procread::scan_holders(root, None, stop) {
+                    None => match procread::scan_holders(root, stop) {
                         Ok(h) => scan.insert(h),
                         Err(e) => {
                             failed = Some(e);

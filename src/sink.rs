@@ -9,7 +9,8 @@
 
 use std::io;
 
-use crate::decide::{Decision, Entry, Mix, PortSet};
+use crate::decide::{Decision, Entry};
+use crate::keys::{Mix, PortSet};
 use crate::procread::{HolderList, Socket};
 
 /// What one pass found beside the entries it pushed.

@@ -113,11 +113,13 @@ impl Chosen {
         }
     }
 
-    /// Makes sure what was opened also answers: one dump of `tcp`, read and
-    /// dropped. A sandbox that lets the netlink socket open but refuses the
-    /// dump (seccomp on `sendto`) is found here, not at the first poll, so
-    /// that what `wait` says it reads at its start is what it reads. Costs
-    /// one dump of listeners only, once (see [`Diag::probe`]).
+    /// Makes sure what `auto` opened also answers: one dump of `tcp`, read
+    /// and dropped. A sandbox that lets the netlink socket open but refuses
+    /// the dump (seccomp on `sendto`) is found here, not at the first look,
+    /// so that what a hook says it reads at its start is what it reads.
+    /// Costs one dump of listeners only, once (see [`Diag::probe`]). An
+    /// explicit `--source netlink` is not probed: it has no tables to fall
+    /// back to, and its first look says what fails.
     pub fn probe(&mut self) -> Result<()> {
         let Chosen::Netlink(diag, tables @ Some(_)) = self else {
             return Ok(());

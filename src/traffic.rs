@@ -14,7 +14,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::decide::{MESH_PORTS, Mix, Rules, connection_key};
+use crate::decide::{MESH_PORTS, Rules};
+use crate::keys::{Mix, connection_key};
 use crate::procread::{Socket, TcpState};
 
 /// How one row showed traffic.

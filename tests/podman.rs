@@ -333,7 +333,7 @@ fn held_by(rows: &[Socket], uid: u32) -> BTreeSet<(String, String, String)> {
         .filter(|s| s.uid == uid && s.inode != 0)
         .map(|s| {
             (
-                prestop_wait::decide::StateName::as_str(&s.state).to_string(),
+                prestop_wait::render::StateName::as_str(&s.state).to_string(),
                 prestop_wait::render::Addr(&s.local).to_string(),
                 prestop_wait::render::Addr(&s.remote).to_string(),
             )

@@ -1,9 +1,11 @@
-//! Gathering: reads `/proc` into plain structs.
+//! Gathering: reads the kernel into plain structs.
 //!
-//! [`net`] reads the socket tables, [`process`] finds which visible processes
-//! hold which sockets. Nothing here decides what blocks; [`crate::decide`]
-//! does. Every path is relative to a procfs root given by the caller, so tests
-//! point it at a fixture tree.
+//! [`net`] reads the socket tables (`<proc>/net/tcp{,6}`), [`netlink`] asks
+//! the kernel's `NETLINK_SOCK_DIAG` for the same rows (and `tcp_info`),
+//! [`process`] finds which visible processes hold which sockets. Nothing
+//! here decides what blocks; [`crate::decide`] does. Every path is relative
+//! to a procfs root given by the caller, so tests point it at a fixture
+//! tree; netlink reads the caller's own network namespace.
 
 pub mod net;
 pub mod netlink;

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 pub use procfs::net::TcpState;
 
-/// One row of `/proc/net/tcp` or `/proc/net/tcp6`, reduced to what deciding needs.
+/// One socket, from a row of `/proc/net/tcp{,6}` or a netlink reply,
+/// reduced to what deciding and `quiesce`'s watch need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Socket {
     /// Kernel TCP state (column `st`).

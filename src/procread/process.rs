@@ -161,9 +161,7 @@ impl Holders {
     }
 }
 
-/// Scans every process under `proc_root` for fds that are sockets in `wanted`
-/// (sorted, as a binary search over 8 bytes an inode is smaller than a hash
-/// set), or for every socket fd when `wanted` is `None`.
+/// Scans every process under `proc_root` for fds that are sockets.
 ///
 /// Processes that exit mid-scan (ENOENT/ESRCH) are skipped silently: during
 /// pod shutdown that is the normal case. Processes we may not look into are
@@ -180,17 +178,9 @@ impl Holders {
 /// One `readlinkat` per fd, relative to the open fd directory, is the whole
 /// cost per fd: procfs's `Process::fd()` would add an `fstatat` and more per
 /// entry, and a full-path `readlink` walks `/proc/<pid>/fd/` again each time.
-pub fn scan_holders(
-    proc_root: &Path,
-    wanted: Option<&[u64]>,
-    stop: &dyn Fn() -> bool,
-) -> Result<Holders> {
-    if wanted.is_some_and(<[u64]>::is_empty) {
-        return Ok(Holders::default());
-    }
+pub fn scan_holders(proc_root: &Path, stop: &dyn Fn() -> bool) -> Result<Holders> {
     let mut scan = Scan {
         proc_root,
-        wanted,
         found: Vec::new(),
         uninspected_processes: 0,
         unreadable_fds: 0,
@@ -221,7 +211,6 @@ fn processes(proc_root: &Path) -> Result<impl Iterator<Item = procfs::process::P
 /// One fd scan in progress.
 struct Scan<'a> {
     proc_root: &'a Path,
-    wanted: Option<&'a [u64]>,
     found: Vec<(u64, Holder)>,
     uninspected_processes: usize,
     unreadable_fds: usize,
@@ -266,11 +255,9 @@ impl Scan<'_> {
             }
             match rustix::fs::readlinkat(&dir_fd, name, std::mem::take(&mut self.link)) {
                 Ok(target) => {
-                    if let Some(inode) = socket_inode(target.as_bytes())
-                        && self.wanted.is_none_or(|w| w.binary_search(&inode).is_ok())
-                    {
+                    if let Some(inode) = socket_inode(target.as_bytes()) {
                         // Names are read once per process, and only for
-                        // processes that hold a socket we asked about.
+                        // processes that hold a socket.
                         let names = names
                             .get_or_insert_with(|| process_names(self.proc_root, pid))
                             .clone();
@@ -489,9 +476,8 @@ mod tests {
         }
         // Not a pid directory: ignored by the process iterator.
         std::fs::create_dir_all(root.join("net")).unwrap();
-        let wanted = [100, 200];
-        let h = scan_holders(root, Some(&wanted), &|| false).unwrap();
-        assert_eq!(h.len(), 3);
+        let h = scan_holders(root, &|| false).unwrap();
+        assert_eq!(h.len(), 4);
         assert_eq!(
             h.of(100).collect::<Vec<_>>(),
             vec![&Holder::new(10, "envoy", "envoy")]
@@ -500,19 +486,19 @@ mod tests {
         assert_eq!(pids, vec![20, 21]);
         assert_eq!(h.of(200).next().unwrap().argv0(), "server");
 
-        assert_eq!(h.of(300).count(), 0);
+        assert_eq!(h.of(300).count(), 1);
+        // A pipe is no socket.
+        assert_eq!(h.of(5).count(), 0);
         assert_eq!((h.uninspected_processes, h.unreadable_fds), (0, 0));
 
         // Both sockets of pid 20 share one copy of its names.
-        let h = scan_holders(root, Some(&[200, 300]), &|| false).unwrap();
         assert!(Arc::ptr_eq(
             &h.of(200).next().unwrap().names,
             &h.of(300).next().unwrap().names
         ));
 
-        // Nothing asked: nothing scanned, even with a broken root.
-        let none = scan_holders(Path::new("/nonexistent"), Some(&[]), &|| false).unwrap();
-        assert!(none.is_empty());
+        // A root that cannot be listed is an error.
+        assert!(scan_holders(Path::new("/nonexistent"), &|| false).is_err());
     }
 
     #[test]
@@ -585,12 +571,11 @@ mod tests {
             eprintln!("skipped: chown needs root ({e})");
             return;
         }
-        let wanted = [10_000, 20_599];
-        let all = scan_holders(root, Some(&wanted), &|| false).unwrap();
+        let all = scan_holders(root, &|| false).unwrap();
         assert_eq!((all.of(10_000).count(), all.of(20_599).count()), (1, 1));
         // Asked before each process and every 256 fds.
         let asked = std::cell::Cell::new(0);
-        let err = scan_holders(root, None, &|| {
+        let err = scan_holders(root, &|| {
             asked.set(asked.get() + 1);
             asked.get() > 3
         })
@@ -604,7 +589,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("42");
         write(&p.join("comm"), "ghost\n");
-        let h = scan_holders(dir.path(), Some(&[1]), &|| false).unwrap();
+        let h = scan_holders(dir.path(), &|| false).unwrap();
         assert_eq!(h, Holders::default());
     }
 

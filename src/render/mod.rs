@@ -1,15 +1,23 @@
-//! Rendering decided sockets: the `check` table, `check --json` (also as a
-//! [`Sink`] that writes each entry as it is decided), and the fragments
-//! `wait` logs, into any writer. Only formatting happens here: every fact
-//! comes decided in the [`Entry`].
+//! Rendering decided sockets, one module per output: `table` (`check`'s
+//! aligned table), `json` (`check --json`, also as a `Sink` that writes
+//! each entry as it is decided) and `lines` (the fragments the hooks log).
+//! What they share is here: addresses, owners, directions, counts. Only
+//! formatting happens in them: every fact comes decided in the [`Entry`].
 
-use std::fmt::Write as _;
-use std::io::{self, Write};
+mod json;
+mod lines;
+mod table;
+
+pub use json::{JsonSink, json_string, write_json};
+pub use lines::{HOST_NETWORK_NOTE, ignore_uid_hint, owner_summary, summary, uninspected_note};
+pub use table::write_text;
+
+use json::push_addr;
+
 use std::net::SocketAddr;
 
-use crate::decide::{Direction, Entry, StateName};
+use crate::decide::{Direction, Entry};
 use crate::procread::TcpState;
-use crate::sink::{OwnerGroup, Sink, Trailer, Verdict};
 
 /// Displays an address as `ss` does: IPv6 in brackets,
 /// `[::ffff:1.2.3.4]:80` for mapped. Through [`push_addr`], the one
@@ -93,174 +101,6 @@ pub fn describe(entry: &Entry) -> String {
     )
 }
 
-/// The first `max` of `count` entries joined for a log line, with `and N more`.
-pub fn summary<'a>(entries: impl Iterator<Item = Entry<'a>>, count: usize, max: usize) -> String {
-    let mut out = entries
-        .take(max)
-        .map(|e| describe(&e))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if count > max {
-        let _ = write!(out, ", and {} more", count - max);
-    }
-    out
-}
-
-/// The column titles of the `check` table; VERDICT only with `--all`.
-const HEADER: [&str; 7] = [
-    "STATE",
-    "LOCAL",
-    "REMOTE",
-    "DIRECTION",
-    "UID",
-    "PROCESS",
-    "VERDICT",
-];
-
-/// The rows the table shows, each with its VERDICT cell.
-fn table_rows(verdict: &Verdict, all: bool) -> impl Iterator<Item = (Entry<'_>, &'static str)> {
-    let blocking = verdict.blocking().map(|e| (e, "blocks"));
-    let ignored = verdict
-        .ignored()
-        .filter(move |_| all)
-        .map(|e| (e, e.reason.map_or("", |r| r.as_str())));
-    blocking.chain(ignored)
-}
-
-/// Fills one row's cells, reusing their buffers.
-fn fill_cells(cells: &mut [String; 7], e: &Entry, verdict_cell: &str) {
-    for c in cells.iter_mut() {
-        c.clear();
-    }
-    cells[0].push_str(e.socket.state.as_str());
-    let _ = write!(cells[1], "{}", Addr(&e.socket.local));
-    let _ = write!(cells[2], "{}", Addr(&e.socket.remote));
-    cells[3].push_str(direction_label(e));
-    let _ = write!(cells[4], "{}", e.socket.uid);
-    cells[5].push_str(&owner(e));
-    cells[6].push_str(verdict_cell);
-}
-
-/// One table line: every cell but the last padded to its column's width.
-/// `{:<w$}` pads by characters, so widths count characters too.
-fn write_line(
-    w: &mut impl Write,
-    line: &mut String,
-    cells: &[&str],
-    widths: &[usize; 7],
-) -> io::Result<()> {
-    line.clear();
-    for (i, c) in cells.iter().enumerate() {
-        if i + 1 == cells.len() {
-            line.push_str(c);
-        } else {
-            let _ = write!(line, "{c:<width$}  ", width = widths[i]);
-        }
-    }
-    line.push('\n');
-    w.write_all(line.as_bytes())
-}
-
-/// Writes the human table: one socket a line, like `ss`, then a one-line summary.
-///
-/// Cells are formatted twice (once to size the columns, once to write) rather
-/// than held: at node scale a table of 18,000 rows would otherwise sit in
-/// memory as 126,000 strings.
-pub fn write_text(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Result<()> {
-    let columns = if all { 7 } else { 6 };
-    let mut cells: [String; 7] = Default::default();
-    let mut widths = HEADER.map(str::len);
-    let mut any = false;
-    for (e, why) in table_rows(verdict, all) {
-        any = true;
-        fill_cells(&mut cells, &e, why);
-        for (w, c) in widths.iter_mut().zip(&cells) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut line = String::new();
-    if any {
-        write_line(w, &mut line, &HEADER[..columns], &widths)?;
-        for (e, why) in table_rows(verdict, all) {
-            fill_cells(&mut cells, &e, why);
-            let refs: [&str; 7] = std::array::from_fn(|i| cells[i].as_str());
-            write_line(w, &mut line, &refs[..columns], &widths)?;
-        }
-    }
-    match verdict.blocking_count() {
-        0 => writeln!(w, "nothing blocks")?,
-        1 => writeln!(w, "1 socket blocks")?,
-        n => writeln!(w, "{n} sockets block")?,
-    }
-    let owners = verdict.owners();
-    if !owners.is_empty() {
-        writeln!(w, "by owner: {}", owner_summary(&owners))?;
-        writeln!(w, "hint: {}", ignore_uid_hint(&owners))?;
-    }
-    let t = &verdict.trailer;
-    if let Some(note) = uninspected_note(t.uninspected_processes, t.unreadable_fds) {
-        writeln!(w, "note: {note}")?;
-    }
-    if t.host_network {
-        writeln!(w, "note: {HOST_NETWORK_NOTE}")?;
-    }
-    Ok(())
-}
-
-/// Said once by `wait` and by `check` when the tables are the node's.
-pub const HOST_NETWORK_NOTE: &str = "these are the node's sockets, not a pod's (the kubelet's port 10250 is listening: hostNetwork: true); every socket on the node counts, so the wait lasts until --timeout (see README, hostNetwork pods)";
-
-/// How many local ports a group names before `+N more`.
-const GROUP_PORTS: usize = 8;
-
-/// `uid 1000: 2 sockets (local ports 8080, 9090); uid 65532: 1 socket (local port 5432)`.
-pub fn owner_summary(groups: &[OwnerGroup]) -> String {
-    let mut out = String::new();
-    for (i, g) in groups.iter().enumerate() {
-        if i > 0 {
-            out.push_str("; ");
-        }
-        let _ = write!(
-            out,
-            "uid {}: {}",
-            g.uid,
-            count(g.sockets, "socket", "sockets")
-        );
-        let ports: Vec<String> = g
-            .ports
-            .iter()
-            .take(GROUP_PORTS)
-            .map(u16::to_string)
-            .collect();
-        let _ = write!(
-            out,
-            " ({} {}",
-            if g.ports.len() == 1 {
-                "local port"
-            } else {
-                "local ports"
-            },
-            ports.join(", ")
-        );
-        if g.ports.len() > GROUP_PORTS {
-            let _ = write!(out, ", +{} more", g.ports.len() - GROUP_PORTS);
-        }
-        out.push(')');
-    }
-    out
-}
-
-/// How to excuse another container than the app: nothing in the tables tells
-/// containers apart (they share the network namespace, and the hook cannot
-/// see the others' processes), but each usually runs as its own uid.
-pub fn ignore_uid_hint(groups: &[OwnerGroup]) -> String {
-    let uids: Vec<String> = groups.iter().map(|g| g.uid.to_string()).collect();
-    format!(
-        "if a uid here belongs to another container than the app (a log shipper, vault-agent, a native sidecar), excuse it with --ignore-uid UID (uids here: {})",
-        uids.join(", ")
-    )
-}
-
 /// `1 socket`, `2 sockets`.
 pub fn count(n: usize, one: &str, many: &str) -> String {
     if n == 1 {
@@ -270,225 +110,38 @@ pub fn count(n: usize, one: &str, many: &str) -> String {
     }
 }
 
-/// Says what the fd scan could not look at, or `None` when it saw everything.
-///
-/// Without `CAP_SYS_PTRACE` (the hook's normal case: uid 1337, capabilities
-/// dropped) the fds of other uids' processes cannot be read, and then their
-/// sockets show no process and block, which is the safe side.
-pub fn uninspected_note(processes: usize, fds: usize) -> Option<String> {
-    let mut parts = Vec::new();
-    match processes {
-        0 => {}
-        1 => parts.push("1 process".to_owned()),
-        n => parts.push(format!("{n} processes")),
-    }
-    match fds {
-        0 => {}
-        1 => parts.push("1 fd".to_owned()),
-        n => parts.push(format!("{n} fds")),
-    }
-    (!parts.is_empty()).then(|| {
-        format!(
-            "could not inspect {} (no permission); sockets held only there show no process and block",
-            parts.join(" and ")
-        )
-    })
+/// The kernel's name of a TCP state, as `ss` and `netstat` print it.
+pub trait StateName {
+    /// `ESTABLISHED`, `LISTEN`, ...
+    fn as_str(&self) -> &'static str;
 }
 
-/// Writes the `check --json` object of a whole verdict; `ignored` only
-/// when `all`. Bytes are written by hand, not through `write!`: at 18,000
-/// rows the formatting machinery was most of `check`'s own CPU time.
-pub fn write_json(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Result<()> {
-    let mut json = JsonSink::new(w)?;
-    for e in verdict.blocking() {
-        json.write_entry(&e)?;
-    }
-    json.end(all.then(|| verdict.ignored()), &verdict.trailer)
-}
-
-/// `check --json` as a [`Sink`]: each blocking entry written as the pass
-/// decides it, through one reused buffer, so neither the document nor its
-/// rows are ever held. Give it a buffered writer. Its output is the number
-/// of blocking sockets, for the exit code.
-pub struct JsonSink<'w, W: Write> {
-    w: &'w mut W,
-    out: Vec<u8>,
-    entries: usize,
-}
-
-impl<'w, W: Write> JsonSink<'w, W> {
-    /// Writes the opening `{"blocking":[`.
-    pub fn new(w: &'w mut W) -> io::Result<Self> {
-        w.write_all(b"{\"blocking\":[")?;
-        Ok(JsonSink {
-            w,
-            out: Vec::with_capacity(256),
-            entries: 0,
-        })
-    }
-
-    fn write_entry(&mut self, e: &Entry) -> io::Result<()> {
-        self.out.clear();
-        if self.entries > 0 {
-            self.out.push(b',');
-        }
-        self.entries += 1;
-        json_entry(&mut self.out, e);
-        self.w.write_all(&self.out)
-    }
-
-    /// Closes the array, writes `ignored` if given (`--all`) and the trailer.
-    fn end<'a>(
-        mut self,
-        ignored: Option<impl Iterator<Item = Entry<'a>>>,
-        t: &Trailer,
-    ) -> io::Result<()> {
-        self.w.write_all(b"]")?;
-        if let Some(ignored) = ignored {
-            self.w.write_all(b",\"ignored\":[")?;
-            for (i, e) in ignored.enumerate() {
-                self.out.clear();
-                if i > 0 {
-                    self.out.push(b',');
-                }
-                json_entry(&mut self.out, &e);
-                self.w.write_all(&self.out)?;
-            }
-            self.w.write_all(b"]")?;
-        }
-        writeln!(
-            self.w,
-            ",\"uninspected_processes\":{},\"unreadable_fds\":{},\"host_network\":{},\"source\":\"{}\"}}",
-            t.uninspected_processes, t.unreadable_fds, t.host_network, t.source
-        )
-    }
-}
-
-impl<W: Write> Sink for JsonSink<'_, W> {
-    type Output = io::Result<usize>;
-
-    fn entry(&mut self, _seq: usize, e: &Entry<'_>) -> io::Result<()> {
-        self.write_entry(e)
-    }
-
-    fn finish(self, trailer: &Trailer) -> io::Result<usize> {
-        self.end(None::<std::iter::Empty<Entry>>, trailer)?;
-        Ok(trailer.blocking)
-    }
-}
-
-/// One entry; `reason` only for the ignored ones.
-fn json_entry(out: &mut Vec<u8>, e: &Entry) {
-    let s = e.socket;
-    out.extend_from_slice(b"{\"state\":\"");
-    out.extend_from_slice(s.state.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"local\":\"");
-    push_addr(out, &s.local);
-    out.extend_from_slice(b"\",\"remote\":\"");
-    push_addr(out, &s.remote);
-    out.extend_from_slice(b"\",\"uid\":");
-    push_int(out, s.uid);
-    out.extend_from_slice(b",\"inode\":");
-    push_u64(out, s.inode);
-    // A listener's tcp_info says nothing of traffic.
-    if let (Some(info), false) = (s.info, s.state == TcpState::Listen) {
-        out.extend_from_slice(b",\"idle_ms\":");
-        push_u64(out, info.last_data_recv_ms.into());
-    }
-    match e.holders.first() {
-        Some(h) => {
-            out.extend_from_slice(b",\"pid\":");
-            push_int(out, h.pid);
-            out.extend_from_slice(b",\"process\":");
-            json_string(out, h.name());
-        }
-        None => out.extend_from_slice(b",\"pid\":null,\"process\":null"),
-    }
-    out.extend_from_slice(b",\"direction\":\"");
-    out.extend_from_slice(e.direction.as_str().as_bytes());
-    out.extend_from_slice(if e.to_proxy() {
-        b"\",\"to_proxy\":true"
-    } else {
-        b"\",\"to_proxy\":false"
-    });
-    if let Some(r) = e.reason {
-        out.extend_from_slice(b",\"reason\":\"");
-        out.extend_from_slice(r.as_str().as_bytes());
-        out.push(b'"');
-    }
-    out.push(b'}');
-}
-
-/// Appends an integer in decimal, as `Display` would (u64 arithmetic: a
-/// wider type made this a 128-bit division per digit).
-fn push_int(out: &mut Vec<u8>, n: impl Into<i64>) {
-    let n: i64 = n.into();
-    if n < 0 {
-        out.push(b'-');
-    }
-    push_u64(out, n.unsigned_abs());
-}
-
-/// Appends an unsigned integer in decimal.
-fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+impl StateName for TcpState {
+    fn as_str(&self) -> &'static str {
+        match self {
+            TcpState::Established => "ESTABLISHED",
+            TcpState::SynSent => "SYN_SENT",
+            TcpState::SynRecv => "SYN_RECV",
+            TcpState::FinWait1 => "FIN_WAIT1",
+            TcpState::FinWait2 => "FIN_WAIT2",
+            TcpState::TimeWait => "TIME_WAIT",
+            TcpState::Close => "CLOSE",
+            TcpState::CloseWait => "CLOSE_WAIT",
+            TcpState::LastAck => "LAST_ACK",
+            TcpState::Listen => "LISTEN",
+            TcpState::Closing => "CLOSING",
+            TcpState::NewSynRecv => "NEW_SYN_RECV",
         }
     }
-    out.extend_from_slice(&digits[i..]);
-}
-
-/// Appends an address as `ss` prints it. IPv4, nearly every row, by hand;
-/// IPv6 through std, for its `::` compression and mapped form.
-fn push_addr(out: &mut Vec<u8>, a: &SocketAddr) {
-    match a {
-        SocketAddr::V4(v4) => {
-            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                push_int(out, octet);
-            }
-        }
-        SocketAddr::V6(v6) => {
-            let _ = write!(out, "[{}]", v6.ip());
-        }
-    }
-    out.push(b':');
-    push_int(out, a.port());
-}
-
-/// Appends `s` as a JSON string literal. Process names come from `comm`, which
-/// any process can set to arbitrary bytes, so everything is escaped.
-pub fn json_string(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
-        }
-    }
-    out.push(b'"');
 }
 
 #[cfg(test)]
 mod tests {
+    use super::json::{push_int, push_u64};
     use super::*;
     use crate::decide::{PodFacts, Rules};
     use crate::procread::{Holder, Holders, Socket, TcpState};
+    use crate::sink::Verdict;
 
     fn addr(a: &SocketAddr) -> String {
         Addr(a).to_string()
