@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::exit_codes::ExitCode;
-use crate::log::{self, Log, LogFile, Target, Whose};
+use crate::log::{self, Log, LogFile, Spec, Target, Whose};
 use crate::procread::Stopped;
 use crate::procread::netlink::Diag;
 use crate::source::{self, Chosen, ProcTables};
@@ -167,7 +167,7 @@ pub trait Hook {
     const DOING: &'static str;
 
     /// Whose container log `--log-file=auto` means.
-    fn whose(&self) -> Whose<'_>;
+    fn whose(&self) -> Whose;
 
     /// The netlink socket as this hook reads it.
     fn setup(&self, diag: Diag) -> Diag {
@@ -207,13 +207,22 @@ pub fn run<H: Hook>(
     stderr: &mut dyn Write,
 ) -> ExitCode {
     let span = Span::new(clock.now(), &settings.timing);
-    let target = Target::resolve(
-        settings.log_file.as_ref(),
-        &settings.proc_root,
-        hook.whose(),
-    );
-    let note = target.note.clone();
-    let mut log = Log::open(stderr, settings.quiet, target);
+    let mut log = match settings.log_file.clone() {
+        None => Log::open(stderr, settings.quiet, Target::default()),
+        Some(log_file) => {
+            let spec = Spec {
+                log_file,
+                proc_root: settings.proc_root.clone(),
+                whose: hook.whose(),
+                hook_pid: rustix::process::getpid().as_raw_nonzero().get(),
+            };
+            // What the file is (`auto` scans /proc), and whether it opens,
+            // is its writer's to find out; the hook waits for that only a
+            // little, so that a fast answer keeps the lines in order.
+            let patience = (settings.timing.timeout / 4).min(START_PATIENCE);
+            Log::start(stderr, settings.quiet, spec, after(clock.now(), patience))
+        }
+    };
     let mut errors = settings.config_errors.len();
     for error in &settings.config_errors {
         log.error(format_args!(
@@ -232,19 +241,18 @@ pub fn run<H: Hook>(
         });
     // A failed probe is the first look's to report, as any read error is.
     let _ = source.probe();
-    let has_file = log.has_file();
     let mut lines = Lines::new(&mut log);
     lines.say(format_args!(
         "{}; sockets from {}",
         hook.start_line(&settings),
         source.origin()
     ));
-    if let Some(note) = note.filter(|_| has_file) {
+    if let Some(note) = lines.log.note() {
         lines.say(format_args!("{note}"));
     }
     hook.begin(clock, &span, &mut lines);
     let mut judge = hook.judge(&span);
-    let outcome = keep_deadline(
+    let ended = keep_deadline(
         clock,
         &span,
         &settings.timing,
@@ -252,27 +260,58 @@ pub fn run<H: Hook>(
         |stop| hook.look(&mut source, clock.now(), stop),
         &mut lines,
     );
-    let code = match outcome {
-        Ok(_) if errors > 0 => ExitCode::Error,
-        Ok(Outcome::Drained(_)) => ExitCode::Success,
-        Ok(Outcome::DeadlineExceeded(_)) => ExitCode::Blocked,
-        Err(e) => {
-            lines.error(format_args!("{e:#}"));
-            ExitCode::Error
-        }
+    let code = match ended.outcome {
+        _ if errors > 0 || ended.failed => ExitCode::Error,
+        Outcome::Drained(_) => ExitCode::Success,
+        Outcome::DeadlineExceeded(_) => ExitCode::Blocked,
     };
-    let _ = log.flush();
+    // The log file gets what is left of the span, and never holds a hook
+    // that ended early for long, nor one at its deadline past its promise.
+    let now = clock.now();
+    let until = if now >= span.deadline {
+        after(now, LAST_LINES)
+    } else {
+        span.deadline.min(after(now, Duration::from_secs(1)))
+    };
+    log.close(until);
     code
+}
+
+/// How long the start waits for the log file to open (or `auto` to find
+/// it) before going on without knowing: a quarter of `--timeout` at most.
+const START_PATIENCE: Duration = Duration::from_millis(50);
+
+/// How long a hook at its deadline still gives the log file for its last
+/// lines: well within the deadline's promise.
+const LAST_LINES: Duration = Duration::from_millis(20);
+
+/// How the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// The verdict.
+    pub outcome: Outcome,
+    /// No look could be read before the first one that could, or none at
+    /// all: said as an error, and the exit code is 2 whatever the verdict.
+    pub failed: bool,
 }
 
 /// Runs the loop: looks until the judge releases the hook or the deadline
 /// passes. `span.start` is when the hook started (anything done before the
 /// first look, such as the drain call, counts against the deadline).
 ///
-/// The first look's error is returned (wrong `--proc`, unreadable table: a
-/// configuration problem to report at once). A later error is said once and
-/// the last look stands: giving up early would let the proxy (or the app)
-/// stop under traffic, which is the failure this tool prevents.
+/// A hook that cannot read sockets at all (a wrong `--proc`, an unreadable
+/// table, a sandbox that refuses the netlink dump) still holds: the first
+/// error is said as an error, the loop keeps looking every interval, and
+/// the hook exits 2 at the end ([`Ended::failed`]), at the deadline if no
+/// look ever succeeds. A later error is said once and the last look
+/// stands. Giving up early would let the proxy (or the app) stop under
+/// traffic, which is the failure this tool prevents.
+///
+/// A verdict needs a look that started after what it judges could have
+/// changed: the release needs one that started at or after the release
+/// time, and a hook that was held up (SIGSTOP, a starved node) longer than
+/// an interval past its wake time looks once more before any verdict, even
+/// past the deadline, where that look is cut after its expected cost.
 ///
 /// Nothing runs past the deadline. The last look is started early enough
 /// that the one before it says it will finish in time (its cost and half
@@ -293,25 +332,45 @@ pub fn keep_deadline<J: Judge>(
     judge: &mut J,
     mut look: impl FnMut(&dyn Fn() -> bool) -> Result<J::Seen>,
     lines: &mut Lines,
-) -> Result<Outcome> {
+) -> Ended {
     let mut m = Machine::new(*span, timing);
-    let (deadline, cut) = (span.deadline, !timing.timeout.is_zero());
-    let stop = || cut && clock.now() > deadline;
+    let cut = !timing.timeout.is_zero();
+    // Where looks are cut: the deadline, or, for the one look after a
+    // hold-up past the deadline, that look's expected cost.
+    let limit = std::cell::Cell::new(span.deadline);
+    let stop = || cut && clock.now() > limit.get();
     let mut now = clock.now();
     loop {
         if !m.final_looked {
             let looked = look(&stop);
             let done = clock.now();
-            m.observe::<J>(looked, now, done, judge, lines)?;
+            m.observe::<J>(looked, now, done, judge, lines);
             now = done;
         }
         if let Some(outcome) = m.outcome(now, judge, lines) {
-            return Ok(outcome);
+            return Ended {
+                outcome,
+                failed: m.failed,
+            };
         }
-        clock.sleep(m.next_wake(now, judge).saturating_duration_since(now));
+        let wake = m.next_wake(now, judge);
+        clock.sleep(wake.saturating_duration_since(now));
         now = clock.now();
+        if now.saturating_duration_since(wake) > m.interval.max(HELD_UP) {
+            // Held up: what the last look saw may be gone or changed.
+            m.held_up = Some(now.saturating_duration_since(wake));
+            m.final_looked = false;
+            if now > span.deadline {
+                limit.set(after(now, m.margin().max(HELD_UP)));
+            }
+        }
     }
 }
+
+/// The least hold-up past a wake time that counts as the hook having been
+/// held up (stopped, or starved on a busy node), and the least time the one
+/// look after such a hold-up past the deadline gets.
+const HELD_UP: Duration = Duration::from_millis(50);
 
 /// What the loop knows between looks.
 struct Machine {
@@ -330,6 +389,11 @@ struct Machine {
     final_looked: bool,
     /// A look was cut short at the deadline.
     cut_short: bool,
+    /// The hook was held up this long past a wake time, and no look has
+    /// finished since.
+    held_up: Option<Duration>,
+    /// Looks failed before any succeeded.
+    failed: bool,
     warned_error: bool,
     warned_cost: bool,
 }
@@ -345,14 +409,16 @@ impl Machine {
             looked_at: None,
             final_looked: false,
             cut_short: false,
+            held_up: None,
+            failed: false,
             warned_error: false,
             warned_cost: false,
         }
     }
 
-    /// Takes in one look, started at `at` and done at `done`; returns a
-    /// failure of the very first look. A look cut short at the deadline is
-    /// no failure: the last one that finished stands.
+    /// Takes in one look, started at `at` and done at `done`. A look cut
+    /// short at the deadline is no failure: the last one that finished
+    /// stands.
     fn observe<J: Judge>(
         &mut self,
         looked: Result<J::Seen>,
@@ -360,12 +426,12 @@ impl Machine {
         done: Instant,
         judge: &mut J,
         lines: &mut Lines,
-    ) -> Result<()> {
+    ) {
         let looked = match looked {
             Err(e) if e.is::<Stopped>() => {
                 self.cut_short = true;
                 self.final_looked = true;
-                return Ok(());
+                return;
             }
             other => other,
         };
@@ -374,19 +440,25 @@ impl Machine {
         self.final_looked = after(done, self.margin()) >= self.span.deadline;
         let seen = match looked {
             Ok(seen) => seen,
-            Err(e) if self.looked_at.is_none() => return Err(e),
+            Err(e) if self.looked_at.is_none() => {
+                if !self.failed {
+                    lines.error(format_args!("{e:#}; {} on, then exit 2", ing(J::LOOK)));
+                    self.failed = true;
+                }
+                return;
+            }
             Err(e) => {
                 if !self.warned_error {
                     lines.say(format_args!("{}: {e:#}", J::FAILED));
                     self.warned_error = true;
                 }
-                return Ok(());
+                return;
             }
         };
         self.pace::<J>(took, lines);
         judge.observe(seen, at, done, lines);
         self.looked_at = Some(at);
-        Ok(())
+        self.held_up = None;
     }
 
     /// What the next look is expected to cost: the last one's cost and half
@@ -425,7 +497,8 @@ impl Machine {
         judge: &mut J,
         lines: &mut Lines,
     ) -> Option<Outcome> {
-        let looked_at = self.looked_at;
+        // After a hold-up, no verdict by what was seen before it.
+        let looked_at = self.looked_at.filter(|_| self.held_up.is_none());
         if let (Some(release), Some(at)) = (self.release(judge), looked_at) {
             // A release needs a look that started at or after it: what
             // came before that look could not be seen by the ones before.
@@ -438,6 +511,25 @@ impl Machine {
             return None;
         }
         let took = fmt_duration(now.saturating_duration_since(self.span.start));
+        if let Some(held) = self.held_up {
+            lines.say(format_args!(
+                "deadline {} passed (at {took}); the hook was held up for {} (stopped, or starved of CPU) and no {} finished since: {}",
+                fmt_duration(self.timeout),
+                fmt_duration(held),
+                J::LOOK,
+                J::UNSEEN
+            ));
+            return Some(Outcome::DeadlineExceeded(None));
+        }
+        if self.looked_at.is_none() && self.failed {
+            lines.say(format_args!(
+                "deadline {} passed (at {took}) and no {} could be read: {}",
+                fmt_duration(self.timeout),
+                J::LOOK,
+                J::UNSEEN
+            ));
+            return Some(Outcome::DeadlineExceeded(None));
+        }
         if self.cut_short {
             match looked_at {
                 Some(at) => lines.say(format_args!(

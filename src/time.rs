@@ -96,6 +96,9 @@ pub(crate) mod fake {
         base: Instant,
         offset: Cell<Duration>,
         pub(crate) sleeps: RefCell<Vec<Duration>>,
+        /// Added to the next sleep: the process stopped (SIGSTOP) or
+        /// starved while it slept.
+        pub(crate) stall: Cell<Duration>,
     }
 
     impl FakeClock {
@@ -104,6 +107,7 @@ pub(crate) mod fake {
                 base: Instant::now(),
                 offset: Cell::new(Duration::ZERO),
                 sleeps: RefCell::new(Vec::new()),
+                stall: Cell::new(Duration::ZERO),
             }
         }
         pub(crate) fn advance(&self, d: Duration) {
@@ -120,7 +124,7 @@ pub(crate) mod fake {
         }
         fn sleep(&self, d: Duration) {
             self.sleeps.borrow_mut().push(d);
-            self.advance(d);
+            self.advance(d + self.stall.take());
         }
     }
 }

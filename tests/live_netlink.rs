@@ -159,6 +159,28 @@ os.execv(sys.argv[1], sys.argv[1:])
             .contains("; sockets from the tables (netlink is not available ("),
         "{done}"
     );
+    // The dump refused (sendto) with an explicit --source netlink, which
+    // has no tables to fall back to: the hooks say so, hold to their
+    // deadline, and exit 2.
+    let refuse = r#"
+import os, sys, seccomp
+f = seccomp.SyscallFilter(seccomp.ALLOW)
+f.add_rule(seccomp.ERRNO(1), "sendto")
+f.load()
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+    for (hook, look) in [("wait", "poll"), ("quiesce", "look")] {
+        let done = pod.run_wrapped_hook(
+            &["/usr/bin/python3", "-c", refuse],
+            &[hook, "--source=netlink", "--timeout=500ms"],
+        );
+        assert_eq!(done.code(), 2, "{done}");
+        let last = done.stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.contains(&format!("and no {look} could be read")),
+            "{done}"
+        );
+    }
     // quiesce too, and it says once that the tables see less.
     let done = run(&["quiesce", "--timeout=1s", "--idle=300ms"]);
     assert_eq!(done.code(), 0, "{done}");

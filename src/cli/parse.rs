@@ -18,7 +18,7 @@ pub enum Parsed {
     Print(String),
 }
 
-/// How many bad flags a hook goes on without before it gives up.
+/// How many dropped flags a hook names; it drops more without a word each.
 const MAX_DROPPED: usize = 32;
 
 /// Parses arguments and `PRESTOP_WAIT_*` variables into a [`Parsed`].
@@ -32,7 +32,6 @@ const MAX_DROPPED: usize = 32;
 /// given, and its error kept in the config's `config_errors`: the hook logs
 /// them, waits with the defaults in their place, and exits 2 at the end.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed> {
-    use clap::{CommandFactory, FromArgMatches};
     let mut args = default_command(args.into_iter().collect());
     // The hooks fail safe; the other commands are run by hand.
     let hook = args
@@ -40,69 +39,137 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed> {
         .and_then(|a| a.to_str())
         .filter(|a| ["wait", "quiesce"].contains(a))
         .map(str::to_owned);
-    let hook_name = hook.as_deref().unwrap_or("wait");
     let mut no_env: Vec<String> = Vec::new();
     let mut errors = Vec::new();
     loop {
-        let mut cmd = Cli::command();
-        for id in &no_env {
-            cmd = cmd.mut_subcommand(hook_name, |w| w.mut_arg(id, |a| a.env(None::<&str>)));
-        }
-        let failure = match cmd.try_get_matches_from_mut(&args) {
-            Ok(m) => match Cli::from_arg_matches(&m)
-                .map_err(Into::into)
-                .and_then(|cli| Config::from_cli(cli, &errors))
-            {
-                Ok(config) => return Ok(Parsed::Run(config)),
-                Err(e) => match e.downcast::<FlagError>() {
-                    Ok(f) => Failure::Flag(f),
-                    Err(e) => return Err(e),
-                },
-            },
-            Err(e) => match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-                    return Ok(Parsed::Print(e.render().to_string()));
-                }
-                _ => Failure::Clap(e),
-            },
+        let hook_name = hook.as_deref().unwrap_or("wait");
+        let (failure, cmd) = match attempt(&args, hook_name, &no_env, &errors)? {
+            Ok(parsed) => return Ok(parsed),
+            Err(failed) => failed,
         };
         let message = failure.message();
-        // Looked up only now: a command line that parses never pays for it.
-        let wait_cmd = cmd.find_subcommand(hook_name);
-        let (Some(wait_cmd), true) = (wait_cmd, hook.is_some() && errors.len() < MAX_DROPPED)
-        else {
+        let Some(hook_name) = hook.as_deref() else {
             bail!("{message}");
         };
+        // Looked up only now: a command line that parses never pays for it.
+        let hook_cmd = cmd
+            .find_subcommand(hook_name)
+            .expect("the hook is a subcommand");
         let dropped = match &failure {
             Failure::Flag(f) => Some(f.id.to_owned()),
-            Failure::Clap(e) => offending_arg(e, wait_cmd),
+            Failure::Clap(e) => offending_arg(e, hook_cmd),
         };
-        let before = args.len();
-        match dropped {
-            Some(id) => {
-                let arg = wait_cmd
-                    .get_arguments()
-                    .find(|a| a.get_id() == id.as_str())
-                    .expect("the id comes from this command");
-                drop_arg(&mut args, arg);
-                if !no_env.contains(&id) {
-                    no_env.push(id);
-                } else if args.len() == before {
-                    bail!("{message}");
-                }
+        let before = args.clone();
+        let mut progress = false;
+        if let Some(id) = dropped {
+            let arg = hook_cmd
+                .get_arguments()
+                .find(|a| a.get_id() == id.as_str())
+                .expect("the id comes from this command");
+            drop_arg(&mut args, arg);
+            if !no_env.contains(&id) {
+                no_env.push(id);
+                progress = true;
             }
-            None => {
-                let Some(token) = invalid_token(&failure) else {
-                    bail!("{message}");
-                };
-                drop_token(&mut args, &token);
-                if args.len() == before {
-                    bail!("{message}");
+        } else if let Some(token) = invalid_token(&failure) {
+            drop_token(&mut args, &token);
+        }
+        if args == before && !progress {
+            // Not one flag clap can name (`-qx`, `-q=yes`, `-qq`, a value
+            // that is not UTF-8): drop the argument whose going changes
+            // what is wrong, or, failing that, hold with every default.
+            match culprit(&args, hook_name, &no_env, &errors, &message) {
+                Some(i) => {
+                    args.remove(i);
+                }
+                None => {
+                    errors.push(format!(
+                        "{message} (no one argument to drop: every flag at its default)"
+                    ));
+                    return every_default(hook_name, errors);
                 }
             }
         }
-        errors.push(message);
+        match errors.len().cmp(&MAX_DROPPED) {
+            std::cmp::Ordering::Less => errors.push(message),
+            std::cmp::Ordering::Equal => errors.push(format!(
+                "{message} (and more wrong arguments, dropped unsaid)"
+            )),
+            std::cmp::Ordering::Greater => {}
+        }
     }
+}
+
+/// One try at parsing `args` with the environment read for every flag but
+/// those in `no_env`: what to run or print, or why not and the command it
+/// failed on. An error that is no flag's (a non-hook's) ends the parse.
+#[allow(clippy::type_complexity)]
+fn attempt(
+    args: &[OsString],
+    hook_name: &str,
+    no_env: &[String],
+    errors: &[String],
+) -> Result<Result<Parsed, (Failure, clap::Command)>> {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut cmd = Cli::command();
+    for id in no_env {
+        cmd = cmd.mut_subcommand(hook_name, |w| w.mut_arg(id, |a| a.env(None::<&str>)));
+    }
+    let failure = match cmd.try_get_matches_from_mut(args) {
+        Ok(m) => match Cli::from_arg_matches(&m)
+            .map_err(Into::into)
+            .and_then(|cli| Config::from_cli(cli, errors))
+        {
+            Ok(config) => return Ok(Ok(Parsed::Run(config))),
+            Err(e) => match e.downcast::<FlagError>() {
+                Ok(f) => Failure::Flag(f),
+                Err(e) => return Err(e),
+            },
+        },
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                return Ok(Ok(Parsed::Print(e.render().to_string())));
+            }
+            _ => Failure::Clap(e),
+        },
+    };
+    Ok(Err((failure, cmd)))
+}
+
+/// The argument (index into `args`, after the subcommand) whose removal
+/// makes the command line parse or fail otherwise than with `message`.
+fn culprit(
+    args: &[OsString],
+    hook_name: &str,
+    no_env: &[String],
+    errors: &[String],
+    message: &str,
+) -> Option<usize> {
+    (2..args.len()).find(|&i| {
+        let mut fewer = args.to_vec();
+        fewer.remove(i);
+        match attempt(&fewer, hook_name, no_env, errors) {
+            Ok(Ok(_)) => true,
+            Ok(Err((failure, _))) => failure.message() != message,
+            Err(_) => false,
+        }
+    })
+}
+
+/// The hook with every flag at its default, the environment unread: for a
+/// command line nothing else could make sense of. Its errors say why.
+fn every_default(hook_name: &str, errors: Vec<String>) -> Result<Parsed> {
+    use clap::{CommandFactory, FromArgMatches};
+    let cmd = Cli::command().mut_subcommand(hook_name, |mut w| {
+        let ids: Vec<_> = w.get_arguments().map(|a| a.get_id().clone()).collect();
+        for id in ids {
+            w = w.mut_arg(id, |a| a.env(None::<&str>));
+        }
+        w
+    });
+    let m = cmd.try_get_matches_from(["prestop-wait", hook_name])?;
+    let config = Config::from_cli(Cli::from_arg_matches(&m)?, &errors)?;
+    Ok(Parsed::Run(config))
 }
 
 /// Why one parse failed.
@@ -165,7 +232,10 @@ fn offending_arg(e: &clap::Error, wait: &clap::Command) -> Option<String> {
         _ => return None,
     };
     let name = shown.split([' ', '=']).next()?;
+    // `--help=x`: clap's own flags are not ours to drop (and the command
+    // built so far does not hold them yet).
     wait.get_arguments()
+        .filter(|a| !["help", "version"].contains(&a.get_id().as_str()))
         .find(|a| {
             name.strip_prefix("--")
                 .is_some_and(|l| a.get_long() == Some(l))

@@ -52,7 +52,7 @@ impl Hook for Quiesce {
     type Judge = Hold;
     const DOING: &'static str = "holding";
 
-    fn whose(&self) -> Whose<'_> {
+    fn whose(&self) -> Whose {
         Whose::App
     }
 
@@ -172,12 +172,20 @@ impl Judge for Hold {
 
     /// Says the app's ports when they change, and traffic when it starts to
     /// arrive and when it stops.
-    fn observe(&mut self, seen: Seen, at: Instant, _done: Instant, lines: &mut Lines) {
+    fn observe(&mut self, seen: Seen, at: Instant, done: Instant, lines: &mut Lines) {
         let Seen {
-            look: l,
+            look: mut l,
             ports,
             coarse,
         } = seen;
+        // The watch stamps a look's traffic from its start, but each row is
+        // read later, up to the look's end: `tcp_info`'s age was measured
+        // then, and a new connection may have come just before. Stamped as
+        // late as the look can tell, the release is never early, however
+        // long a look takes (200,000 sockets on the node).
+        if let Some(t) = l.latest.as_mut() {
+            t.at = after(t.at, done.saturating_duration_since(at));
+        }
         // Said once, at the start or when netlink failed over to the tables.
         if coarse && !self.said_coarse {
             lines.say(format_args!("note: {COARSE}"));
@@ -423,6 +431,66 @@ mod tests {
         assert_eq!(h.outcome(t0 + ms(2500)), None);
         h.observe(&Look::default(), t0 + ms(3500), &[8080]);
         assert!(h.outcome(t0 + ms(3500)).unwrap().0);
+    }
+
+    #[test]
+    fn no_look_finishing_by_the_deadline_ends_the_hold_instead_of_spinning() {
+        use crate::hook::keep_deadline;
+        use crate::procread::Stopped;
+        use crate::time::fake::FakeClock;
+        // --timeout=1ms: every look is cut. The loop must end at once.
+        let c = FakeClock::new();
+        let (timing, idle) = timing(2, 0, 0);
+        let timing = Timing {
+            timeout: Duration::from_millis(1),
+            ..timing
+        };
+        let span = Span::new(c.now(), &timing);
+        let mut hold = Hold::new(span, timing, idle, false);
+        let mut looks = 0;
+        let (ended, lines) = said(|lines| {
+            keep_deadline(
+                &c,
+                &span,
+                &timing,
+                &mut hold,
+                |stop| {
+                    looks += 1;
+                    assert!(looks < 10, "the loop spins");
+                    c.advance(Duration::from_millis(2));
+                    assert!(stop());
+                    Err(Stopped.into())
+                },
+                lines,
+            )
+        });
+        assert_eq!(ended.outcome, Outcome::DeadlineExceeded(None));
+        assert_eq!(looks, 1);
+        assert_eq!(
+            lines,
+            [
+                "deadline 1ms passed (at 2ms) before any look finished: the app stops with whatever traffic still arrives"
+            ]
+        );
+    }
+
+    #[test]
+    fn traffic_is_stamped_as_late_as_the_look_can_tell() {
+        // A look of 600ms: data 100ms old when its row was read may be
+        // 100ms old at the look's end, no older. Stamped from the start,
+        // the release would come up to the look's cost early.
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut h = H::new(t0, timing(1, 0, 25), false);
+        let mut l = data(t0, 0);
+        l.latest.as_mut().unwrap().at = t0 + ms(1_000) - ms(100);
+        let seen = Seen {
+            look: l,
+            ports: vec![8080],
+            coarse: false,
+        };
+        said(|lines| h.hold.observe(seen, t0 + ms(1_000), t0 + ms(1_600), lines));
+        assert_eq!(h.release(), t0 + ms(1_500 + 1_000));
     }
 
     #[test]

@@ -44,8 +44,8 @@ impl Hook for Wait {
     type Judge = Drain;
     const DOING: &'static str = "waiting";
 
-    fn whose(&self) -> Whose<'_> {
-        Whose::Proxy(&self.config.rules.proxy_names)
+    fn whose(&self) -> Whose {
+        Whose::Proxy(self.config.rules.proxy_names.clone())
     }
 
     fn start_line(&self, settings: &Settings) -> String {
@@ -372,7 +372,7 @@ mod tests {
         // The loop itself, driven with `wait`'s judge on a fake clock.
         use super::*;
         use crate::decide::PodFacts;
-        use crate::hook::keep_deadline;
+        use crate::hook::{Ended, keep_deadline};
         use crate::log::{Log, Target};
         use crate::procread::{Holders, Socket, Stopped, TcpState};
         use crate::time::fake::FakeClock;
@@ -393,7 +393,7 @@ mod tests {
             o: &WaitOptions,
             look: impl FnMut(&dyn Fn() -> bool) -> Result<Summary>,
             log: Option<&mut Vec<u8>>,
-        ) -> Result<Outcome> {
+        ) -> Ended {
             let timing = Timing {
                 timeout: o.timeout,
                 interval: o.interval,
@@ -475,7 +475,7 @@ mod tests {
                 },
                 Some(&mut log),
             )
-            .unwrap();
+            .outcome;
             (out, String::from_utf8(log).unwrap(), polls)
         }
 
@@ -576,7 +576,7 @@ mod tests {
                 },
                 Some(&mut log),
             )
-            .unwrap();
+            .outcome;
             let log = String::from_utf8(log).unwrap();
             assert_eq!(out, Outcome::DeadlineExceeded(Some(1)));
             assert!(c.elapsed() <= ms(1_010), "{:?}", c.elapsed());
@@ -609,7 +609,7 @@ mod tests {
                 },
                 Some(&mut log),
             )
-            .unwrap();
+            .outcome;
             assert_eq!(out, Outcome::DeadlineExceeded(None));
             let log = String::from_utf8(log).unwrap();
             assert!(
@@ -639,7 +639,7 @@ mod tests {
                 },
                 None,
             )
-            .unwrap();
+            .outcome;
             assert_eq!(out, Outcome::Drained(ms(300)));
         }
 
@@ -716,18 +716,50 @@ mod tests {
         }
 
         #[test]
-        fn first_error_is_fatal_later_errors_keep_last_state() {
+        fn first_errors_hold_to_the_deadline_later_errors_keep_last_state() {
             let c = FakeClock::new();
             let mut log = Vec::new();
-            let err = wait_loop(
+            // A hook that cannot read sockets still holds, to the deadline.
+            let ended = wait_loop(
                 &c,
                 c.now(),
                 &opts(1_000, 100, 0),
                 |_| anyhow::bail!("boom"),
                 Some(&mut log),
-            )
-            .unwrap_err();
-            assert_eq!(err.to_string(), "boom");
+            );
+            assert_eq!(
+                ended,
+                Ended {
+                    outcome: Outcome::DeadlineExceeded(None),
+                    failed: true
+                }
+            );
+            assert_eq!(c.elapsed(), ms(1_000));
+            let log = String::from_utf8(log).unwrap();
+            assert_eq!(
+                log.lines().collect::<Vec<_>>(),
+                [
+                    "prestop-wait: boom; polling on, then exit 2",
+                    "prestop-wait: deadline 1s passed (at 1s) and no poll could be read: the proxy stops with whatever the app still holds"
+                ],
+                "{log}"
+            );
+            // One that can read again goes on as any wait, and still exits 2.
+            let c = FakeClock::new();
+            let ended = wait_loop(
+                &c,
+                c.now(),
+                &opts(1_000, 100, 0),
+                |_| {
+                    if c.elapsed() < ms(300) {
+                        anyhow::bail!("not yet")
+                    }
+                    Ok(nothing())
+                },
+                None,
+            );
+            assert_eq!(ended.outcome, Outcome::Drained(ms(300)));
+            assert!(ended.failed);
 
             let c = FakeClock::new();
             let (out, log, _) = run(&c, &opts(1_000, 100, 0), |t| {
@@ -741,6 +773,72 @@ mod tests {
             });
             assert_eq!(out, Outcome::Drained(ms(500)));
             assert_eq!(log.matches("poll failed").count(), 1, "{log}");
+        }
+
+        #[test]
+        fn a_hook_held_up_past_its_deadline_looks_again_before_a_verdict() {
+            // Nothing blocks at first; --min-wait holds to the deadline. The
+            // hook is stopped across the deadline while the app starts
+            // listening: the verdict must come from a look after the stop.
+            let c = FakeClock::new();
+            let (out, log, polls) = run(&c, &opts(2_000, 250, 2_000), |t| {
+                if t == ms(250) {
+                    c.stall.set(ms(2_750));
+                }
+                Ok(if t < ms(600) { nothing() } else { blocking(1) })
+            });
+            assert_eq!(out, Outcome::DeadlineExceeded(Some(1)), "{log}");
+            assert_eq!(polls, 3, "{log}");
+            assert_eq!(c.elapsed(), ms(3_250));
+            assert!(log.contains("still blocking: LISTEN 0.0.0.0:1 "), "{log}");
+            // Held up before the release: the release waits for a new look.
+            let c = FakeClock::new();
+            let (out, _, _) = run(&c, &opts(10_000, 250, 1_000), |t| {
+                if t == ms(250) {
+                    c.stall.set(ms(1_000));
+                }
+                Ok(if t < ms(600) || t >= ms(2_000) {
+                    nothing()
+                } else {
+                    blocking(1)
+                })
+            });
+            assert_eq!(out, Outcome::Drained(ms(2_000)));
+        }
+
+        #[test]
+        fn a_look_held_up_past_the_deadline_that_is_cut_gives_no_verdict() {
+            let c = FakeClock::new();
+            let mut log = Vec::new();
+            let out = wait_loop(
+                &c,
+                c.now(),
+                &opts(1_000, 250, 1_000),
+                |stop| {
+                    if c.elapsed() == ms(250) {
+                        c.stall.set(ms(2_000));
+                    }
+                    if c.elapsed() > ms(1_000) {
+                        // Slow after the stop: cut at its budget.
+                        for _ in 0..100 {
+                            c.advance(ms(10));
+                            if stop() {
+                                return Err(Stopped.into());
+                            }
+                        }
+                    }
+                    Ok(nothing())
+                },
+                Some(&mut log),
+            )
+            .outcome;
+            let log = String::from_utf8(log).unwrap();
+            assert_eq!(out, Outcome::DeadlineExceeded(None), "{log}");
+            assert!(
+                log.contains("the hook was held up for 2s (stopped, or starved of CPU) and no poll finished since"),
+                "{log}"
+            );
+            assert_eq!(c.elapsed(), ms(2_560));
         }
 
         #[test]
@@ -801,7 +899,7 @@ mod tests {
                 |_| Ok(blocking(1)),
                 Some(&mut log),
             )
-            .unwrap();
+            .outcome;
             assert!(matches!(out, Outcome::DeadlineExceeded(_)));
             assert_eq!(c.elapsed(), ms(1_000));
         }
@@ -904,7 +1002,7 @@ mod tests {
                 },
                 None,
             )
-            .unwrap();
+            .outcome;
             assert_eq!(out, Outcome::Drained(ms(500)));
         }
 

@@ -11,10 +11,14 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
+mod file;
 mod target;
 
+use file::{Event, FileLog};
+pub use file::{Spec, WRITER_COMMAND, use_writer_process, writer_main};
 pub use target::{LogFile, Target, Whose};
 
 use rustix::fs::OFlags;
@@ -34,12 +38,20 @@ pub fn say(w: &mut (impl Write + ?Sized), args: std::fmt::Arguments<'_>) {
 pub struct Log<'a> {
     stderr: &'a mut dyn Write,
     quiet: bool,
-    file: Option<(File, PathBuf)>,
+    /// The file's thread, while it may still take lines.
+    file: Option<FileLog>,
     /// Bytes of the line being written, up to its newline: `writeln!` hands
     /// a line over in pieces, and each target takes whole lines.
     pending: Vec<u8>,
     /// Lines each target could not take at once: (stderr, file).
     dropped: (u64, u64),
+    /// Where `auto` found the log, until the hook asks for it.
+    note: Option<String>,
+    /// The hook has said its first line: a note that comes later is said
+    /// when it comes.
+    note_due: bool,
+    warned_queue: bool,
+    closed: bool,
 }
 
 /// Flags for every log target: never block the hook, never leak into a child.
@@ -48,47 +60,74 @@ fn nonblocking() -> i32 {
 }
 
 impl<'a> Log<'a> {
-    /// Opens the log file `target` names, if any. Its warning goes to
-    /// `stderr` even when `quiet`, as does a file that cannot be opened,
-    /// since otherwise nothing would be said at all; its note is the
-    /// caller's to log where it belongs.
+    /// Opens the log file `target` names, if any, and waits for it to open:
+    /// for callers with no deadline. See [`Log::start`].
+    pub fn open(stderr: &'a mut dyn Write, quiet: bool, target: Target) -> Self {
+        if target.path.is_none() && target.warning.is_none() {
+            return Log::new(stderr, quiet, None);
+        }
+        let until = crate::time::after(Instant::now(), Duration::from_secs(5));
+        Log::with_writer(stderr, quiet, FileLog::thread(move || target), until)
+    }
+
+    /// Starts the log file's writer (see [`file`]), which resolves `spec`
+    /// (`auto` scans `/proc`) and opens it, and waits at most until `until`
+    /// for it to say whether it did. What it says later is said when it
+    /// comes. Its warnings go to `stderr` even when `quiet`, since otherwise
+    /// nothing would be said at all; its note is the hook's to ask for
+    /// ([`Log::note`]).
     ///
     /// The file is opened `O_NONBLOCK`: a FIFO nobody reads fails to open
-    /// (ENXIO) instead of hanging the hook before its first poll.
-    pub fn open(stderr: &'a mut dyn Write, quiet: bool, target: Target) -> Self {
-        if let Some(warning) = &target.warning {
-            say(stderr, format_args!("warning: {warning}"));
-        }
-        let mut file = None;
-        if let Some(path) = target.path {
-            match open_append(&path) {
-                Ok(f) => file = Some((f, path)),
-                Err(e) => say(
+    /// (ENXIO) instead of waiting for a reader.
+    pub fn start(stderr: &'a mut dyn Write, quiet: bool, spec: Spec, until: Instant) -> Self {
+        Log::with_writer(stderr, quiet, FileLog::start(spec), until)
+    }
+
+    fn with_writer(
+        stderr: &'a mut dyn Write,
+        quiet: bool,
+        file: io::Result<FileLog>,
+        until: Instant,
+    ) -> Self {
+        let file = match file {
+            Ok(f) => Some(f),
+            Err(e) => {
+                say(
                     stderr,
                     format_args!(
-                        "warning: cannot open --log-file {}: {e}{}",
-                        path.display(),
-                        if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) {
-                            " (a FIFO or pipe nobody reads)"
-                        } else {
-                            ""
-                        }
+                        "warning: --log-file: no writer could be started ({e}); logging to stderr only"
                     ),
-                ),
+                );
+                None
             }
+        };
+        let mut log = Log::new(stderr, quiet, file);
+        if let Some(f) = log.file.as_mut() {
+            let events = f.wait_events(until);
+            log.relay(events);
         }
+        log
+    }
+
+    fn new(stderr: &'a mut dyn Write, quiet: bool, file: Option<FileLog>) -> Self {
         Log {
             stderr,
             quiet,
             file,
             pending: Vec::new(),
             dropped: (0, 0),
+            note: None,
+            note_due: false,
+            warned_queue: false,
+            closed: false,
         }
     }
 
-    /// Whether the log file is open (its note is worth saying only then).
-    pub fn has_file(&self) -> bool {
-        self.file.is_some()
+    /// Where `auto` found the container's log, if the file is open by now;
+    /// a note that comes later is said when it comes.
+    pub fn note(&mut self) -> Option<String> {
+        self.note_due = true;
+        self.note.take()
     }
 
     /// Whether no line goes anywhere (`--quiet` and no log file): then the
@@ -104,82 +143,127 @@ impl<'a> Log<'a> {
         self.quiet = quiet;
     }
 
-    /// Hands one whole line (newline included) to each target.
-    fn emit(&mut self, line: &[u8]) {
-        if !self.quiet {
-            match write_line(self.stderr, line) {
-                Ok(()) => {}
-                Err(e) => {
-                    self.dropped.0 += 1;
-                    if self.dropped.0 == 1
-                        && let Some((f, _)) = self.file.as_mut()
+    /// Says on stderr what the file's thread said.
+    fn relay(&mut self, events: Vec<Event>) {
+        for e in events {
+            match e {
+                Event::Opened(_, note) => {
+                    self.note = note;
+                    if self.note_due
+                        && let Some(note) = self.note.take()
                     {
-                        say(
-                            f,
-                            format_args!(
-                                "warning: stderr cannot take lines ({e}); dropping those it cannot"
-                            ),
-                        );
+                        say(self, format_args!("{note}"));
                     }
                 }
-            }
-        }
-        let Some((f, path)) = self.file.as_mut() else {
-            return;
-        };
-        match write_line(f, line) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.dropped.1 += 1;
-                if self.dropped.1 == 1 {
+                Event::NotOpened(warning) => {
+                    self.file = None;
+                    say(self.stderr, format_args!("warning: {warning}"));
+                }
+                Event::WouldBlock(path) => say(
+                    self.stderr,
+                    format_args!(
+                        "warning: --log-file {} would block (nobody is reading it); dropping the lines it cannot take",
+                        path.display()
+                    ),
+                ),
+                Event::Failed(path, e) => {
+                    self.file = None;
                     say(
                         self.stderr,
                         format_args!(
-                            "warning: --log-file {} would block (nobody is reading it); dropping the lines it cannot take",
+                            "warning: cannot write --log-file {}: {e}; no more lines there",
                             path.display()
                         ),
                     );
                 }
+                Event::Done(would_block) => self.dropped.1 += would_block,
             }
-            Err(e) => {
-                // Disk full, the pipe's reader gone: this target is done.
+        }
+    }
+
+    /// Hands one whole line (newline included) to each target.
+    fn emit(&mut self, line: &[u8]) {
+        if let Some(f) = self.file.as_mut() {
+            let events = f.events();
+            self.relay(events);
+        }
+        if !self.quiet
+            && let Err(e) = write_line(self.stderr, line)
+        {
+            self.dropped.0 += 1;
+            if self.dropped.0 == 1
+                && let Some(f) = self.file.as_mut()
+            {
+                f.send(
+                    format!("{PREFIX}warning: stderr cannot take lines ({e}); dropping those it cannot\n")
+                        .as_bytes(),
+                );
+            }
+        }
+        let Some(f) = self.file.as_mut() else {
+            return;
+        };
+        if !f.send(line) {
+            self.dropped.1 += 1;
+            if !self.warned_queue {
+                self.warned_queue = true;
+                let path = f.path.clone().unwrap_or_default();
                 say(
                     self.stderr,
                     format_args!(
-                        "warning: cannot write --log-file {}: {e}; no more lines there",
+                        "warning: --log-file {} is not keeping up (a stalled filesystem?); dropping the lines it cannot take",
                         path.display()
                     ),
                 );
-                self.file = None;
             }
+        }
+    }
+
+    /// Ends the log: the last lines, the count of dropped ones where it can
+    /// still be read, and the file's thread given until `until` to write
+    /// what it holds. A thread still stuck then (a hung mount) is left
+    /// behind: the hook's exit ends it.
+    pub fn close(&mut self, until: Instant) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let _ = self.flush();
+        let to_stderr = self.dropped.0;
+        if let Some(f) = self.file.as_mut() {
+            if to_stderr > 0 {
+                f.send(
+                    format!("{PREFIX}warning: {to_stderr} log lines dropped: stderr would block\n")
+                        .as_bytes(),
+                );
+            }
+            let events = f.close(until);
+            let (done, path) = (f.done.is_some(), f.path.clone());
+            self.relay(events);
+            if !done {
+                let name = path.map_or_else(|| "auto".to_owned(), |p| p.display().to_string());
+                say(
+                    self.stderr,
+                    format_args!(
+                        "warning: --log-file {name} did not take its last lines in time (a stalled filesystem, or auto still looking among the processes); leaving it"
+                    ),
+                );
+            }
+        }
+        let to_file = self.dropped.1;
+        if to_file > 0 {
+            say(
+                self.stderr,
+                format_args!("warning: {to_file} log lines dropped: --log-file would block"),
+            );
         }
     }
 }
 
 impl Drop for Log<'_> {
-    /// The count of dropped lines, once, where it can still be read.
+    /// A log nobody closed gets a second for its file.
     fn drop(&mut self) {
-        let _ = self.flush();
-        let (to_stderr, to_file) = self.dropped;
-        if to_file > 0
-            && let Some((_, path)) = &self.file
-        {
-            say(
-                self.stderr,
-                format_args!(
-                    "warning: {to_file} log lines dropped: --log-file {} would block",
-                    path.display()
-                ),
-            );
-        }
-        if to_stderr > 0
-            && let Some((f, _)) = self.file.as_mut()
-        {
-            say(
-                f,
-                format_args!("warning: {to_stderr} log lines dropped: stderr would block"),
-            );
-        }
+        self.close(crate::time::after(Instant::now(), Duration::from_secs(1)));
     }
 }
 
@@ -213,8 +297,9 @@ fn open_append(path: &Path) -> io::Result<File> {
 
 /// This process's stderr, written without blocking: fd 2 reopened
 /// `O_NONBLOCK` through `/proc/self/fd/2` (a description of our own, so the
-/// caller's stays as it was), or, where that cannot be opened (a socket,
-/// no /proc), fd 2 itself, written only when `poll` says it takes data now.
+/// caller's stays as it was); a socket (which cannot be reopened so) with
+/// `MSG_DONTWAIT`; anything else (no /proc) written only when `poll` says it
+/// takes data now.
 pub struct Stderr {
     reopened: Option<File>,
 }
@@ -241,6 +326,14 @@ impl Write for Stderr {
         }
         let stderr = io::stderr();
         let fd = stderr.as_fd();
+        // A socket (what /proc/self/fd/2 cannot reopen) takes MSG_DONTWAIT:
+        // `poll` saying it takes data says nothing of a long line, and a
+        // blocking send of one to a reader that went quiet never returns.
+        match rustix::net::send(fd, buf, rustix::net::SendFlags::DONTWAIT) {
+            Ok(n) => return Ok(n),
+            Err(e) if e == rustix::io::Errno::NOTSOCK => {}
+            Err(e) => return Err(e.into()),
+        }
         let mut fds = [rustix::event::PollFd::new(
             &fd,
             rustix::event::PollFlags::OUT,
@@ -292,7 +385,7 @@ mod tests {
         Log::open(
             err,
             quiet,
-            Target::resolve(file, Path::new("/nonexistent-proc"), Whose::App),
+            Target::resolve(file, Path::new("/nonexistent-proc"), &Whose::App, &[]),
         )
     }
 
@@ -336,7 +429,12 @@ mod tests {
             .write(dir.path())
             .unwrap();
         let names = vec!["envoy".to_owned(), "pilot-agent".to_owned()];
-        let target = Target::resolve(Some(&LogFile::Auto), dir.path(), Whose::Proxy(&names));
+        let target = Target::resolve(
+            Some(&LogFile::Auto),
+            dir.path(),
+            &Whose::Proxy(names.clone()),
+            &[],
+        );
         assert_eq!((&target.path, &target.note), (&None, &None));
         let mut err = Vec::new();
         let mut log = Log::open(&mut err, false, target);
@@ -368,7 +466,12 @@ mod tests {
         let fd2 = dir.path().join("1/fd/2");
         std::fs::remove_file(&fd2).unwrap();
         let names = vec!["envoy".to_owned()];
-        let target = Target::resolve(Some(&LogFile::Auto), dir.path(), Whose::Proxy(&names));
+        let target = Target::resolve(
+            Some(&LogFile::Auto),
+            dir.path(),
+            &Whose::Proxy(names.clone()),
+            &[],
+        );
         assert_eq!(target.path.as_deref(), Some(fd2.as_path()));
         let note = target.note.clone().unwrap();
         assert!(note.starts_with("log: also to "), "{note}");

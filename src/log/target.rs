@@ -1,6 +1,6 @@
 //! Where `--log-file` points: a path as given, or, for `auto`, the
-//! container's own log found among its processes. Resolved once at the
-//! hook's start, before the log is opened.
+//! container's own log found among its processes. Resolved once, by the
+//! log file's thread (see `file`), off the hook's deadline.
 
 use std::path::{Path, PathBuf};
 
@@ -17,11 +17,11 @@ pub enum LogFile {
 }
 
 /// Whose container log `--log-file=auto` means.
-#[derive(Debug, Clone, Copy)]
-pub enum Whose<'a> {
+#[derive(Debug, Clone)]
+pub enum Whose {
     /// The proxy container's (`wait`): PID 1, or the oldest process of
     /// these names.
-    Proxy(&'a [String]),
+    Proxy(Vec<String>),
     /// The app container's (`quiesce`): PID 1, or the oldest process of the
     /// hook's uid but the hook.
     App,
@@ -42,8 +42,14 @@ pub struct Target {
 impl Target {
     /// Resolves `--log-file`: a path as given, or `auto` as
     /// [`procread::proxy_log`] finds the container's own log (`whose`) under
-    /// `proc_root` for this process's effective uid.
-    pub fn resolve(log_file: Option<&LogFile>, proc_root: &Path, whose: Whose<'_>) -> Self {
+    /// `proc_root` for this process's effective uid. `not_ours` are the
+    /// hook's own pids (the hook, its log writer): never the app.
+    pub fn resolve(
+        log_file: Option<&LogFile>,
+        proc_root: &Path,
+        whose: &Whose,
+        not_ours: &[i32],
+    ) -> Self {
         match log_file {
             None => Target::default(),
             Some(LogFile::Path(p)) => Target {
@@ -52,14 +58,13 @@ impl Target {
             },
             Some(LogFile::Auto) => {
                 let uid = rustix::process::geteuid().as_raw();
-                let me = rustix::process::getpid().as_raw_nonzero().get();
                 let names: &[String] = match whose {
                     Whose::Proxy(names) => names,
                     Whose::App => &[],
                 };
                 let is_main = |h: &Holder| match whose {
                     Whose::Proxy(names) => is_proxy_process(h, names),
-                    Whose::App => h.pid != me,
+                    Whose::App => !not_ours.contains(&h.pid),
                 };
                 match procread::proxy_log(proc_root, uid, is_main, names) {
                     Ok((path, why)) => Target {
