@@ -159,7 +159,15 @@ impl<'a, K: Sink> Decider<'a, K> {
         let seq = self.seq - 1;
         match decide::decide_so_far(&s, &held, self.rules, self.facts) {
             Some(d) => self.emit(seq, Entry::new(&s, &held, d)),
-            None => self.later.push((seq, s, held)),
+            None if !self.sink.needs_direction(self.later.len()) => {
+                let d = decide::decide(&s, &held, self.rules, self.facts);
+                self.emit(seq, Entry::new(&s, &held, d));
+            }
+            None => {
+                self.later.push((seq, s, held));
+                #[cfg(test)]
+                MOST_HELD.with(|m| m.set(m.get().max(self.later.len())));
+            }
         }
     }
 
@@ -194,6 +202,12 @@ impl<'a, K: Sink> Decider<'a, K> {
         };
         Ok(self.sink.finish(&trailer))
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The most rows a pass on this thread held back for their table's end.
+    static MOST_HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 #[cfg(test)]
@@ -321,6 +335,48 @@ mod tests {
             assert_eq!(s.owners(), v.owners());
             assert_eq!(s.trailer, v.trailer);
         }
+    }
+
+    #[test]
+    fn waits_tally_holds_back_no_more_rows_than_it_keeps() {
+        // 60 loopback connections of the app, after it closed its
+        // listeners: each may yet turn out to be one the proxy made, which
+        // only the table's end tells. `check` holds them all for that;
+        // `wait`'s tally only as many as it keeps in full.
+        let rows: Vec<(String, String, u64)> = (0..60u16)
+            .map(|i| {
+                (
+                    format!("127.0.0.1:{}", 40_000 + i),
+                    format!("127.0.0.1:{}", 50_000 + i),
+                    100 + u64::from(i),
+                )
+            })
+            .collect();
+        let rows: Vec<(&str, &str, TcpState, u32, u64)> = rows
+            .iter()
+            .map(|(l, r, i)| (l.as_str(), r.as_str(), EST, 1000, *i))
+            .collect();
+        let pod = tree(&rows, &[]);
+        let held = |run: &mut dyn FnMut() -> usize| {
+            MOST_HELD.with(|m| m.set(0));
+            let n = run();
+            (n, MOST_HELD.with(std::cell::Cell::get))
+        };
+        let mut p = pass(pod.path(), rules());
+        let (n, most) = held(&mut || p.run(Tally::new(3), &|| false).unwrap().blocking_count());
+        assert_eq!((n, most), (60, 3));
+        let kept = p.run(Tally::new(3), &|| false).unwrap();
+        let locals: Vec<String> = kept.first().map(|e| e.socket.local.to_string()).collect();
+        assert_eq!(
+            locals,
+            ["127.0.0.1:40000", "127.0.0.1:40001", "127.0.0.1:40002"]
+        );
+        let (n, most) = held(&mut || {
+            p.run(Collect::new(false), &|| false)
+                .unwrap()
+                .blocking_count()
+        });
+        assert_eq!((n, most), (60, 60));
     }
 
     #[test]

@@ -44,6 +44,16 @@ pub trait Sink {
         false
     }
 
+    /// Whether a row that comes now, with `held` rows already held back for
+    /// their table's end, needs the direction only that end can tell. A
+    /// sink that keeps only the first few rows (`wait`'s tally) needs it
+    /// only for a row it may keep; the rest come at once, with the
+    /// direction known so far, so that holding them never grows with the
+    /// table.
+    fn needs_direction(&self, _held: usize) -> bool {
+        true
+    }
+
     /// One decided socket: every blocking one, and the others when
     /// [`Sink::wants_ignored`]. An error ends the pass with it.
     fn entry(&mut self, seq: usize, e: &Entry<'_>) -> io::Result<()>;
@@ -237,6 +247,13 @@ impl Tally {
 
 impl Sink for Tally {
     type Output = Summary;
+
+    /// Rows held back come before this one in table order: it may be kept
+    /// only if fewer than `keep` are kept or held. Counts, owners and the
+    /// fingerprint do not depend on a direction.
+    fn needs_direction(&self, held: usize) -> bool {
+        self.first.len() + held < self.keep
+    }
 
     fn entry(&mut self, seq: usize, e: &Entry<'_>) -> io::Result<()> {
         self.sum = self.sum.wrapping_add(row_print(e.socket));

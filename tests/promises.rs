@@ -733,3 +733,39 @@ impl Drop for Mounted {
         let _ = self.server.wait();
     }
 }
+
+/// A stderr that is a socket nobody reads (a log agent that went quiet)
+/// and a line longer than the room left in it: the line is dropped, and the
+/// hook keeps its deadline (a blocking send never returned).
+#[test]
+fn a_socket_stderr_nobody_reads_never_holds_the_hook() {
+    let (_reader, stderr) = std::os::unix::net::UnixStream::pair().unwrap();
+    rustix::net::sockopt::set_socket_send_buffer_size(&stderr, 4096).unwrap();
+    let mut f = Fixture::new();
+    f.socket("0.0.0.0:8080", "0.0.0.0:0", LISTEN, 1000, 7);
+    // The start line names every ignored port: one line of about 15 KB.
+    let ports: Vec<String> = (1..3000).map(|p| p.to_string()).collect();
+    let started = Instant::now();
+    let mut child = bin()
+        .args(["wait", "--timeout=1s", "--proc"])
+        .arg(f.path())
+        .arg(format!("--ignore-port={}", ports.join(",")))
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::os::fd::OwnedFd::from(stderr)))
+        .spawn()
+        .unwrap();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let took = started.elapsed();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{took:?}");
+    assert!(took < Duration::from_millis(1_100), "{took:?}");
+}
