@@ -229,8 +229,9 @@ struct WaitArgs {
     quiet_period: Duration,
 
     /// At start, POST to the proxy's drain endpoint (plain HTTP, loopback only)
-    /// so it stops taking new inbound connections while outbound calls work.
-    /// Without =URL: Envoy admin on 127.0.0.1:15000, inbound listeners only.
+    /// so it drains inbound connections (each response closes its connection)
+    /// while outbound calls work. Without =URL: Envoy admin on 127.0.0.1:15000,
+    /// inbound only, listeners never closed (inboundonly&graceful&skip_exit).
     #[arg(
         long,
         value_name = "URL",

@@ -1,11 +1,16 @@
 //! `--drain`: one plain-HTTP POST to the proxy's admin endpoint on loopback.
 //!
-//! Envoy's `POST /drain_listeners?inboundonly&graceful` stops new inbound
-//! connections while outbound listeners keep working, which is exactly what
-//! the app needs during its shutdown. pilot-agent makes this call on SIGTERM,
-//! and Istio's own native-sidecar preStop makes it too; a custom
+//! Envoy's `POST /drain_listeners?inboundonly&graceful&skip_exit` drains the
+//! inbound listeners: every response carries `Connection: close` (HTTP/2: a
+//! GOAWAY), so clients move on, while late requests are still served and
+//! outbound listeners keep working, which is what the app needs during its
+//! shutdown. `skip_exit` keeps Envoy from closing the inbound listeners when
+//! its `--drain-time-s` (Istio: 45s from this call) passes, however long the
+//! hook holds; Envoy before 1.28 ignores it. It is the call Istio's own
+//! native-sidecar preStop and consul-dataplane make; a custom
 //! `global.proxy.lifecycle` replaces that preStop, so the call is lost unless
-//! this hook makes it. No TLS and no DNS: the admin port is loopback-only.
+//! this hook makes it. The version table is in docs/meshes.md. No TLS and
+//! no DNS: the admin port is loopback-only.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
@@ -20,8 +25,11 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType, socket_with};
 
 use crate::time::Clock;
 
-/// Envoy admin on Istio's default port: inbound listeners only, gracefully.
-pub const DEFAULT_URL: &str = "http://127.0.0.1:15000/drain_listeners?inboundonly&graceful";
+/// Envoy admin on Istio's default port: inbound listeners only, gracefully,
+/// and never closed by Envoy itself (`skip_exit` needs `graceful`: alone,
+/// Envoy 1.28 to 1.39 answers 400 and drains nothing).
+pub const DEFAULT_URL: &str =
+    "http://127.0.0.1:15000/drain_listeners?inboundonly&graceful&skip_exit";
 
 /// The whole call, connect (to the fallback too), send and status line:
 /// Envoy answers at once on loopback (draining itself is asynchronous), and
@@ -297,11 +305,11 @@ mod tests {
     }
 
     #[test]
-    fn default_url_is_envoy_admin_inbound_graceful() {
+    fn default_url_is_envoy_admin_inbound_graceful_and_never_stops() {
         let t = parse_url(DEFAULT_URL).unwrap();
         assert_eq!(t.addr, "127.0.0.1:15000".parse().unwrap());
         assert_eq!(t.host, "127.0.0.1:15000");
-        assert_eq!(t.path, "/drain_listeners?inboundonly&graceful");
+        assert_eq!(t.path, "/drain_listeners?inboundonly&graceful&skip_exit");
     }
 
     #[test]

@@ -195,14 +195,14 @@ fn drain_call_reaches_the_admin_port_and_the_wait_goes_on() {
         .to_owned();
     let done = hook.finish(RUN);
     assert_eq!(
-        request, "POST_/drain_listeners?inboundonly&graceful_HTTP/1.1",
+        request, "POST_/drain_listeners?inboundonly&graceful&skip_exit_HTTP/1.1",
         "{line}"
     );
     // The app never stops here: the deadline passes, after the drain call.
     assert_eq!(done.code(), 1, "{done}");
     assert!(
         done.stderr.contains(
-            "drain: POST http://127.0.0.1:15000/drain_listeners?inboundonly&graceful -> HTTP/1.1 200 OK"
+            "drain: POST http://127.0.0.1:15000/drain_listeners?inboundonly&graceful&skip_exit -> HTTP/1.1 200 OK"
         ),
         "{done}"
     );

@@ -209,12 +209,14 @@ fn drain_falls_back_to_the_ipv6_admin_port() {
     assert_eq!(done.code(), 1, "the app is still up: {done}");
     let request = pod.proxy_mut().expect("event admin ", RUN);
     assert!(
-        request.starts_with("event admin POST_/drain_listeners?inboundonly&graceful_HTTP/1.1"),
+        request.starts_with(
+            "event admin POST_/drain_listeners?inboundonly&graceful&skip_exit_HTTP/1.1"
+        ),
         "{request}"
     );
     assert!(
         done.stderr.contains(
-            "drain: POST http://127.0.0.1:15000/drain_listeners?inboundonly&graceful -> HTTP/1.1 200 OK (via [::1]:15000; 127.0.0.1:15000 could not be reached)"
+            "drain: POST http://127.0.0.1:15000/drain_listeners?inboundonly&graceful&skip_exit -> HTTP/1.1 200 OK (via [::1]:15000; 127.0.0.1:15000 could not be reached)"
         ),
         "{done}"
     );
