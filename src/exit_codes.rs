@@ -16,9 +16,10 @@ pub enum ExitCode {
     /// blocks. `quiesce`: the deadline passed with traffic still arriving.
     Blocked,
     /// Usage error (bad flag, bad duration) or runtime error (unreadable or
-    /// malformed table, `install` could not write). `wait` fails safe on a
-    /// bad flag: it says so, waits without it, and exits with this at the end;
-    /// so does `quiesce`.
+    /// malformed table, `install` could not write). The hooks (`wait`,
+    /// `quiesce`) fail safe: on a bad flag they say so, hold without it, and
+    /// exit with this at the end; when no look can be read they say so,
+    /// hold to the deadline, and exit with this.
     Error,
 }
 
@@ -47,8 +48,8 @@ Exit codes:
   1  something blocks (wait: the deadline passed with sockets still held; quiesce: with traffic
      still arriving)
   2  usage or runtime error (bad flag or duration: wait and quiesce say it, hold with the default,
-     then exit 2;
-     unreadable or malformed table or netlink message; install could not write)";
+     then exit 2; unreadable or malformed table or netlink message: wait and quiesce say it,
+     hold to the deadline, then exit 2; install could not write)";
 
 #[cfg(test)]
 mod tests {

@@ -230,6 +230,7 @@ impl<'a> Log<'a> {
         self.closed = true;
         let _ = self.flush();
         let to_stderr = self.dropped.0;
+        let mut name = "auto".to_owned();
         if let Some(f) = self.file.as_mut() {
             if to_stderr > 0 {
                 f.send(
@@ -239,9 +240,11 @@ impl<'a> Log<'a> {
             }
             let events = f.close(until);
             let (done, path) = (f.done.is_some(), f.path.clone());
+            if let Some(p) = path {
+                name = p.display().to_string();
+            }
             self.relay(events);
             if !done {
-                let name = path.map_or_else(|| "auto".to_owned(), |p| p.display().to_string());
                 say(
                     self.stderr,
                     format_args!(
@@ -254,7 +257,7 @@ impl<'a> Log<'a> {
         if to_file > 0 {
             say(
                 self.stderr,
-                format_args!("warning: {to_file} log lines dropped: --log-file would block"),
+                format_args!("warning: {to_file} log lines dropped: --log-file {name} would block"),
             );
         }
     }
