@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::exit_codes::ExitCode;
-use crate::log::{self, Log, LogFile, Spec, Target, Whose};
+use crate::log::{self, Log, LogFile, Spec, Whose};
 use crate::procread::Stopped;
 use crate::procread::netlink::Diag;
 use crate::source::{self, Chosen, ProcTables};
@@ -208,7 +208,7 @@ pub fn run<H: Hook>(
 ) -> ExitCode {
     let span = Span::new(clock.now(), &settings.timing);
     let mut log = match settings.log_file.clone() {
-        None => Log::open(stderr, settings.quiet, Target::default()),
+        None => Log::open(stderr, settings.quiet),
         Some(log_file) => {
             let spec = Spec {
                 log_file,
@@ -577,7 +577,7 @@ fn ing(look: &str) -> String {
 pub(crate) fn said<R>(f: impl FnOnce(&mut Lines) -> R) -> (R, Vec<String>) {
     let mut out = Vec::new();
     let r = {
-        let mut log = Log::open(&mut out, false, Target::default());
+        let mut log = Log::open(&mut out, false);
         let mut lines = Lines::new(&mut log);
         f(&mut lines)
     };

@@ -373,7 +373,7 @@ mod tests {
         use super::*;
         use crate::decide::PodFacts;
         use crate::hook::{Ended, keep_deadline};
-        use crate::log::{Log, Target};
+        use crate::log::Log;
         use crate::procread::{Holders, Socket, Stopped, TcpState};
         use crate::time::fake::FakeClock;
 
@@ -406,7 +406,7 @@ mod tests {
                 Some(l) => (l, false),
                 None => (&mut nowhere, true),
             };
-            let mut log = Log::open(out, quiet, Target::default());
+            let mut log = Log::open(out, quiet);
             let mut lines = Lines::new(&mut log);
             keep_deadline(clock, &span, &timing, &mut judge, look, &mut lines)
         }

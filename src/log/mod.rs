@@ -60,12 +60,15 @@ fn nonblocking() -> i32 {
 }
 
 impl<'a> Log<'a> {
-    /// Opens the log file `target` names, if any, and waits for it to open:
-    /// for callers with no deadline. See [`Log::start`].
-    pub fn open(stderr: &'a mut dyn Write, quiet: bool, target: Target) -> Self {
-        if target.path.is_none() && target.warning.is_none() {
-            return Log::new(stderr, quiet, None);
-        }
+    /// A log to stderr alone.
+    pub fn open(stderr: &'a mut dyn Write, quiet: bool) -> Self {
+        Log::new(stderr, quiet, None)
+    }
+
+    /// The unit tests' log with a resolved `target`, whose file a writer
+    /// thread opens, waited for.
+    #[cfg(test)]
+    fn with_target(stderr: &'a mut dyn Write, quiet: bool, target: Target) -> Self {
         let until = crate::time::after(Instant::now(), Duration::from_secs(5));
         Log::with_writer(stderr, quiet, FileLog::thread(move || target), until)
     }
@@ -385,7 +388,7 @@ mod tests {
     use super::*;
 
     fn open<'a>(err: &'a mut Vec<u8>, quiet: bool, file: Option<&LogFile>) -> Log<'a> {
-        Log::open(
+        Log::with_target(
             err,
             quiet,
             Target::resolve(file, Path::new("/nonexistent-proc"), &Whose::App, &[]),
@@ -440,7 +443,7 @@ mod tests {
         );
         assert_eq!((&target.path, &target.note), (&None, &None));
         let mut err = Vec::new();
-        let mut log = Log::open(&mut err, false, target);
+        let mut log = Log::with_target(&mut err, false, target);
         writeln!(log, "line").unwrap();
         drop(log);
         let err = String::from_utf8(err).unwrap();
@@ -480,7 +483,7 @@ mod tests {
         assert!(note.starts_with("log: also to "), "{note}");
         assert!(note.contains("PID 1 runs as uid"), "{note}");
         let mut err = Vec::new();
-        let mut log = Log::open(&mut err, false, target);
+        let mut log = Log::with_target(&mut err, false, target);
         writeln!(log, "line").unwrap();
         drop(log);
         assert_eq!(err, b"line\n");
