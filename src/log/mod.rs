@@ -335,10 +335,14 @@ impl Write for Stderr {
         // A socket (what /proc/self/fd/2 cannot reopen) takes MSG_DONTWAIT:
         // `poll` saying it takes data says nothing of a long line, and a
         // blocking send of one to a reader that went quiet never returns.
+        // Where `send` is no way (not a socket, or a seccomp profile that
+        // refuses `sendto`), the `poll` way below.
         match rustix::net::send(fd, buf, rustix::net::SendFlags::DONTWAIT) {
             Ok(n) => return Ok(n),
-            Err(e) if e == rustix::io::Errno::NOTSOCK => {}
-            Err(e) => return Err(e.into()),
+            Err(e) if e == rustix::io::Errno::AGAIN => {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Err(_) => {}
         }
         let mut fds = [rustix::event::PollFd::new(
             &fd,
