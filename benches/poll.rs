@@ -177,6 +177,7 @@ fn build(size: Size) -> Tree {
             rx_queue: 0,
             tx_queue: 0,
             info: None,
+            cgroup: 0,
         });
         if held {
             fds_of[k % size.procs].push(inode);

@@ -72,6 +72,7 @@ pub fn socket(local: &str, remote: &str, state: TcpState, uid: u32, inode: u64) 
         rx_queue: 0,
         tx_queue: 0,
         info: None,
+        cgroup: 0,
     }
 }
 

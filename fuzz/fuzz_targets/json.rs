@@ -60,6 +60,7 @@ fn row(u: &mut Unstructured<'_>, inode: u64, pairs: &mut Vec<(u64, Holder)>) -> 
         rx_queue: 0,
         tx_queue: 0,
         info: None,
+        cgroup: 0,
     };
     for _ in 0..u.int_in_range(0..=2)? {
         let name = if u.arbitrary()? { "envoy".to_owned() } else { u.arbitrary::<String>()? };

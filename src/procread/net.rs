@@ -32,6 +32,11 @@ pub struct Socket {
     /// was asked for it (netlink with `INET_DIAG_INFO`); the tables never
     /// have it.
     pub info: Option<TcpInfo>,
+    /// The cgroup v2 id of the socket (`INET_DIAG_CGROUP_ID`, Linux 5.8+:
+    /// the cgroup of the process that made it; an accepted socket gets its
+    /// listener's). 0 where the source does not say: the tables, older
+    /// kernels, TIME_WAIT and request sockets (no cgroup is numbered 0).
+    pub cgroup: u64,
 }
 
 /// The fields of a connection's `struct tcp_info` that tell whether traffic
@@ -294,6 +299,7 @@ pub fn parse_line(line: &str) -> Result<Option<Socket>> {
         rx_queue,
         tx_queue,
         info: None,
+        cgroup: 0,
     }))
 }
 

@@ -25,10 +25,14 @@ const NLMSG_DONE: u16 = 3;
 /// `NLM_F_REQUEST | NLM_F_DUMP` (`NLM_F_ROOT | NLM_F_MATCH`).
 const DUMP_FLAGS: u16 = 0x1 | 0x300;
 const IPPROTO_TCP: u8 = 6;
+/// `IPPROTO_UDP`: [`Diag::own_cgroup`] asks of a UDP socket.
+const IPPROTO_UDP: u8 = 17;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 /// `INET_DIAG_INFO`: the attribute holding `struct tcp_info`.
 const INET_DIAG_INFO: u16 = 2;
+/// `INET_DIAG_CGROUP_ID`: the socket's cgroup v2 id, a `u64`.
+const INET_DIAG_CGROUP_ID: u16 = 21;
 /// Where `tcpi_last_data_recv` (u32) and `tcpi_bytes_received` (u64) sit in
 /// `struct tcp_info` (include/uapi/linux/tcp.h).
 const LAST_DATA_RECV: usize = 52;
@@ -64,14 +68,25 @@ pub const ALL_STATES: u32 = 0x1FFE;
 /// state`), with `INET_DIAG_INFO` (each socket's `tcp_info`) when `info`: it
 /// costs the kernel a third more, so only a reader that needs traffic asks.
 pub fn request(table: Table, seq: u32, info: bool, states: u32) -> [u8; NLMSG_HDR + REQ_LEN] {
+    request_for(family(table), IPPROTO_TCP, seq, info, states)
+}
+
+/// [`request`] for any family and protocol.
+fn request_for(
+    family: u8,
+    protocol: u8,
+    seq: u32,
+    info: bool,
+    states: u32,
+) -> [u8; NLMSG_HDR + REQ_LEN] {
     let mut b = [0u8; NLMSG_HDR + REQ_LEN];
     b[0..4].copy_from_slice(&((NLMSG_HDR + REQ_LEN) as u32).to_ne_bytes());
     b[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
     b[6..8].copy_from_slice(&DUMP_FLAGS.to_ne_bytes());
     b[8..12].copy_from_slice(&seq.to_ne_bytes());
     // nlmsg_pid 0: the kernel.
-    b[16] = family(table);
-    b[17] = IPPROTO_TCP;
+    b[16] = family;
+    b[17] = protocol;
     if info {
         b[18] = 1 << (INET_DIAG_INFO - 1);
     }
@@ -162,6 +177,7 @@ fn socket(m: &[u8]) -> Result<Socket> {
         ),
         f => bail!("netlink: a socket of address family {f}"),
     };
+    let (info, cgroup) = attributes(&m[MSG_LEN..])?;
     Ok(Socket {
         state,
         local: SocketAddr::new(local, sport),
@@ -177,15 +193,19 @@ fn socket(m: &[u8]) -> Result<Socket> {
         } else {
             u32_at(m, 60)?
         },
-        info: tcp_info(&m[MSG_LEN..])?,
+        info,
+        cgroup,
     })
 }
 
-/// The `tcp_info` among a socket message's attributes (`rtattr`s, each
-/// aligned to 4 bytes), if there is one. A listener's carries none of the
-/// traffic fields that matter; an older kernel's `tcp_info` may end before
-/// `tcpi_bytes_received` (then 0).
-fn tcp_info(mut attrs: &[u8]) -> Result<Option<TcpInfo>> {
+/// The `tcp_info` and the cgroup id among a socket message's attributes
+/// (`rtattr`s, each aligned to 4 bytes), where they are. A listener's
+/// `tcp_info` carries none of the traffic fields that matter; an older
+/// kernel's may end before `tcpi_bytes_received` (then 0). The kernel puts
+/// the cgroup id on every full socket unasked (`inet_diag_msg_attrs_fill`,
+/// Linux 5.8+); 0 where it does not.
+fn attributes(mut attrs: &[u8]) -> Result<(Option<TcpInfo>, u64)> {
+    let (mut info, mut cgroup) = (None, 0);
     while attrs.len() >= 4 {
         let len = usize::from(u16_at(attrs, 0)?);
         let kind = u16_at(attrs, 2)?;
@@ -195,21 +215,30 @@ fn tcp_info(mut attrs: &[u8]) -> Result<Option<TcpInfo>> {
                 attrs.len()
             );
         }
-        if kind == INET_DIAG_INFO {
-            let info = &attrs[4..len];
-            let last = u32_at(info, LAST_DATA_RECV)?;
-            let bytes = info
-                .get(BYTES_RECEIVED..BYTES_RECEIVED + 8)
-                .and_then(|b| b.try_into().ok())
-                .map_or(0, u64::from_ne_bytes);
-            return Ok(Some(TcpInfo {
-                last_data_recv_ms: last,
-                bytes_received: bytes,
-            }));
+        let body = &attrs[4..len];
+        match kind {
+            INET_DIAG_INFO => {
+                let last = u32_at(body, LAST_DATA_RECV)?;
+                let bytes = body
+                    .get(BYTES_RECEIVED..BYTES_RECEIVED + 8)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u64::from_ne_bytes);
+                info = Some(TcpInfo {
+                    last_data_recv_ms: last,
+                    bytes_received: bytes,
+                });
+            }
+            INET_DIAG_CGROUP_ID => {
+                cgroup = body
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u64::from_ne_bytes);
+            }
+            _ => {}
         }
         attrs = attrs.get((len + 3) & !3..).unwrap_or_default();
     }
-    Ok(None)
+    Ok((info, cgroup))
 }
 
 fn u32_at(b: &[u8], at: usize) -> Result<u32> {
@@ -288,6 +317,38 @@ impl Diag {
         probed
     }
 
+    /// The cgroup v2 id the kernel gives this process's sockets (Linux
+    /// 5.8+; 0 where it does not say), asked of a socket made for the
+    /// purpose: a UDP socket bound to any address and port 0, which no
+    /// reader of the TCP tables sees, found by its inode in a dump of UDP
+    /// sockets. It needs no cgroup filesystem, nor the right one mounted:
+    /// a container's `/sys/fs/cgroup` may be cgroup v1, or another
+    /// namespace's.
+    pub fn own_cgroup(&mut self) -> Result<u64> {
+        let udp = rustix::net::socket_with(
+            AddressFamily::INET,
+            SocketType::DGRAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| anyhow!("cannot make a UDP socket: {e}"))?;
+        rustix::net::bind(&udp, &std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+            .map_err(|e| anyhow!("cannot bind a UDP socket: {e}"))?;
+        let inode = rustix::fs::fstat(&udp)
+            .map_err(|e| anyhow!("cannot stat a UDP socket: {e}"))?
+            .st_ino;
+        self.seq = self.seq.wrapping_add(1);
+        // A bound, unconnected UDP socket is TCP_CLOSE (7) to the kernel.
+        let req = request_for(AF_INET, IPPROTO_UDP, self.seq, false, 1 << 7);
+        let mut found = 0;
+        self.exchange(&req, "udp", &|| false, &mut |s| {
+            if s.inode == inode {
+                found = s.cgroup;
+            }
+        })?;
+        Ok(found)
+    }
+
     /// Dumps one family's TCP sockets into `visit`, in the kernel's order;
     /// gives up with [`super::Stopped`] once `stop()` says so (asked before
     /// each datagram).
@@ -299,13 +360,24 @@ impl Diag {
     ) -> Result<()> {
         self.seq = self.seq.wrapping_add(1);
         let req = request(table, self.seq, self.info, self.states);
+        self.exchange(&req, table.name(), stop, visit)
+    }
+
+    /// Sends one dump request and reads its answer into `visit`.
+    fn exchange(
+        &mut self,
+        req: &[u8],
+        name: &str,
+        stop: &dyn Fn() -> bool,
+        visit: &mut dyn FnMut(Socket),
+    ) -> Result<()> {
         rustix::net::sendto(
             &self.fd,
-            &req,
+            req,
             SendFlags::empty(),
             &SocketAddrNetlink::new(0, 0),
         )
-        .map_err(|e| anyhow!("netlink: cannot ask for the {} dump: {e}", table.name()))?;
+        .map_err(|e| anyhow!("netlink: cannot ask for the {name} dump: {e}"))?;
         loop {
             if stop() {
                 // The rest of this dump would come first on the next: start
@@ -319,14 +391,11 @@ impl Diag {
                 match rustix::net::recv(&self.fd, &mut self.buf[..], RecvFlags::empty()) {
                     Ok((_, n)) => break n,
                     Err(rustix::io::Errno::INTR) => {}
-                    Err(e) => bail!("netlink: cannot read the {} dump: {e}", table.name()),
+                    Err(e) => bail!("netlink: cannot read the {name} dump: {e}"),
                 }
             };
             if n == 0 {
-                bail!(
-                    "netlink: the {} dump ended without NLMSG_DONE",
-                    table.name()
-                );
+                bail!("netlink: the {name} dump ended without NLMSG_DONE");
             }
             if parse(&self.buf[..n], self.seq, visit)? == Parsed::Done {
                 return Ok(());
@@ -441,6 +510,7 @@ mod tests {
                     rx_queue: 0,
                     tx_queue: 0,
                     info: None,
+                    cgroup: 0,
                 },
                 Socket {
                     state: TcpState::Established,
@@ -451,6 +521,7 @@ mod tests {
                     rx_queue: 0,
                     tx_queue: 0,
                     info: None,
+                    cgroup: 0,
                 },
             ]
         );
@@ -553,7 +624,12 @@ mod tests {
                 v.sort_by_key(|s| (s.inode, s.local));
                 v
             };
-            assert_eq!(ours(&dumped), ours(&read), "{table:?}");
+            // The tables carry no cgroup; the dump carries this process's
+            // on every one of its sockets.
+            let mut dumped = ours(&dumped);
+            assert!(dumped.iter().all(|s| s.cgroup != 0), "{dumped:?}");
+            dumped.iter_mut().for_each(|s| s.cgroup = 0);
+            assert_eq!(dumped, ours(&read), "{table:?}");
             let want = mine
                 .iter()
                 .filter(|a| a.is_ipv6() == (table == Table::Tcp6))
@@ -610,6 +686,160 @@ mod tests {
             all(&header(1, SOCK_DIAG_BY_FAMILY, &bad), 1).unwrap_err()
         );
         assert!(err.contains("an attribute of 999 bytes"), "{err}");
+    }
+
+    #[test]
+    fn the_cgroup_id_is_read_from_its_attribute_padded_or_not() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let m = message(1, AF_INET, 10, a("0.0.0.0:80"), a("0.0.0.0:0"), 0, 9);
+        let base = m[NLMSG_HDR..].to_vec();
+        let id = 0x1234_5678_9abc_u64;
+        let cgroup = |pad: bool| {
+            let mut body = base.clone();
+            if pad {
+                // INET_DIAG_PAD (14), as nla_put_u64_64bit adds where the
+                // u64 would not be 8-aligned on a strict architecture.
+                body.extend_from_slice(&[4, 0, 14, 0]);
+            }
+            body.extend_from_slice(&12u16.to_ne_bytes());
+            body.extend_from_slice(&INET_DIAG_CGROUP_ID.to_ne_bytes());
+            body.extend_from_slice(&id.to_ne_bytes());
+            let (got, _) = all(&header(1, SOCK_DIAG_BY_FAMILY, &body), 1).unwrap();
+            got[0].cgroup
+        };
+        assert_eq!((cgroup(false), cgroup(true)), (id, id));
+        // None said: 0.
+        let (got, _) = all(&header(1, SOCK_DIAG_BY_FAMILY, &base), 1).unwrap();
+        assert_eq!(got[0].cgroup, 0);
+    }
+
+    /// Live, as root on a node with a cgroup v2 hierarchy: a socket made by
+    /// a process in a cgroup of its own carries that cgroup's id, which on
+    /// 64-bit kernels is the cgroup directory's inode number.
+    #[test]
+    fn a_sockets_cgroup_is_the_cgroup_of_the_process_that_made_it() {
+        use std::os::unix::fs::MetadataExt;
+        let mount = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| {
+                l.split(" - ")
+                    .nth(1)
+                    .is_some_and(|f| f.starts_with("cgroup2 "))
+            })
+            .and_then(|l| l.split(' ').nth(4).map(std::path::PathBuf::from));
+        let (Some(mount), Ok(diag)) = (mount, Diag::open()) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI has cgroup2 and netlink"
+            );
+            return;
+        };
+        let group = mount.join(format!("prestop-wait-test-{}", std::process::id()));
+        if let Err(e) = std::fs::create_dir(&group) {
+            assert!(std::env::var_os("CI").is_none(), "CI runs as root: {e}");
+            return;
+        }
+        let listener = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            // Joins the group, then listens on an ephemeral port and says
+            // which, as runc exec joins a container's cgroup and execs.
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec /usr/bin/python3 -c \"import socket,sys,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(30)\"",
+                group.display()
+            ))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        struct Cleanup(std::process::Child, std::path::PathBuf);
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+                let _ = std::fs::remove_dir(&self.1);
+            }
+        }
+        let mut cleanup = Cleanup(listener, group.clone());
+        let mut port = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(cleanup.0.stdout.take().unwrap()),
+            &mut port,
+        )
+        .unwrap();
+        let port: u16 = port.trim().parse().unwrap();
+        let mut diag = diag.with_states(ALL_STATES);
+        let mut seen = None;
+        diag.dump(Table::Tcp, &|| false, &mut |x| {
+            if x.local.port() == port {
+                seen = Some(x.cgroup);
+            }
+        })
+        .unwrap();
+        let want = std::fs::metadata(&group).unwrap().ino();
+        assert_eq!(
+            seen,
+            Some(want),
+            "the listener on {port} in {}",
+            group.display()
+        );
+        // And a process in that group asks the kernel its own cgroup: this
+        // test binary again, running only `own_cgroup_is_this_processs_cgroup`.
+        let me = std::env::current_exe().unwrap();
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec \"$0\" --exact procread::netlink::tests::own_cgroup_is_this_processs_cgroup --nocapture",
+                group.display()
+            ))
+            .arg(&me)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        drop(cleanup);
+    }
+
+    /// Live: the kernel's word on this process's own cgroup is the inode of
+    /// the cgroup v2 directory `/proc/self/cgroup` names, where that
+    /// hierarchy is mounted here.
+    #[test]
+    fn own_cgroup_is_this_processs_cgroup() {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(mut diag) = Diag::open() else {
+            assert!(std::env::var_os("CI").is_none(), "CI has netlink");
+            return;
+        };
+        let id = diag.own_cgroup().unwrap();
+        let path = std::fs::read_to_string("/proc/self/cgroup")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("0::").map(str::to_owned));
+        let mount = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| {
+                l.split(" - ")
+                    .nth(1)
+                    .is_some_and(|f| f.starts_with("cgroup2 "))
+            })
+            .and_then(|l| l.split(' ').nth(4).map(std::path::PathBuf::from));
+        let (Some(path), Some(mount)) = (path, mount) else {
+            assert!(std::env::var_os("CI").is_none(), "CI has cgroup2");
+            return;
+        };
+        let dir = mount.join(path.trim_start_matches('/'));
+        assert_eq!(
+            id,
+            std::fs::metadata(&dir).unwrap().ino(),
+            "{}",
+            dir.display()
+        );
+        // A second ask makes no second socket linger, and says the same.
+        assert_eq!(diag.own_cgroup().unwrap(), id);
     }
 
     /// Live: a connection that received data says how much, and how long ago.

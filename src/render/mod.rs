@@ -158,6 +158,7 @@ mod tests {
             rx_queue: 0,
             tx_queue: 0,
             info: None,
+            cgroup: 0,
         }
     }
 
