@@ -178,8 +178,9 @@ pub trait Hook {
     fn start_line(&self, settings: &Settings) -> String;
 
     /// What to do after the start line and before the first look (warnings,
-    /// `wait`'s drain call), within the span's deadline.
-    fn begin(&mut self, _clock: &dyn Clock, _span: &Span, _lines: &mut Lines) {}
+    /// notes on the `source` it reads, `wait`'s drain call), within the
+    /// span's deadline.
+    fn begin(&mut self, _clock: &dyn Clock, _span: &Span, _source: &Chosen, _lines: &mut Lines) {}
 
     /// Its judge, for this span.
     fn judge(&self, span: &Span) -> Self::Judge;
@@ -250,7 +251,7 @@ pub fn run<H: Hook>(
     if let Some(note) = lines.log.note() {
         lines.say(format_args!("{note}"));
     }
-    hook.begin(clock, &span, &mut lines);
+    hook.begin(clock, &span, &source, &mut lines);
     let mut judge = hook.judge(&span);
     let ended = keep_deadline(
         clock,

@@ -26,17 +26,19 @@ use crate::traffic::{Look, Sign, Traffic, Watch};
 pub fn run(config: QuiesceConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Result<ExitCode> {
     let watch = Watch::new(config.rules.clone(), config.ports.clone());
     let settings = config.hook.clone();
-    Ok(hook::run(
-        Quiesce { config, watch },
-        settings,
-        clock,
-        stderr,
-    ))
+    let quiesce = Quiesce {
+        config,
+        watch,
+        said_coarse: false,
+    };
+    Ok(hook::run(quiesce, settings, clock, stderr))
 }
 
 struct Quiesce {
     config: QuiesceConfig,
     watch: Watch,
+    /// The coarser-signal note was said at the start.
+    said_coarse: bool,
 }
 
 /// What one look saw.
@@ -69,13 +71,24 @@ impl Hook for Quiesce {
         )
     }
 
+    /// The tables' coarser signal is said at the start, before any look's
+    /// lines; a failover to them later is the judge's to say.
+    fn begin(&mut self, _clock: &dyn Clock, _span: &Span, source: &Chosen, lines: &mut Lines) {
+        if source.is_tables() {
+            lines.say(format_args!("note: {COARSE}"));
+            self.said_coarse = true;
+        }
+    }
+
     fn judge(&self, span: &Span) -> Hold {
-        Hold::new(
+        let mut hold = Hold::new(
             *span,
             self.config.hook.timing,
             self.config.idle,
             !self.config.ports.is_empty(),
-        )
+        );
+        hold.said_coarse = self.said_coarse;
+        hold
     }
 
     fn look(&mut self, source: &mut Chosen, at: Instant, stop: &dyn Fn() -> bool) -> Result<Seen> {
@@ -186,7 +199,8 @@ impl Judge for Hold {
         if let Some(t) = l.latest.as_mut() {
             t.at = after(t.at, done.saturating_duration_since(at));
         }
-        // Said once, at the start or when netlink failed over to the tables.
+        // Said once: at the start (see `Quiesce::begin`), or here when
+        // netlink failed over to the tables.
         if coarse && !self.said_coarse {
             lines.say(format_args!("note: {COARSE}"));
             self.said_coarse = true;

@@ -57,7 +57,7 @@ impl Hook for Wait {
         )
     }
 
-    fn begin(&mut self, clock: &dyn Clock, span: &Span, lines: &mut Lines) {
+    fn begin(&mut self, clock: &dyn Clock, span: &Span, _source: &Chosen, lines: &mut Lines) {
         let timing = &self.config.hook.timing;
         if let Some(warning) = budget_warning(timing, self.config.grace_period) {
             lines.say(format_args!("warning: {warning}"));

@@ -77,7 +77,11 @@ impl Spec {
     fn to_args(&self) -> Vec<OsString> {
         let file = match &self.log_file {
             LogFile::Auto => OsString::from("auto"),
-            LogFile::Path(p) => OsString::from("path:").tap(|s| s.push(p)),
+            LogFile::Path(p) => {
+                let mut s = OsString::from("path:");
+                s.push(p);
+                s
+            }
         };
         let whose = match &self.whose {
             Whose::App => OsString::from("app"),
@@ -119,18 +123,6 @@ impl Spec {
             whose,
             hook_pid: pid.to_str()?.parse().ok()?,
         })
-    }
-}
-
-/// `OsString::push` in an expression.
-trait Tap: Sized {
-    fn tap(self, f: impl FnOnce(&mut Self)) -> Self;
-}
-
-impl Tap for OsString {
-    fn tap(mut self, f: impl FnOnce(&mut Self)) -> Self {
-        f(&mut self);
-        self
     }
 }
 

@@ -713,13 +713,9 @@ mod tests {
         assert_eq!(got[0].cgroup, 0);
     }
 
-    /// Live, as root on a node with a cgroup v2 hierarchy: a socket made by
-    /// a process in a cgroup of its own carries that cgroup's id, which on
-    /// 64-bit kernels is the cgroup directory's inode number.
-    #[test]
-    fn a_sockets_cgroup_is_the_cgroup_of_the_process_that_made_it() {
-        use std::os::unix::fs::MetadataExt;
-        let mount = std::fs::read_to_string("/proc/self/mountinfo")
+    /// Where this machine's cgroup v2 hierarchy is mounted, if it is.
+    fn cgroup2_mount() -> Option<std::path::PathBuf> {
+        std::fs::read_to_string("/proc/self/mountinfo")
             .unwrap_or_default()
             .lines()
             .find(|l| {
@@ -727,7 +723,16 @@ mod tests {
                     .nth(1)
                     .is_some_and(|f| f.starts_with("cgroup2 "))
             })
-            .and_then(|l| l.split(' ').nth(4).map(std::path::PathBuf::from));
+            .and_then(|l| l.split(' ').nth(4).map(std::path::PathBuf::from))
+    }
+
+    /// Live, as root on a node with a cgroup v2 hierarchy: a socket made by
+    /// a process in a cgroup of its own carries that cgroup's id, which on
+    /// 64-bit kernels is the cgroup directory's inode number.
+    #[test]
+    fn a_sockets_cgroup_is_the_cgroup_of_the_process_that_made_it() {
+        use std::os::unix::fs::MetadataExt;
+        let mount = cgroup2_mount();
         let (Some(mount), Ok(diag)) = (mount, Diag::open()) else {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -818,15 +823,7 @@ mod tests {
             .unwrap_or_default()
             .lines()
             .find_map(|l| l.strip_prefix("0::").map(str::to_owned));
-        let mount = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .find(|l| {
-                l.split(" - ")
-                    .nth(1)
-                    .is_some_and(|f| f.starts_with("cgroup2 "))
-            })
-            .and_then(|l| l.split(' ').nth(4).map(std::path::PathBuf::from));
+        let mount = cgroup2_mount();
         let (Some(path), Some(mount)) = (path, mount) else {
             assert!(std::env::var_os("CI").is_none(), "CI has cgroup2");
             return;
