@@ -434,7 +434,7 @@ mod tests {
         // 127.0.0.1 at that port.
         let Ok(v6) = TcpListener::bind("[::1]:0") else {
             assert!(std::env::var_os("CI").is_none(), "CI has IPv6 loopback");
-            eprintln!("skipped: no IPv6 loopback here");
+            crate::fixture::skipped("no IPv6 loopback here");
             return;
         };
         let port = v6.local_addr().unwrap().port();

@@ -1,12 +1,13 @@
 //! Fixture `/proc` trees in the kernel's own formats, for the unit tests,
 //! the integration tests, the benches and the fuzzer: one encoder of table
-//! rows, one writer of tables, one writer of processes. The binary does not
-//! use it (link-time optimisation leaves it out).
+//! rows, one writer of tables, one writer of processes; and how a test says
+//! it was skipped. The binary does not use it (link-time optimisation
+//! leaves it out).
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::symlink;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::decide::Rules;
 use crate::procread::{Socket, Table, TcpState};
@@ -180,6 +181,39 @@ impl<'a> Process<'a> {
             "pos:\t0\nflags:\t0100002\nmnt_id:\t15\n",
         )
     }
+}
+
+/// Says that the running test was skipped for `reason` where a person
+/// running `cargo test` sees it: straight on stderr, past the harness's
+/// capture, which shows a passing test's output to nobody. The line also
+/// goes to `target/<profile>/skipped/<cargo's pid>`, from which the run's
+/// last test binary (`tests/zz_skipped.rs`) counts them. Under `CI=true` a
+/// skip is a failure: callers check that first.
+pub fn skipped(reason: &str) {
+    let current = std::thread::current();
+    let test = current.name().unwrap_or("a test");
+    let line = format!(
+        "skipped: {test}: {reason} (`sudo bash .ci/run` installs every prerequisite and runs it; `CI=true` makes a skip fail)\n"
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    if let Some(file) = skip_log(rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get()))
+    {
+        let _ = std::fs::create_dir_all(file.parent().unwrap_or(Path::new(".")));
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&file)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    }
+}
+
+/// Where the skips of the `cargo test` whose pid is `cargo` are noted:
+/// beside the test binaries, `target/<profile>/skipped/<pid>`.
+pub fn skip_log(cargo: i32) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    // target/<profile>/deps/<binary>
+    let profile = exe.parent()?.parent()?;
+    Some(profile.join("skipped").join(cargo.to_string()))
 }
 
 #[cfg(test)]

@@ -424,7 +424,7 @@ mod tests {
         std::fs::write(pod.path().join("15/fd/99"), "not a link").unwrap();
         if let Err(e) = chown(pod.path().join("15"), Some(1337), None) {
             assert!(std::env::var_os("CI").is_none(), "CI runs as root: {e}");
-            eprintln!("skipped: chown needs root ({e})");
+            crate::fixture::skipped(&format!("chown needs root ({e})"));
             return;
         }
         // The handed-over socket is the proxy's: nothing blocks, in both shapes.

@@ -408,7 +408,7 @@ fn a_socket_held_only_by_a_proxy_process_has_one_verdict_everywhere() {
     f.process(40, "envoy", &["/usr/local/bin/envoy"], &[777, 101]);
     if let Err(e) = chown(f.path().join("40"), Some(1337), None) {
         assert!(std::env::var_os("CI").is_none(), "CI runs as root: {e}");
-        eprintln!("skipped: chown needs root ({e})");
+        prestop_wait::fixture::skipped(&format!("chown needs root ({e})"));
         return;
     }
     let (plain, r) = check_json(&f, &[]);

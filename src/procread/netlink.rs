@@ -584,7 +584,7 @@ mod tests {
             Ok(d) => d,
             Err(e) => {
                 assert!(std::env::var_os("CI").is_none(), "CI has netlink: {e}");
-                eprintln!("skipped: no NETLINK_SOCK_DIAG here ({e})");
+                crate::fixture::skipped(&format!("no NETLINK_SOCK_DIAG here ({e})"));
                 return;
             }
         };
@@ -738,11 +738,13 @@ mod tests {
                 std::env::var_os("CI").is_none(),
                 "CI has cgroup2 and netlink"
             );
+            crate::fixture::skipped("no cgroup v2 hierarchy or no NETLINK_SOCK_DIAG here");
             return;
         };
         let group = mount.join(format!("prestop-wait-test-{}", std::process::id()));
         if let Err(e) = std::fs::create_dir(&group) {
             assert!(std::env::var_os("CI").is_none(), "CI runs as root: {e}");
+            crate::fixture::skipped(&format!("cannot make a cgroup ({e}): needs root"));
             return;
         }
         let listener = std::process::Command::new("/bin/sh")
@@ -816,6 +818,7 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let Ok(mut diag) = Diag::open() else {
             assert!(std::env::var_os("CI").is_none(), "CI has netlink");
+            crate::fixture::skipped("no NETLINK_SOCK_DIAG here");
             return;
         };
         let id = diag.own_cgroup().unwrap();
@@ -826,6 +829,7 @@ mod tests {
         let mount = cgroup2_mount();
         let (Some(path), Some(mount)) = (path, mount) else {
             assert!(std::env::var_os("CI").is_none(), "CI has cgroup2");
+            crate::fixture::skipped("no cgroup v2 hierarchy here");
             return;
         };
         let dir = mount.join(path.trim_start_matches('/'));

@@ -568,7 +568,7 @@ mod tests {
                 std::env::var_os("CI").is_none(),
                 "CI runs as root and must chown: {e}"
             );
-            eprintln!("skipped: chown needs root ({e})");
+            crate::fixture::skipped(&format!("chown needs root ({e})"));
             return;
         }
         let all = scan_holders(root, &|| false).unwrap();
@@ -732,7 +732,7 @@ mod tests {
                 std::env::var_os("CI").is_none(),
                 "CI runs as root and must chown: {e}"
             );
-            eprintln!("skipped: chown needs root ({e})");
+            crate::fixture::skipped(&format!("chown needs root ({e})"));
             return;
         }
         let (path, why) = find_proxy_log(dir.path(), me, &names()).unwrap();

@@ -55,21 +55,27 @@ pub fn code(o: &Output) -> i32 {
 }
 
 /// Whether a test whose prerequisite is `probe` runs. Outside CI a missing
-/// prerequisite skips it with `skipped: TEST: REASON` on stderr; with
-/// `CI=true` it fails, so that CI cannot go green by skipping.
+/// prerequisite skips it with `skipped: TEST: REASON …` on stderr, seen
+/// past the harness's capture and counted at the run's end
+/// (`tests/zz_skipped.rs`); with `CI=true` it fails, so that CI cannot go
+/// green by skipping.
 pub fn runnable(test: &str, probe: Result<(), String>) -> bool {
-    runnable_in(std::env::var("CI").is_ok_and(|v| v == "true"), test, probe)
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let reason = probe.as_ref().err().cloned();
+    let run = runnable_in(ci, test, probe);
+    if let Some(reason) = reason.filter(|_| !run) {
+        prestop_wait::fixture::skipped(&reason);
+    }
+    run
 }
 
-/// [`runnable`] with CI given, so the tests can check both ways.
+/// [`runnable`]'s verdict with CI given, so the tests can check both ways:
+/// it panics under CI, and says nothing (saying is `runnable`'s).
 pub fn runnable_in(ci: bool, test: &str, probe: Result<(), String>) -> bool {
     match probe {
         Ok(()) => true,
         Err(reason) if ci => panic!("{test}: cannot run under CI=true: {reason}"),
-        Err(reason) => {
-            eprintln!("skipped: {test}: {reason}");
-            false
-        }
+        Err(_) => false,
     }
 }
 
