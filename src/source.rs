@@ -83,13 +83,9 @@ pub enum Chosen {
 }
 
 impl Chosen {
-    /// Chooses as `kind` says for the procfs root `proc_root`.
-    pub fn open(kind: Kind, proc_root: &Path) -> Result<Chosen> {
-        Chosen::open_with(kind, proc_root, |d| d)
-    }
-
-    /// [`Chosen::open`], with the netlink socket set up by `setup` (to ask
-    /// for `tcp_info`, or for other states).
+    /// Chooses as `kind` says for the procfs root `proc_root`, with the
+    /// netlink socket set up by `setup` (to ask for `tcp_info`, or for
+    /// other states).
     pub fn open_with(
         kind: Kind,
         proc_root: &Path,

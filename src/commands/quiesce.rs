@@ -126,12 +126,7 @@ fn start_line(rules: &Rules, ports: &[u16], t: &Timing, idle: Duration) -> Strin
     if !t.min_wait.is_zero() {
         line.push_str(&format!(", at least {}", fmt_duration(t.min_wait)));
     }
-    if !rules.ignore_uids.is_empty() {
-        line.push_str(&format!(", ignoring uids {:?}", rules.ignore_uids));
-    }
-    if !rules.ignore_ports.is_empty() {
-        line.push_str(&format!(", ignoring ports {:?}", rules.ignore_ports));
-    }
+    line.push_str(&render::ignoring(rules));
     line
 }
 

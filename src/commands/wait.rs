@@ -255,12 +255,7 @@ fn start_line(rules: &Rules, proc_root: &Path, o: &Timing, quiet_period: Duratio
     if !quiet_period.is_zero() {
         line.push_str(&format!(", quiet period {}", fmt_duration(quiet_period)));
     }
-    if !rules.ignore_uids.is_empty() {
-        line.push_str(&format!(", ignoring uids {:?}", rules.ignore_uids));
-    }
-    if !rules.ignore_ports.is_empty() {
-        line.push_str(&format!(", ignoring ports {:?}", rules.ignore_ports));
-    }
+    line.push_str(&render::ignoring(rules));
     if rules.listen_only {
         line.push_str(", LISTEN sockets only");
     }

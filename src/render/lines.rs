@@ -4,8 +4,21 @@
 use std::fmt::Write as _;
 
 use super::{count, describe};
-use crate::decide::Entry;
+use crate::decide::{Entry, Rules};
 use crate::sink::OwnerGroup;
+
+/// What the user excused in `rules`, for a hook's start line:
+/// `, ignoring uids [..]`, `, ignoring ports [..]`, or nothing.
+pub fn ignoring(rules: &Rules) -> String {
+    let mut s = String::new();
+    if !rules.ignore_uids.is_empty() {
+        let _ = write!(s, ", ignoring uids {:?}", rules.ignore_uids);
+    }
+    if !rules.ignore_ports.is_empty() {
+        let _ = write!(s, ", ignoring ports {:?}", rules.ignore_ports);
+    }
+    s
+}
 
 /// The first `max` of `count` entries joined for a log line, with `and N more`.
 pub fn summary<'a>(entries: impl Iterator<Item = Entry<'a>>, count: usize, max: usize) -> String {

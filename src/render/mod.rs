@@ -9,7 +9,9 @@ mod lines;
 mod table;
 
 pub use json::{JsonSink, json_string, write_json};
-pub use lines::{HOST_NETWORK_NOTE, ignore_uid_hint, owner_summary, summary, uninspected_note};
+pub use lines::{
+    HOST_NETWORK_NOTE, ignore_uid_hint, ignoring, owner_summary, summary, uninspected_note,
+};
 pub use table::write_text;
 
 use json::push_addr;
