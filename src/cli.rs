@@ -90,13 +90,15 @@ struct PodArgs {
     )]
     proc_root: PathBuf,
 
-    /// Sockets owned by these uids are the proxy's (repeatable or comma list).
+    /// Sockets owned by these uids are the proxy's (repeatable or comma
+    /// list). Where the kernel's cgroup ids tell containers apart, given
+    /// uids add to them; the default, 1337 (Istio), counts only where they
+    /// cannot [default: 1337]
     #[arg(
         long,
         value_name = "UID",
         env = "PRESTOP_WAIT_PROXY_UID",
-        value_delimiter = ',',
-        default_value = "1337"
+        value_delimiter = ','
     )]
     proxy_uid: Vec<u32>,
 
@@ -140,13 +142,16 @@ struct CommonArgs {
     #[command(flatten)]
     pod: PodArgs,
 
-    /// Processes whose comm or argv[0] basename is one of these are the proxy's (repeatable or comma list).
+    /// Processes whose comm or argv[0] basename is one of these are the
+    /// proxy's (repeatable or comma list). Where the kernel's cgroup ids
+    /// tell containers apart, given names add to them (and cost a scan of
+    /// every visible process's fds); the defaults count only where they
+    /// cannot [default: envoy,pilot-agent]
     #[arg(
         long,
         value_name = "NAME",
         env = "PRESTOP_WAIT_PROXY_NAME",
-        value_delimiter = ',',
-        default_value = "envoy,pilot-agent"
+        value_delimiter = ','
     )]
     proxy_name: Vec<String>,
 
@@ -438,15 +443,33 @@ fn flag_error(id: &'static str, message: String) -> anyhow::Error {
 
 /// Whose socket is whose: the one rule set of every command. `quiesce`
 /// takes no `--proxy-name` nor `--listen-only`.
-fn rules(p: &PodArgs, proxy_names: Vec<String>, listen_only: bool) -> Rules {
+fn rules(p: &PodArgs, proxy_names: Option<Vec<String>>, listen_only: bool) -> Rules {
+    let proxy_uids_given = !p.proxy_uid.is_empty();
+    let proxy_names_given = proxy_names.as_ref().is_some_and(|n| !n.is_empty());
     Rules {
-        proxy_uids: p.proxy_uid.clone(),
-        proxy_names,
+        proxy_uids: if proxy_uids_given {
+            p.proxy_uid.clone()
+        } else {
+            DEFAULT_PROXY_UIDS.to_vec()
+        },
+        proxy_names: match proxy_names {
+            Some(n) if !n.is_empty() => n,
+            Some(_) => DEFAULT_PROXY_NAMES.iter().map(|&n| n.to_owned()).collect(),
+            None => Vec::new(),
+        },
+        proxy_uids_given,
+        proxy_names_given,
         ignore_uids: p.ignore_uid.clone(),
         ignore_ports: p.ignore_port.clone(),
         listen_only,
+        own_cgroup: None,
     }
 }
+
+/// Istio's proxy uid, the `--proxy-uid` not given.
+pub const DEFAULT_PROXY_UIDS: [u32; 1] = [1337];
+/// Istio's proxy processes, the `--proxy-name` not given.
+pub const DEFAULT_PROXY_NAMES: [&str; 2] = ["envoy", "pilot-agent"];
 
 fn pod(common: CommonArgs) -> Result<Pod> {
     if let Some(bad) = common.proxy_name.iter().find(|n| n.is_empty()) {
@@ -456,7 +479,7 @@ fn pod(common: CommonArgs) -> Result<Pod> {
         ));
     }
     Ok(Pod {
-        rules: rules(&common.pod, common.proxy_name, common.listen_only),
+        rules: rules(&common.pod, Some(common.proxy_name), common.listen_only),
         proc_root: common.pod.proc_root,
         source: source_kind(common.pod.source),
     })
@@ -523,7 +546,7 @@ fn quiesce_config(q: QuiesceArgs, config_errors: &[String]) -> Result<QuiesceCon
     }
     Ok(QuiesceConfig {
         hook,
-        rules: rules(&q.pod, Vec::new(), false),
+        rules: rules(&q.pod, None, false),
         ports: q.port,
         idle: q.idle,
     })
@@ -647,6 +670,9 @@ mod tests {
                 ignore_uids: vec![65532, 0],
                 ignore_ports: vec![9090, 15020, 1],
                 listen_only: true,
+                proxy_uids_given: true,
+                proxy_names_given: true,
+                own_cgroup: None,
             }
         );
         assert_eq!((c.format, c.all), (Format::Json, true));

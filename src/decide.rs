@@ -34,31 +34,112 @@ pub const KUBELET_PORT: u16 = 10250;
 pub const MESH_PORTS: [u16; 3] = [15001, 15006, 15008];
 
 /// What counts as the proxy, and what the user chose to ignore.
+///
+/// Where the kernel tells containers apart ([`Containers::Cgroup`], set by
+/// [`Rules::attribute`]), a socket in the hook's own container is the
+/// proxy's (`wait`, `check`) or the app's (`quiesce`), and one in another
+/// container's cgroup is not: no uid or name is needed. `--proxy-uid` and
+/// `--proxy-name` given explicitly add to that rule; their defaults (Istio's
+/// uid 1337, `envoy`, `pilot-agent`) decide only where the cgroup cannot
+/// (the fallback, or a row without a cgroup id). `--ignore-uid`,
+/// `--ignore-port` and `--listen-only` apply in both.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Rules {
     /// Sockets created under these uids are the proxy's (Istio: 1337).
     pub proxy_uids: Vec<u32>,
     /// Processes whose `comm` or `argv[0]` basename is one of these are the proxy's.
     pub proxy_names: Vec<String>,
+    /// Whether `proxy_uids` were given (flag or environment), not defaults.
+    pub proxy_uids_given: bool,
+    /// Whether `proxy_names` were given, not defaults.
+    pub proxy_names_given: bool,
     /// Sockets owned by these uids never block: other containers of the pod.
     pub ignore_uids: Vec<u32>,
     /// Sockets with one of these local ports never block.
     pub ignore_ports: Vec<u16>,
     /// Only LISTEN sockets block (the old `netstat -plunt` loop's rule).
     pub listen_only: bool,
+    /// The cgroup v2 id of the hook's own container, where the kernel
+    /// tells containers apart.
+    pub own_cgroup: Option<u64>,
 }
 
 impl Rules {
-    /// Whether a socket of `uid` is another container's than the app's: the
-    /// proxy's, or one the user excused with `--ignore-uid`.
-    pub fn is_other_container(&self, uid: u32) -> bool {
-        self.proxy_uids.contains(&uid) || self.ignore_uids.contains(&uid)
+    /// Takes in how containers are told apart, learnt once at the start.
+    pub fn attribute(&mut self, containers: &Containers) {
+        self.own_cgroup = match containers {
+            Containers::Cgroup(id) => Some(*id),
+            Containers::Flags(_) => None,
+        };
+    }
+
+    /// What the cgroup says of `s`: `Some(true)` it is the hook's own
+    /// container's, `Some(false)` another container's, `None` the cgroup
+    /// cannot tell (the fallback; a row with no cgroup id).
+    pub fn own_container(&self, s: &Socket) -> Option<bool> {
+        match self.own_cgroup {
+            Some(own) if s.cgroup != 0 => Some(s.cgroup == own),
+            _ => None,
+        }
+    }
+
+    /// Whether `s` is the proxy's by its uid: a given `--proxy-uid` always,
+    /// the default only where the cgroup cannot tell.
+    pub fn proxy_uid(&self, s: &Socket) -> bool {
+        self.proxy_uids.contains(&s.uid)
+            && (self.proxy_uids_given || self.own_container(s).is_none())
+    }
+
+    /// Whether the processes holding `s` can change what it is, so that the
+    /// fd scan is worth its cost: given `--proxy-name`s always, the default
+    /// names only where the cgroup cannot tell.
+    pub fn names_apply(&self, s: &Socket) -> bool {
+        !self.proxy_names.is_empty() && (self.proxy_names_given || self.own_container(s).is_none())
+    }
+
+    /// Whether `s` is the proxy's by its row alone, for `wait`'s and
+    /// `check`'s view of a pod (its own container, or a proxy uid).
+    pub fn is_proxys(&self, s: &Socket) -> bool {
+        self.own_container(s) == Some(true) || self.proxy_uid(s)
+    }
+
+    /// `quiesce`'s view, from the app's container: whether `s` is another
+    /// container's than the app's (another cgroup, a proxy uid, an
+    /// `--ignore-uid`).
+    pub fn is_other_container(&self, s: &Socket) -> bool {
+        self.own_container(s) == Some(false)
+            || self.proxy_uid(s)
+            || self.ignore_uids.contains(&s.uid)
+    }
+}
+
+/// How a command tells one container's sockets from another's, learnt once
+/// at its start (see [`crate::source::Chosen::containers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Containers {
+    /// By the kernel's cgroup v2 id of each socket: this is the hook's own
+    /// container's.
+    Cgroup(u64),
+    /// By uid and process name, as flagged; with why not by cgroup.
+    Flags(String),
+}
+
+impl std::fmt::Display for Containers {
+    /// The hooks' first line and `check`'s note: `containers by cgroup
+    /// (this one's: 4242)`, or `containers by uid and process name (why)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Containers::Cgroup(id) => write!(f, "containers by cgroup (this one's: {id})"),
+            Containers::Flags(why) => write!(f, "containers by uid and process name: {why}"),
+        }
     }
 }
 
 /// Why a socket does not block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
+    /// It is in the hook's own container's cgroup: the proxy's.
+    ProxyContainer,
     /// Its owner uid is a proxy uid.
     ProxyUid,
     /// Its owner uid is in `--ignore-uid`.
@@ -75,6 +156,7 @@ impl Reason {
     /// The name used in JSON and text output.
     pub fn as_str(self) -> &'static str {
         match self {
+            Reason::ProxyContainer => "proxy-container",
             Reason::ProxyUid => "proxy-uid",
             Reason::IgnoredUid => "ignored-uid",
             Reason::ProxyProcess => "proxy-process",
@@ -151,7 +233,7 @@ impl PodFacts {
     pub fn note(&mut self, socket: &Socket, rules: &Rules) {
         if socket.state == TcpState::Listen {
             self.listening.insert(socket.local.port());
-        } else if rules.proxy_uids.contains(&socket.uid) {
+        } else if rules.is_proxys(socket) {
             for bit in bloom_bits(connection_key(socket.local, socket.remote)) {
                 self.proxy_connections[bit / 64] |= 1 << (bit % 64);
             }
@@ -210,7 +292,9 @@ pub fn is_held(socket: &Socket) -> bool {
 
 /// The rules that need only the table row, in their documented order.
 pub fn row_reason(socket: &Socket, rules: &Rules) -> Option<Reason> {
-    if rules.proxy_uids.contains(&socket.uid) {
+    if rules.own_container(socket) == Some(true) {
+        Some(Reason::ProxyContainer)
+    } else if rules.proxy_uid(socket) {
         Some(Reason::ProxyUid)
     } else if rules.ignore_uids.contains(&socket.uid) {
         Some(Reason::IgnoredUid)
@@ -236,7 +320,8 @@ pub fn keep_row(socket: &Socket, rules: &Rules, keep_ignored: bool) -> bool {
 /// rules in their documented order, then the proxy-process rule.
 pub fn reason(socket: &Socket, holders: &[Holder], rules: &Rules) -> Option<Reason> {
     row_reason(socket, rules).or_else(|| {
-        (!holders.is_empty()
+        (rules.names_apply(socket)
+            && !holders.is_empty()
             && holders
                 .iter()
                 .all(|h| is_proxy_process(h, &rules.proxy_names)))
@@ -292,6 +377,9 @@ pub struct Decision {
     pub reason: Option<Reason>,
     /// Which way it faces.
     pub direction: Direction,
+    /// Whether it is in the hook's own container (`None`: the cgroup
+    /// cannot tell; see [`Rules::own_container`]).
+    pub container: Option<bool>,
 }
 
 /// Decides one socket, given its visible holders and the pod's facts: the
@@ -304,6 +392,7 @@ pub fn decide(socket: &Socket, holders: &[Holder], rules: &Rules, facts: &PodFac
     Decision {
         reason: reason(socket, holders, rules),
         direction: direction(socket, facts),
+        container: rules.own_container(socket),
     }
 }
 
@@ -335,6 +424,9 @@ pub struct Entry<'a> {
     pub direction: Direction,
     /// Why it does not block; `None` when it blocks.
     pub reason: Option<Reason>,
+    /// Whether it is in the hook's own container (`None`: the cgroup
+    /// cannot tell).
+    pub container: Option<bool>,
 }
 
 impl<'a> Entry<'a> {
@@ -345,6 +437,17 @@ impl<'a> Entry<'a> {
             holders,
             direction: d.direction,
             reason: d.reason,
+            container: d.container,
+        }
+    }
+
+    /// The cgroup id output groups it by: 0 where the cgroup cannot tell
+    /// containers apart.
+    pub fn cgroup(&self) -> u64 {
+        if self.container.is_some() {
+            self.socket.cgroup
+        } else {
+            0
         }
     }
 
@@ -379,6 +482,7 @@ mod tests {
         let d = Decision {
             reason: None,
             direction,
+            container: None,
         };
         Entry::new(s, &[], d).to_proxy()
     }
@@ -766,5 +870,110 @@ mod tests {
         let app = conn("127.0.0.1:8081", "127.0.0.1:52000", 1000);
         f.note(&conn("127.0.0.1:52000", "127.0.0.1:8081", 1000), &rules());
         assert_eq!(direction(&app, &f), Direction::Outbound);
+    }
+
+    /// A pod on a cgroup v2 node: the hook's container is cgroup 50, the
+    /// app's 60, a collector's 70.
+    fn by_cgroup(mut r: Rules) -> Rules {
+        r.attribute(&Containers::Cgroup(50));
+        r
+    }
+
+    fn in_cgroup(mut s: Socket, cgroup: u64) -> Socket {
+        s.cgroup = cgroup;
+        s
+    }
+
+    #[test]
+    fn by_cgroup_the_hooks_container_is_the_proxy_whatever_its_uid() {
+        let r = by_cgroup(rules());
+        // Linkerd's uid, an OpenShift random uid, root: no flag needed.
+        for uid in [2102, 1_000_650_000, 0] {
+            let s = in_cgroup(sock(TcpState::Listen, "0.0.0.0:4143", uid, 7), 50);
+            assert_eq!(
+                one(s, &Holders::default(), &r),
+                Some(Reason::ProxyContainer)
+            );
+        }
+        // Istio's default uid in another container is that container's.
+        let s = in_cgroup(sock(TcpState::Listen, "0.0.0.0:15001", 1337, 7), 60);
+        assert_eq!(one(s, &Holders::default(), &r), None);
+        // An app and a collector of one uid are told apart, and both block.
+        let app = in_cgroup(sock(TcpState::Listen, "0.0.0.0:8080", 1000, 7), 60);
+        let collector = in_cgroup(sock(TcpState::Listen, "0.0.0.0:4317", 1000, 8), 70);
+        assert_eq!(r.own_container(&app), Some(false));
+        assert_eq!(one(app, &Holders::default(), &r), None);
+        assert_eq!(one(collector, &Holders::default(), &r), None);
+        // A row without a cgroup id falls back to the flags, defaults included.
+        let s = sock(TcpState::Listen, "0.0.0.0:15001", 1337, 7);
+        assert_eq!(one(s, &Holders::default(), &r), Some(Reason::ProxyUid));
+        // The fallback: no own cgroup, the ids are not looked at.
+        let mut fallback = rules();
+        fallback.attribute(&Containers::Flags("v1".into()));
+        let s = in_cgroup(sock(TcpState::Listen, "0.0.0.0:4143", 2102, 7), 50);
+        assert_eq!(fallback.own_container(&s), None);
+        assert_eq!(one(s, &Holders::default(), &fallback), None);
+    }
+
+    #[test]
+    fn by_cgroup_given_flags_add_defaults_do_not() {
+        let mut r = by_cgroup(rules());
+        let other = in_cgroup(sock(TcpState::Listen, "0.0.0.0:15010", 1337, 7), 60);
+        let envoy = holders(&[(7, holder(5, "envoy", "envoy"))]);
+        // Defaults: neither the uid nor the process name excuses, and the
+        // process rule is not even asked (no fd scan).
+        assert!(!r.names_apply(&other));
+        assert_eq!(one(other.clone(), &envoy, &r), None);
+        // Given: both add to the cgroup rule.
+        r.proxy_uids_given = true;
+        assert_eq!(one(other.clone(), &envoy, &r), Some(Reason::ProxyUid));
+        r.proxy_uids_given = false;
+        r.proxy_names_given = true;
+        assert!(r.names_apply(&other));
+        assert_eq!(one(other, &envoy, &r), Some(Reason::ProxyProcess));
+        // --ignore-uid works by cgroup as without.
+        r.ignore_uids = vec![1000];
+        let s = in_cgroup(sock(TcpState::Listen, "0.0.0.0:24224", 1000, 7), 70);
+        assert_eq!(one(s, &Holders::default(), &r), Some(Reason::IgnoredUid));
+    }
+
+    #[test]
+    fn by_cgroup_the_proxys_connections_are_its_containers() {
+        // The proxy (uid 2102, no flag) connected to the app from loopback
+        // and the app's listener is gone: its end, in the hook's cgroup,
+        // still says the app's end is inbound.
+        let r = by_cgroup(rules());
+        let app = in_cgroup(conn("127.0.0.1:8080", "127.0.0.1:51000", 1000), 60);
+        let proxy_end = in_cgroup(conn("127.0.0.1:51000", "127.0.0.1:8080", 2102), 50);
+        let mut f = PodFacts::default();
+        f.note(&proxy_end, &r);
+        assert_eq!(direction(&app, &f), Direction::Inbound);
+        let d = decide(&app, &[], &r, &f);
+        assert_eq!((d.reason, d.container), (None, Some(false)));
+        let e = Entry::new(&app, &[], d);
+        assert_eq!(e.cgroup(), 60);
+        let d = decide(&app, &[], &rules(), &f);
+        assert_eq!(
+            Entry::new(&app, &[], d).cgroup(),
+            0,
+            "no cgroup in the fallback"
+        );
+    }
+
+    #[test]
+    fn is_other_container_for_quiesce() {
+        let mut r = by_cgroup(rules());
+        let own = in_cgroup(sock(TcpState::Listen, "0.0.0.0:8080", 1337, 7), 50);
+        let collector = in_cgroup(sock(TcpState::Listen, "0.0.0.0:4317", 1000, 7), 70);
+        assert!(
+            !r.is_other_container(&own),
+            "the default uid does not count by cgroup"
+        );
+        assert!(r.is_other_container(&collector));
+        r.ignore_uids = vec![1337];
+        assert!(r.is_other_container(&own), "--ignore-uid does");
+        let fallback = rules();
+        assert!(fallback.is_other_container(&own));
+        assert!(!fallback.is_other_container(&collector));
     }
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use crate::decide::Containers;
 use crate::exit_codes::ExitCode;
 use crate::log::{self, Log, LogFile, Spec, Whose};
 use crate::procread::Stopped;
@@ -174,6 +175,10 @@ pub trait Hook {
         diag
     }
 
+    /// Takes in how containers are told apart (see [`Chosen::containers`]),
+    /// before [`Hook::start_line`].
+    fn attribute(&mut self, containers: &Containers);
+
     /// The first line, up to the source it reads.
     fn start_line(&self, settings: &Settings) -> String;
 
@@ -242,9 +247,11 @@ pub fn run<H: Hook>(
         });
     // A failed probe is the first look's to report, as any read error is.
     let _ = source.probe();
+    let containers = source.containers();
+    hook.attribute(&containers);
     let mut lines = Lines::new(&mut log);
     lines.say(format_args!(
-        "{}; sockets from {}",
+        "{}; sockets from {}; {containers}",
         hook.start_line(&settings),
         source.origin()
     ));

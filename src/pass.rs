@@ -9,7 +9,8 @@
 //! (inode 0) stops there; a row the table's own rules settle (a proxy or
 //! ignored uid or port, `--listen-only`) stops there too, unless the sink
 //! wants the excused ones (`check --all`); the first row that
-//! goes on starts the fd scan, once for the whole pass; the row's holders
+//! goes on and whose holders could excuse it (a proxy name applies: see
+//! [`Rules::names_apply`]) starts the fd scan, once for the whole pass; the row's holders
 //! are looked up and [`decide::decide_so_far`] gives its reason and
 //! direction, or says only its table's end can tell the direction, and then
 //! it waits for that end; the [`Entry`] goes to the sink, which counts it,
@@ -20,7 +21,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::decide::{self, Entry, PodFacts, Rules};
+use crate::decide::{self, Containers, Entry, PodFacts, Rules};
 use crate::procread::{self, HolderList, Holders, Socket, Table};
 use crate::sink::{Sink, Trailer};
 use crate::source::Source;
@@ -45,16 +46,24 @@ impl Pass {
         }
     }
 
+    /// Takes in how containers are told apart, for every pass after.
+    pub fn attribute(&mut self, containers: &Containers) {
+        self.rules.attribute(containers);
+    }
+
     /// One pass over `source`'s rows into `sink`. Gives up with [`procread::Stopped`] once
     /// `stop()` says so (the hook's deadline). Errors when a table cannot be
     /// read or parsed, the process list cannot be opened, or the sink
     /// fails; vanished or foreign processes are not errors.
     ///
     /// The fd scan runs once, just before the first row that the table's
-    /// own rules do not settle, so every row after it is decided with all
+    /// own rules do not settle and whose holders could excuse it (see
+    /// [`Rules::names_apply`]), so every row after it is decided with all
     /// its holders, the proxy's processes included. A pod where the table
     /// settles everything (a gateway, the proxy alone at the end of a wait)
-    /// never reads a busy Envoy's tens of thousands of fds.
+    /// never reads a busy Envoy's tens of thousands of fds; nor does one
+    /// where the kernel's cgroup ids tell the containers apart, unless
+    /// `--proxy-name` was given.
     pub fn run<K: Sink>(
         &mut self,
         source: &mut impl Source,
@@ -65,11 +74,15 @@ impl Pass {
         let root = &self.proc_root;
         let mut d = Decider::new(&self.rules, &mut self.facts, sink);
         let mut scan: Option<Holders> = None;
+        let unscanned = Holders::default();
         let mut failed = None;
         for table in [Table::Tcp, Table::Tcp6] {
             source.read(table, stop, &mut |s| {
                 if !d.takes(&s) || failed.is_some() {
                     return;
+                }
+                if !d.rules.names_apply(&s) {
+                    return d.decide(s, &unscanned);
                 }
                 let holders = match &mut scan {
                     Some(h) => h,
@@ -315,7 +328,10 @@ mod tests {
         assert_eq!(t, v.trailer);
         let mut json = Vec::new();
         let n = p
-            .run(JsonSink::new(&mut json).unwrap(), &never)
+            .run(
+                JsonSink::new(&mut json, &Containers::Flags("test".into())).unwrap(),
+                &never,
+            )
             .unwrap()
             .unwrap();
         assert_eq!(n, v.blocking_count());

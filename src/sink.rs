@@ -80,6 +80,7 @@ impl Row {
             decision: Decision {
                 reason: e.reason,
                 direction: e.direction,
+                container: e.container,
             },
         }
     }
@@ -164,14 +165,17 @@ impl Verdict {
     /// The blocking sockets counted by owner uid, by ascending uid.
     pub fn owners(&self) -> Vec<OwnerGroup> {
         let mut owners = Owners::default();
-        self.blocking().for_each(|e| owners.add(e.socket));
+        self.blocking().for_each(|e| owners.add(&e));
         owners.groups()
     }
 }
 
-/// The blocking sockets of one owner uid.
+/// The blocking sockets of one owner: a uid, in one container where the
+/// cgroup tells containers apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnerGroup {
+    /// The container's cgroup id; 0 where the cgroup cannot tell.
+    pub cgroup: u64,
     /// The owner uid.
     pub uid: u32,
     /// How many sockets of it block.
@@ -180,37 +184,39 @@ pub struct OwnerGroup {
     pub ports: Vec<u16>,
 }
 
-/// Counts blocking sockets by owner uid, a bit per local port: flat in
-/// memory however many sockets a uid holds.
+/// Counts blocking sockets by container and owner uid, a bit per local
+/// port: flat in memory however many sockets an owner holds.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Owners(Vec<(u32, usize, PortSet)>);
+struct Owners(Vec<((u64, u32), usize, PortSet)>);
 
 impl Owners {
-    fn add(&mut self, socket: &Socket) {
-        let i = match self.0.iter().position(|(uid, ..)| *uid == socket.uid) {
+    fn add(&mut self, e: &Entry) {
+        let key = (e.cgroup(), e.socket.uid);
+        let i = match self.0.iter().position(|(k, ..)| *k == key) {
             Some(i) => i,
             None => {
-                self.0.push((socket.uid, 0, PortSet::new()));
+                self.0.push((key, 0, PortSet::new()));
                 self.0.len() - 1
             }
         };
         let (_, n, ports) = &mut self.0[i];
         *n += 1;
-        ports.insert(socket.local.port());
+        ports.insert(e.socket.local.port());
     }
 
-    /// By ascending uid.
+    /// By ascending cgroup id, then uid.
     fn groups(&self) -> Vec<OwnerGroup> {
         let mut groups: Vec<OwnerGroup> = self
             .0
             .iter()
-            .map(|(uid, n, ports)| OwnerGroup {
+            .map(|((cgroup, uid), n, ports)| OwnerGroup {
+                cgroup: *cgroup,
                 uid: *uid,
                 sockets: *n,
                 ports: ports.ports().collect(),
             })
             .collect();
-        groups.sort_by_key(|g| g.uid);
+        groups.sort_by_key(|g| (g.cgroup, g.uid));
         groups
     }
 }
@@ -257,7 +263,7 @@ impl Sink for Tally {
 
     fn entry(&mut self, seq: usize, e: &Entry<'_>) -> io::Result<()> {
         self.sum = self.sum.wrapping_add(row_print(e.socket));
-        self.owners.add(e.socket);
+        self.owners.add(e);
         // A row that follows its table may come before rows kept already.
         let at = self.first.partition_point(|r| r.seq < seq);
         if at < self.keep {
@@ -328,6 +334,7 @@ mod tests {
             u64::from(port),
         );
         let d = Decision {
+            container: None,
             reason: None,
             direction: Direction::Listen,
         };

@@ -8,7 +8,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
+use crate::decide::Containers;
 use crate::procread::{self, Socket, Table, netlink::Diag};
+
+/// The cgroup v2 root's id (its kernfs inode), where every socket of a
+/// cgroup v1 node is.
+const ROOT_CGROUP: u64 = 1;
 
 /// A source of socket rows, one table (address family) at a time.
 pub trait Source {
@@ -125,6 +130,31 @@ impl Chosen {
             *self = Chosen::Proc(tables, Some(format!("netlink is not available ({e:#})")));
         }
         Ok(())
+    }
+
+    /// How this command can tell containers apart, asked once: by the
+    /// kernel's cgroup id of each socket where it gives one and the command
+    /// runs in a cgroup v2 group of its own (each container does on a
+    /// cgroup v2 node), by uid and process name otherwise, with why. Costs
+    /// one dump of UDP sockets (see [`Diag::own_cgroup`]).
+    pub fn containers(&mut self) -> Containers {
+        let diag = match self {
+            Chosen::Proc(..) => return Containers::Flags("the tables carry no cgroup ids".into()),
+            Chosen::Netlink(diag, _) => diag,
+        };
+        match diag.own_cgroup() {
+            // No cgroup is numbered 0: the attribute is missing.
+            Ok(0) => Containers::Flags(
+                "the kernel gives sockets no cgroup id (it needs Linux 5.8)".into(),
+            ),
+            // The root of the cgroup v2 hierarchy: on a cgroup v1 node every
+            // socket is there, whatever its container.
+            Ok(ROOT_CGROUP) => Containers::Flags(
+                "this process has no cgroup v2 group of its own (a cgroup v1 node?)".into(),
+            ),
+            Ok(id) => Containers::Cgroup(id),
+            Err(e) => Containers::Flags(format!("cannot learn this container's cgroup: {e:#}")),
+        }
     }
 
     /// What the hooks' first line says it reads: `netlink`, `proc`, or

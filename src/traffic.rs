@@ -14,7 +14,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::decide::{MESH_PORTS, Rules};
+use crate::decide::{Containers, MESH_PORTS, Rules};
 use crate::keys::{Mix, connection_key};
 use crate::procread::{Socket, TcpState};
 
@@ -108,6 +108,11 @@ impl Watch {
         }
     }
 
+    /// Takes in how containers are told apart, for every look after.
+    pub fn attribute(&mut self, containers: &Containers) {
+        self.rules.attribute(containers);
+    }
+
     /// The ports the app has been seen listening on, ascending.
     pub fn listening(&self) -> &[u16] {
         &self.listening
@@ -126,14 +131,18 @@ impl Watch {
         let rules = &self.rules;
         let port = s.local.port();
         let named = self.ports.contains(&port);
+        // Istio's capture ports are a rule for the fallback only: where the
+        // cgroup tells, ztunnel's in-pod listeners on them (ambient mode)
+        // are another container's anyway, and an app's own is the app's.
+        let mesh_port = MESH_PORTS.contains(&port) && rules.own_container(s).is_none();
         if rules.ignore_ports.contains(&port)
             || (!self.ports.is_empty() && !named)
-            || (MESH_PORTS.contains(&port) && !named)
+            || (mesh_port && !named)
         {
             return;
         }
         if s.state == TcpState::Listen {
-            if rules.is_other_container(s.uid) {
+            if rules.is_other_container(s) {
                 return;
             }
             if let Err(i) = self.listening.binary_search(&port) {
@@ -159,8 +168,11 @@ impl Watch {
         if self.ports.is_empty() && self.listening.binary_search(&port).is_err() {
             return;
         }
-        // TIME_WAIT rows carry no owner (uid 0): the port alone says whose.
-        if s.state != TcpState::TimeWait && rules.proxy_uids.contains(&s.uid) {
+        // TIME_WAIT rows carry no owner (uid 0) nor cgroup: the port alone
+        // says whose.
+        if s.state != TcpState::TimeWait
+            && (rules.own_container(s) == Some(false) || rules.proxy_uid(s))
+        {
             return;
         }
         if !matches!(s.state, TcpState::TimeWait | TcpState::SynRecv) {
@@ -513,5 +525,71 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn by_cgroup_only_this_containers_listeners_are_the_apps() {
+        // The app (cgroup 60) and a collector of the same uid (70) that the
+        // app streams to without pause; ztunnel's in-pod listener on 15008
+        // (ambient mode, cgroup 80); the app's own listener on 15006.
+        let cg = |mut s: Socket, id: u64| {
+            s.cgroup = id;
+            s
+        };
+        let t0 = Instant::now();
+        let mut r = rules();
+        r.attribute(&Containers::Cgroup(60));
+        let mut w = Watch::new(r, vec![]);
+        let listeners = [
+            cg(app_listener(), 60),
+            cg(socket("0.0.0.0:15006", "0.0.0.0:0", Listen, 1000, 11), 60),
+            cg(socket("0.0.0.0:4317", "0.0.0.0:0", Listen, 1000, 12), 70),
+            cg(socket("0.0.0.0:15008", "0.0.0.0:0", Listen, 0, 13), 80),
+        ];
+        let streamed = |ms| {
+            [
+                // The collector's accepted end, and ztunnel's.
+                data(
+                    cg(
+                        socket("127.0.0.1:4317", "127.0.0.1:45000", Established, 1000, 14),
+                        70,
+                    ),
+                    ms,
+                ),
+                data(
+                    cg(
+                        socket("10.0.0.5:15008", "10.0.0.9:5000", Established, 0, 15),
+                        80,
+                    ),
+                    ms,
+                ),
+            ]
+        };
+        let rows: Vec<Socket> = listeners.iter().cloned().chain(streamed(0)).collect();
+        let l = look(&mut w, t0 + Duration::from_secs(5), &rows);
+        assert_eq!(w.listening(), [8080, 15006]);
+        assert_eq!((l.latest, l.connections), (None, 0));
+        // Data to the app's own 15006 counts: the port list is the
+        // fallback's rule only.
+        let mut rows: Vec<Socket> = listeners.iter().cloned().chain(streamed(0)).collect();
+        rows.push(data(
+            cg(
+                socket("10.0.0.5:15006", "10.0.0.9:6000", Established, 1000, 16),
+                60,
+            ),
+            200,
+        ));
+        let at = t0 + Duration::from_secs(6);
+        let l = look(&mut w, at, &rows);
+        assert_eq!(l.connections, 1);
+        assert_eq!(
+            l.latest.map(|t| (t.at, t.local.port())),
+            Some((at - Duration::from_millis(200), 15006))
+        );
+        // Without cgroups, the same uid makes the collector the app's.
+        let mut w = Watch::new(rules(), vec![]);
+        let plain: Vec<Socket> = rows.iter().cloned().map(|s| cg(s, 0)).collect();
+        look(&mut w, t0 + Duration::from_secs(5), &plain);
+        assert_eq!(w.listening(), [4317, 8080]);
     }
 }

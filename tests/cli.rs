@@ -44,13 +44,13 @@ fn check_all_gives_every_reason() {
     assert_eq!(
         r.entry("ignored", "0.0.0.0:15010"),
         &json!({"state": "LISTEN", "local": "0.0.0.0:15010", "remote": "0.0.0.0:0",
-                "uid": 0, "inode": 110, "pid": 2, "process": "pilot-agent",
+                "uid": 0, "inode": 110, "cgroup": null, "this_container": null, "pid": 2, "process": "pilot-agent",
                 "direction": "listen", "to_proxy": false, "reason": "proxy-process"})
     );
     assert_eq!(
         r.entry("ignored", "[::]:9090"),
         &json!({"state": "LISTEN", "local": "[::]:9090", "remote": "[::]:0",
-                "uid": 1000, "inode": 202, "pid": null, "process": null,
+                "uid": 1000, "inode": 202, "cgroup": null, "this_container": null, "pid": null, "process": null,
                 "direction": "listen", "to_proxy": false, "reason": "ignored-port"})
     );
     let by_uid = r
@@ -111,7 +111,8 @@ fn check_nothing_blocks_exits_0() {
     assert_eq!(code(&o), 0);
     assert_eq!(
         r.value,
-        json!({"blocking": [], "uninspected_processes": 0, "unreadable_fds": 0, "host_network": false, "source": "proc"})
+        json!({"blocking": [], "uninspected_processes": 0, "unreadable_fds": 0, "host_network": false, "source": "proc",
+               "containers": {"by": "uid", "cgroup": null, "why": "the tables carry no cgroup ids"}})
     );
 }
 
@@ -175,7 +176,7 @@ fn app_visible_in_shared_pid_namespace_is_named() {
     assert_eq!(
         r.entry("blocking", "0.0.0.0:8080"),
         &json!({"state": "LISTEN", "local": "0.0.0.0:8080", "remote": "0.0.0.0:0",
-                "uid": 1000, "inode": 201, "pid": 40, "process": "python3",
+                "uid": 1000, "inode": 201, "cgroup": null, "this_container": null, "pid": 40, "process": "python3",
                 "direction": "listen", "to_proxy": false})
     );
 }

@@ -99,9 +99,11 @@ fn thousands_of_processes() {
     assert_eq!(
         r.value,
         json!({"blocking": [{"state": "LISTEN", "local": "0.0.0.0:8080", "remote": "0.0.0.0:0",
-                             "uid": 0, "inode": 7, "pid": 3101, "process": "app",
+                             "uid": 0, "inode": 7, "cgroup": null, "this_container": null,
+                             "pid": 3101, "process": "app",
                              "direction": "listen", "to_proxy": false}],
-               "uninspected_processes": 0, "unreadable_fds": 0, "host_network": false, "source": "proc"})
+               "uninspected_processes": 0, "unreadable_fds": 0, "host_network": false, "source": "proc",
+               "containers": {"by": "uid", "cgroup": null, "why": "the tables carry no cgroup ids"}})
     );
 }
 

@@ -83,7 +83,7 @@ fn kept_alive_requests_that_stop_at_a_random_moment() {
             "{last}"
         );
         assert!(
-            lines(&done)[0].ends_with(&format!("sockets from {source}")),
+            lines(&done)[0].contains(&format!("; sockets from {source}; containers by ")),
             "{done}"
         );
         if source == "proc" {

@@ -23,7 +23,9 @@ pub fn decode_json_string(lit: &str) -> Result<String, String> {
             '"' => return Err(format!("unescaped quote inside {lit:?}")),
             c if (c as u32) < 0x20 => return Err(format!("raw control char {:#x}", c as u32)),
             '\\' => {
-                let e = chars.next().ok_or("dangling backslash (escapes the closing quote)")?;
+                let e = chars
+                    .next()
+                    .ok_or("dangling backslash (escapes the closing quote)")?;
                 match e {
                     '"' => out.push('"'),
                     '\\' => out.push('\\'),
@@ -64,7 +66,9 @@ fn hex4(chars: &mut std::str::Chars<'_>) -> Result<u32, String> {
     let mut v = 0;
     for _ in 0..4 {
         let c = chars.next().ok_or("short \\u escape")?;
-        v = v * 16 + c.to_digit(16).ok_or_else(|| format!("non-hex {c:?} in \\u escape"))?;
+        v = v * 16
+            + c.to_digit(16)
+                .ok_or_else(|| format!("non-hex {c:?} in \\u escape"))?;
     }
     Ok(v)
 }

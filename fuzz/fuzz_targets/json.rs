@@ -15,9 +15,9 @@ use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use prestop_wait::decide::{Entry, PodFacts, Rules};
 use prestop_wait::pass;
-use prestop_wait::sink::Collect;
 use prestop_wait::procread::{Holder, Holders, Socket, TcpState};
 use prestop_wait::render::{json_string, write_json, write_text};
+use prestop_wait::sink::Collect;
 
 #[path = "common.rs"]
 mod common;
@@ -26,7 +26,9 @@ fn check_literal(name: &str) {
     let mut out = b"prefix:".to_vec();
     json_string(&mut out, name);
     let out = String::from_utf8(out).expect("json_string wrote invalid UTF-8");
-    let lit = out.strip_prefix("prefix:").expect("json_string clobbered the buffer");
+    let lit = out
+        .strip_prefix("prefix:")
+        .expect("json_string clobbered the buffer");
     assert!(
         !lit.chars().any(|c| (c as u32) < 0x20 || c == '\u{7f}'),
         "raw control character in {lit:?}"
@@ -60,11 +62,18 @@ fn row(u: &mut Unstructured<'_>, inode: u64, pairs: &mut Vec<(u64, Holder)>) -> 
         rx_queue: 0,
         tx_queue: 0,
         info: None,
-        cgroup: 0,
+        cgroup: *u.choose(&[0, 50, 60])?,
     };
     for _ in 0..u.int_in_range(0..=2)? {
-        let name = if u.arbitrary()? { "envoy".to_owned() } else { u.arbitrary::<String>()? };
-        pairs.push((inode, Holder::new(u.arbitrary()?, &name, &u.arbitrary::<String>()?)));
+        let name = if u.arbitrary()? {
+            "envoy".to_owned()
+        } else {
+            u.arbitrary::<String>()?
+        };
+        pairs.push((
+            inode,
+            Holder::new(u.arbitrary()?, &name, &u.arbitrary::<String>()?),
+        ));
     }
     Ok(socket)
 }
@@ -73,7 +82,11 @@ fn row(u: &mut Unstructured<'_>, inode: u64, pairs: &mut Vec<(u64, Holder)>) -> 
 fn check_entry_json(v: &serde_json::Value, e: &Entry) {
     match e.holders.first() {
         Some(h) => {
-            let name = if h.comm().is_empty() { h.argv0() } else { h.comm() };
+            let name = if h.comm().is_empty() {
+                h.argv0()
+            } else {
+                h.comm()
+            };
             assert_eq!(v["process"].as_str(), Some(name), "{v}");
             assert_eq!(v["pid"].as_i64(), Some(i64::from(h.pid)), "{v}");
         }
@@ -86,6 +99,9 @@ fn check_entry_json(v: &serde_json::Value, e: &Entry) {
     assert_eq!(v["direction"].as_str(), Some(e.direction.as_str()), "{v}");
     assert_eq!(v["to_proxy"].as_bool(), Some(e.to_proxy()), "{v}");
     assert_eq!(v["reason"].as_str(), e.reason.map(|r| r.as_str()), "{v}");
+    assert_eq!(v["this_container"].as_bool(), e.container, "{v}");
+    let cgroup = e.container.map(|_| e.socket.cgroup);
+    assert_eq!(v["cgroup"].as_u64(), cgroup, "{v}");
 }
 
 /// A verdict decided from fuzzed rows, written as JSON and read back.
@@ -98,6 +114,9 @@ fn verdict_round(data: &[u8]) -> Result<()> {
         ignore_uids: vec![*u.choose(&[0, 1000])?],
         ignore_ports: vec![u.arbitrary()?],
         listen_only: u.arbitrary()?,
+        proxy_uids_given: u.arbitrary()?,
+        proxy_names_given: u.arbitrary()?,
+        own_cgroup: *u.choose(&[None, Some(50)])?,
     };
     let mut rows = Vec::new();
     let mut pairs = Vec::new();
@@ -113,10 +132,19 @@ fn verdict_round(data: &[u8]) -> Result<()> {
     let v = pass::decide_rows(&[&rows], &holders, &rules, facts, Collect::new(true)).unwrap();
 
     let mut out = Vec::new();
-    write_json(&mut out, &v, all).unwrap();
+    write_json(
+        &mut out,
+        &v,
+        all,
+        &prestop_wait::decide::Containers::Flags(String::from_utf8_lossy(data).into_owned()),
+    )
+    .unwrap();
     let text = String::from_utf8(out).expect("write_json wrote invalid UTF-8");
     let body = text.strip_suffix('\n').expect("no trailing newline");
-    assert!(!body.contains('\n'), "raw newline inside the JSON line: {body:?}");
+    assert!(
+        !body.contains('\n'),
+        "raw newline inside the JSON line: {body:?}"
+    );
     let doc: serde_json::Value =
         serde_json::from_str(body).unwrap_or_else(|e| panic!("invalid JSON {body:?}: {e}"));
     let blocking = doc["blocking"].as_array().expect("blocking array");
@@ -133,8 +161,14 @@ fn verdict_round(data: &[u8]) -> Result<()> {
     } else {
         assert!(doc.get("ignored").is_none());
     }
-    assert_eq!(doc["uninspected_processes"].as_u64(), Some(v.trailer.uninspected_processes as u64));
-    assert_eq!(doc["unreadable_fds"].as_u64(), Some(v.trailer.unreadable_fds as u64));
+    assert_eq!(
+        doc["uninspected_processes"].as_u64(),
+        Some(v.trailer.uninspected_processes as u64)
+    );
+    assert_eq!(
+        doc["unreadable_fds"].as_u64(),
+        Some(v.trailer.unreadable_fds as u64)
+    );
 
     let mut out = Vec::new();
     write_text(&mut out, &v, all).unwrap();

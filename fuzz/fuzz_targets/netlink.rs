@@ -10,7 +10,9 @@ use libfuzzer_sys::fuzz_target;
 use prestop_wait::procread::netlink::{Parsed, parse};
 
 fuzz_target!(|data: &[u8]| {
-    let seq = data.get(8..12).map_or(0, |b| u32::from_ne_bytes(b.try_into().unwrap()));
+    let seq = data
+        .get(8..12)
+        .map_or(0, |b| u32::from_ne_bytes(b.try_into().unwrap()));
     let mut got = Vec::new();
     match parse(data, seq, &mut |s| got.push(s)) {
         Ok(p) => {
@@ -22,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
                 let mut more = data.to_vec();
                 more.extend_from_slice(&[0xff; 7]);
                 let mut again = Vec::new();
-                assert_eq!(parse(&more, seq, &mut |s| again.push(s)).ok(), Some(Parsed::Done));
+                assert_eq!(
+                    parse(&more, seq, &mut |s| again.push(s)).ok(),
+                    Some(Parsed::Done)
+                );
                 assert_eq!(again, got);
             }
         }

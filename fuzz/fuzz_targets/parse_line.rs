@@ -38,7 +38,9 @@ fuzz_target!(|data: &[u8]| {
                 let again = common::kernel_line(slot, &s);
                 match parse_line(&again) {
                     Ok(Some(t)) => assert_eq!(s, t, "{line:?} -> {again:?} does not round-trip"),
-                    other => panic!("{line:?} parsed as {s:?}, but its re-encoding {again:?} gives {other:?}"),
+                    other => panic!(
+                        "{line:?} parsed as {s:?}, but its re-encoding {again:?} gives {other:?}"
+                    ),
                 }
             }
             Err(_) => {}

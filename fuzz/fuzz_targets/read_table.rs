@@ -57,15 +57,24 @@ fuzz_target!(|data: &[u8]| {
     let mut buf = Vec::new();
     let mut got = Vec::new();
     let res = read_table(root, Table::Tcp, &mut buf, |s| got.push(s));
-    assert_eq!(got, want, "visited sockets differ from the line-by-line model");
+    assert_eq!(
+        got, want,
+        "visited sockets differ from the line-by-line model"
+    );
     match (res, want_err_line) {
         (Ok(()), None) => {}
         (Err(e), Some(n)) => {
             let msg = format!("{e:#}");
-            assert!(msg.contains("net/tcp"), "error does not name the file: {msg}");
+            assert!(
+                msg.contains("net/tcp"),
+                "error does not name the file: {msg}"
+            );
             // Invalid UTF-8 is reported by the reader ("cannot read ... line N"),
             // parse errors as "... line N: ...".
-            assert!(msg.contains(&format!(" line {n}")), "expected line {n} in {msg}");
+            assert!(
+                msg.contains(&format!(" line {n}")),
+                "expected line {n} in {msg}"
+            );
         }
         (res, want) => panic!("read_table returned {res:?}, model expected error at line {want:?}"),
     }

@@ -31,7 +31,12 @@ fn reference(b: &[u8]) -> Option<u64> {
 
 fuzz_target!(|data: &[u8]| {
     let got = socket_inode(data);
-    assert_eq!(got, reference(data), "input {:?}", String::from_utf8_lossy(data));
+    assert_eq!(
+        got,
+        reference(data),
+        "input {:?}",
+        String::from_utf8_lossy(data)
+    );
     if let Some(n) = got {
         assert!(data.starts_with(b"socket:[") && data.ends_with(b"]"));
         assert_eq!(socket_inode(format!("socket:[{n}]").as_bytes()), Some(n));

@@ -24,20 +24,29 @@ pub fn run(config: CheckConfig, out: &mut impl Write) -> Result<ExitCode> {
     let mut source = Chosen::open_with(config.pod.source, &config.pod.proc_root, |d| {
         if json { d.with_info() } else { d }
     })?;
+    let containers = source.containers();
     let mut pass = Pass::new(config.pod.proc_root, config.pod.rules);
+    pass.attribute(&containers);
     let never = || false;
     let blocking = match (config.format, config.all) {
-        (Format::Json, false) => pass.run(&mut source, JsonSink::new(out)?, &never)??,
+        (Format::Json, false) => {
+            pass.run(&mut source, JsonSink::new(out, &containers)?, &never)??
+        }
         (format, all) => {
             let verdict = pass.run(&mut source, Collect::new(all), &never)?;
             match format {
-                Format::Json => render::write_json(out, &verdict, all)?,
+                Format::Json => render::write_json(out, &verdict, all, &containers)?,
                 Format::Text => {
                     render::write_text(out, &verdict, all)?;
                     // Silent but visible: the tables where netlink was
                     // expected (a seccomp profile, gVisor).
                     if let Some(why) = source.fallback() {
                         writeln!(out, "note: sockets read from the tables: {why}")?;
+                    }
+                    // Tables by choice (a fixture, --source proc) carry
+                    // no cgroup: nothing to say that was not asked for.
+                    if !source.is_tables() || source.fallback().is_some() {
+                        writeln!(out, "note: {containers}")?;
                     }
                 }
             }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::cli::QuiesceConfig;
-use crate::decide::Rules;
+use crate::decide::{Containers, Rules};
 use crate::exit_codes::ExitCode;
 use crate::hook::{self, Hook, Judge, Lines, Outcome, Settings, Span, Timing};
 use crate::log::Whose;
@@ -60,6 +60,11 @@ impl Hook for Quiesce {
 
     fn setup(&self, diag: Diag) -> Diag {
         diag.with_info().with_states(ALL_STATES)
+    }
+
+    fn attribute(&mut self, containers: &Containers) {
+        self.config.rules.attribute(containers);
+        self.watch.attribute(containers);
     }
 
     fn start_line(&self, settings: &Settings) -> String {
@@ -115,7 +120,12 @@ fn start_line(rules: &Rules, ports: &[u16], t: &Timing, idle: Duration) -> Strin
         fmt_duration(t.interval),
         fmt_duration(idle),
     );
-    if ports.is_empty() {
+    if ports.is_empty() && rules.own_cgroup.is_some() {
+        line.push_str("this container's listening ports");
+        if rules.proxy_uids_given {
+            line.push_str(&format!(" (not proxy uids {:?})", rules.proxy_uids));
+        }
+    } else if ports.is_empty() {
         line.push_str(&format!(
             "the app's listening ports (not proxy uids {:?})",
             rules.proxy_uids

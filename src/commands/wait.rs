@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::cli::WaitConfig;
-use crate::decide::Rules;
+use crate::decide::{Containers, Rules};
 use crate::drain::{self, DrainTarget};
 use crate::exit_codes::ExitCode;
 use crate::hook::{self, Hook, Judge, Lines, Outcome, Settings, Span, Timing};
@@ -46,6 +46,11 @@ impl Hook for Wait {
 
     fn whose(&self) -> Whose {
         Whose::Proxy(self.config.rules.proxy_names.clone())
+    }
+
+    fn attribute(&mut self, containers: &Containers) {
+        self.config.rules.attribute(containers);
+        self.pass.attribute(containers);
     }
 
     fn start_line(&self, settings: &Settings) -> String {
@@ -193,7 +198,8 @@ fn log_deadline(w: &mut dyn Write, v: &Summary, timeout: Duration, took: Duratio
     log::say(
         w,
         format_args!(
-            "still blocking by owner: {}",
+            "still blocking by {}: {}",
+            render::owners_by(v.owners()),
             render::owner_summary(v.owners())
         ),
     );
@@ -242,11 +248,10 @@ fn drain_proxy(target: &DrainTarget, clock: &dyn Clock, deadline: Instant, lines
 
 fn start_line(rules: &Rules, proc_root: &Path, o: &Timing, quiet_period: Duration) -> String {
     let mut line = format!(
-        "waiting up to {} (every {}) for sockets not owned by proxy uids {:?} or processes {:?} in {}",
+        "waiting up to {} (every {}) for {} in {}",
         fmt_duration(o.timeout),
         fmt_duration(o.interval),
-        rules.proxy_uids,
-        rules.proxy_names,
+        render::whose_sockets(rules),
         proc_root.display(),
     );
     if !o.min_wait.is_zero() {

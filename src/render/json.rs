@@ -4,15 +4,20 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 
 use super::StateName;
-use crate::decide::Entry;
+use crate::decide::{Containers, Entry};
 use crate::procread::TcpState;
 use crate::sink::{Sink, Trailer, Verdict};
 
 /// Writes the `check --json` object of a whole verdict; `ignored` only
 /// when `all`. Bytes are written by hand, not through `write!`: at 18,000
 /// rows the formatting machinery was most of `check`'s own CPU time.
-pub fn write_json(w: &mut impl Write, verdict: &Verdict, all: bool) -> io::Result<()> {
-    let mut json = JsonSink::new(w)?;
+pub fn write_json(
+    w: &mut impl Write,
+    verdict: &Verdict,
+    all: bool,
+    containers: &Containers,
+) -> io::Result<()> {
+    let mut json = JsonSink::new(w, containers)?;
     for e in verdict.blocking() {
         json.write_entry(&e)?;
     }
@@ -27,16 +32,33 @@ pub struct JsonSink<'w, W: Write> {
     w: &'w mut W,
     out: Vec<u8>,
     entries: usize,
+    /// The trailer's `containers` object, written at the end.
+    containers: Vec<u8>,
 }
 
 impl<'w, W: Write> JsonSink<'w, W> {
-    /// Writes the opening `{"blocking":[`.
-    pub fn new(w: &'w mut W) -> io::Result<Self> {
+    /// Writes the opening `{"blocking":[`; the trailer will say how
+    /// `containers` are told apart.
+    pub fn new(w: &'w mut W, containers: &Containers) -> io::Result<Self> {
         w.write_all(b"{\"blocking\":[")?;
+        let mut c = Vec::new();
+        match containers {
+            Containers::Cgroup(id) => {
+                c.extend_from_slice(b"{\"by\":\"cgroup\",\"cgroup\":");
+                push_u64(&mut c, *id);
+                c.extend_from_slice(b",\"why\":null}");
+            }
+            Containers::Flags(why) => {
+                c.extend_from_slice(b"{\"by\":\"uid\",\"cgroup\":null,\"why\":");
+                json_string(&mut c, why);
+                c.push(b'}');
+            }
+        }
         Ok(JsonSink {
             w,
             out: Vec::with_capacity(256),
             entries: 0,
+            containers: c,
         })
     }
 
@@ -69,11 +91,13 @@ impl<'w, W: Write> JsonSink<'w, W> {
             }
             self.w.write_all(b"]")?;
         }
-        writeln!(
+        write!(
             self.w,
-            ",\"uninspected_processes\":{},\"unreadable_fds\":{},\"host_network\":{},\"source\":\"{}\"}}",
+            ",\"uninspected_processes\":{},\"unreadable_fds\":{},\"host_network\":{},\"source\":\"{}\",\"containers\":",
             t.uninspected_processes, t.unreadable_fds, t.host_network, t.source
-        )
+        )?;
+        self.w.write_all(&self.containers)?;
+        self.w.write_all(b"}\n")
     }
 }
 
@@ -107,6 +131,18 @@ fn json_entry(out: &mut Vec<u8>, e: &Entry) {
     if let (Some(info), false) = (s.info, s.state == TcpState::Listen) {
         out.extend_from_slice(b",\"idle_ms\":");
         push_u64(out, info.last_data_recv_ms.into());
+    }
+    match e.container {
+        Some(this) => {
+            out.extend_from_slice(b",\"cgroup\":");
+            push_u64(out, s.cgroup);
+            out.extend_from_slice(if this {
+                b",\"this_container\":true"
+            } else {
+                b",\"this_container\":false"
+            });
+        }
+        None => out.extend_from_slice(b",\"cgroup\":null,\"this_container\":null"),
     }
     match e.holders.first() {
         Some(h) => {

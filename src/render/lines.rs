@@ -20,6 +20,34 @@ pub fn ignoring(rules: &Rules) -> String {
     s
 }
 
+/// What `wait` waits for: `sockets not owned by proxy uids [1337] or
+/// processes ["envoy"]`, or where the cgroup tells containers apart,
+/// `other containers' sockets`, with what given flags add.
+pub fn whose_sockets(rules: &Rules) -> String {
+    if rules.own_cgroup.is_none() {
+        return format!(
+            "sockets not owned by proxy uids {:?} or processes {:?}",
+            rules.proxy_uids, rules.proxy_names
+        );
+    }
+    let mut s = "other containers' sockets".to_owned();
+    let uids = rules.proxy_uids_given.then_some(&rules.proxy_uids);
+    let names = rules.proxy_names_given.then_some(&rules.proxy_names);
+    match (uids, names) {
+        (Some(u), Some(n)) => {
+            let _ = write!(s, " not owned by proxy uids {u:?} or processes {n:?}");
+        }
+        (Some(u), None) => {
+            let _ = write!(s, " not owned by proxy uids {u:?}");
+        }
+        (None, Some(n)) => {
+            let _ = write!(s, " not held by processes {n:?}");
+        }
+        (None, None) => {}
+    }
+    s
+}
+
 /// The first `max` of `count` entries joined for a log line, with `and N more`.
 pub fn summary<'a>(entries: impl Iterator<Item = Entry<'a>>, count: usize, max: usize) -> String {
     let mut out = entries
@@ -39,19 +67,29 @@ pub const HOST_NETWORK_NOTE: &str = "these are the node's sockets, not a pod's (
 /// How many local ports a group names before `+N more`.
 const GROUP_PORTS: usize = 8;
 
-/// `uid 1000: 2 sockets (local ports 8080, 9090); uid 65532: 1 socket (local port 5432)`.
+/// What the owner groups are: `container` where the cgroup tells
+/// containers apart, `owner` (a uid) otherwise.
+pub fn owners_by(groups: &[OwnerGroup]) -> &'static str {
+    if groups.iter().any(|g| g.cgroup != 0) {
+        "container"
+    } else {
+        "owner"
+    }
+}
+
+/// `uid 1000: 2 sockets (local ports 8080, 9090); uid 65532: 1 socket (local
+/// port 5432)`; by container, `cgroup 4242 (uid 1000): 2 sockets (...)`.
 pub fn owner_summary(groups: &[OwnerGroup]) -> String {
     let mut out = String::new();
     for (i, g) in groups.iter().enumerate() {
         if i > 0 {
             out.push_str("; ");
         }
-        let _ = write!(
-            out,
-            "uid {}: {}",
-            g.uid,
-            count(g.sockets, "socket", "sockets")
-        );
+        let sockets = count(g.sockets, "socket", "sockets");
+        let _ = match g.cgroup {
+            0 => write!(out, "uid {}: {sockets}", g.uid),
+            id => write!(out, "cgroup {id} (uid {}): {sockets}", g.uid),
+        };
         let ports: Vec<String> = g
             .ports
             .iter()
@@ -80,7 +118,10 @@ pub fn owner_summary(groups: &[OwnerGroup]) -> String {
 /// containers apart (they share the network namespace, and the hook cannot
 /// see the others' processes), but each usually runs as its own uid.
 pub fn ignore_uid_hint(groups: &[OwnerGroup]) -> String {
-    let uids: Vec<String> = groups.iter().map(|g| g.uid.to_string()).collect();
+    let mut uids: Vec<u32> = groups.iter().map(|g| g.uid).collect();
+    uids.sort_unstable();
+    uids.dedup();
+    let uids: Vec<String> = uids.iter().map(u32::to_string).collect();
     format!(
         "if a uid here belongs to another container than the app (a log shipper, vault-agent, a native sidecar), excuse it with --ignore-uid UID (uids here: {})",
         uids.join(", ")

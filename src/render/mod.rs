@@ -10,7 +10,8 @@ mod table;
 
 pub use json::{JsonSink, json_string, write_json};
 pub use lines::{
-    HOST_NETWORK_NOTE, ignore_uid_hint, ignoring, owner_summary, summary, uninspected_note,
+    HOST_NETWORK_NOTE, ignore_uid_hint, ignoring, owner_summary, owners_by, summary,
+    uninspected_note, whose_sockets,
 };
 pub use table::write_text;
 
@@ -214,7 +215,13 @@ mod tests {
 
     fn json(v: &Verdict, all: bool) -> String {
         let mut out = Vec::new();
-        write_json(&mut out, v, all).unwrap();
+        write_json(
+            &mut out,
+            v,
+            all,
+            &crate::decide::Containers::Flags("test".into()),
+        )
+        .unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -292,7 +299,7 @@ mod tests {
         v.trailer.uninspected_processes = 2;
         assert_eq!(
             json(&v, false),
-            "{\"blocking\":[{\"state\":\"LISTEN\",\"local\":\"[::]:9090\",\"remote\":\"[::]:0\",\"uid\":1000,\"inode\":42,\"pid\":null,\"process\":null,\"direction\":\"listen\",\"to_proxy\":false}],\"uninspected_processes\":2,\"unreadable_fds\":0,\"host_network\":false,\"source\":\"proc\"}\n"
+            "{\"blocking\":[{\"state\":\"LISTEN\",\"local\":\"[::]:9090\",\"remote\":\"[::]:0\",\"uid\":1000,\"inode\":42,\"cgroup\":null,\"this_container\":null,\"pid\":null,\"process\":null,\"direction\":\"listen\",\"to_proxy\":false}],\"uninspected_processes\":2,\"unreadable_fds\":0,\"host_network\":false,\"source\":\"proc\",\"containers\":{\"by\":\"uid\",\"cgroup\":null,\"why\":\"test\"}}\n"
         );
         let all = json(&v, true);
         assert!(all.contains("\"ignored\":[{\"state\":\"LISTEN\",\"local\":\"127.0.0.1:15000\""));
@@ -414,7 +421,7 @@ mod tests {
         )]);
         assert!(v.trailer.host_network);
         assert!(text(&v, false).ends_with(&format!("note: {HOST_NETWORK_NOTE}\n")));
-        assert!(json(&v, false).ends_with(",\"host_network\":true,\"source\":\"proc\"}\n"));
+        assert!(json(&v, false).contains(",\"host_network\":true,\"source\":\"proc\","));
     }
 
     #[test]

@@ -89,12 +89,14 @@ pub fn test_name() -> String {
 }
 
 /// Keys of a `check --json` socket, in the documented order.
-pub const SOCKET_KEYS: [&str; 9] = [
+pub const SOCKET_KEYS: [&str; 11] = [
     "state",
     "local",
     "remote",
     "uid",
     "inode",
+    "cgroup",
+    "this_container",
     "pid",
     "process",
     "direction",
@@ -108,12 +110,25 @@ pub struct JsonSock {
     pub remote: String,
     pub uid: u32,
     pub inode: u64,
+    /// The socket's cgroup id, where the cgroup tells containers apart.
+    pub cgroup: Option<u64>,
+    /// Whether it is in the container `check` runs in.
+    pub this_container: Option<bool>,
     pub pid: Option<u32>,
     pub process: Option<String>,
     pub direction: String,
     pub to_proxy: bool,
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+/// `check --json`'s `containers`: `by` is `cgroup` (with this container's
+/// id) or `uid` (with why not by cgroup).
+#[derive(Debug, Deserialize)]
+pub struct JsonContainers {
+    pub by: String,
+    pub cgroup: Option<u64>,
+    pub why: Option<String>,
 }
 
 /// `check --json`, typed: a missing field or a wrong type fails the parse.
@@ -128,6 +143,8 @@ pub struct Report {
     pub host_network: bool,
     /// Where the rows came from: `netlink` or `proc`.
     pub source: String,
+    /// How containers are told apart.
+    pub containers: JsonContainers,
     /// The document itself, for asserting on whole entries.
     #[serde(skip)]
     pub value: Value,
@@ -158,6 +175,7 @@ impl Report {
             "unreadable_fds",
             "host_network",
             "source",
+            "containers",
         ]);
         assert_eq!(keys(&r.value), top, "top-level keys: {stdout}");
         let netlink = r.value["source"] == "netlink";

@@ -109,7 +109,11 @@ def pilot_agent():
     here = os.path.dirname(os.path.abspath(__file__))
     listeners = [listen(h, p) for h, p in PILOT_AGENT_LISTENERS]
     envoy = subprocess.Popen(
-        [os.path.join(here, "envoy"), os.path.abspath(__file__), "envoy"],
+        [
+            os.path.join(here, os.environ.get("PRESTOP_LIVE_PROXY_CHILD", "envoy")),
+            os.path.abspath(__file__),
+            "envoy",
+        ],
         stdin=subprocess.PIPE,
     )
     say("ready pilot-agent", f"pid={os.getpid()}")
@@ -174,7 +178,12 @@ def envoy():
                 if listeners[r] == 15000:
                     admin.add(conn)
             else:
-                data = r.recv(4096)
+                # A client that sends and closes at once (a probe) may
+                # reset the connection under the echo: that is its end.
+                try:
+                    data = r.recv(4096)
+                except OSError:
+                    data = b""
                 if data and r in admin:
                     request = data.split(b"\r\n", 1)[0].decode(errors="replace")
                     say("event admin", request.replace(" ", "_"), repr(time.monotonic()))
@@ -183,7 +192,10 @@ def envoy():
                     admin.discard(r)
                     r.close()
                 elif data:
-                    r.sendall(data)
+                    try:
+                        r.sendall(data)
+                    except OSError:
+                        pass
                 else:
                     # The peer closed: close our side too, as Envoy does, so
                     # the proxy leaves no CLOSE_WAIT behind.

@@ -421,6 +421,57 @@ pub enum AppPidNs {
 /// The pause image's user.
 pub const PAUSE_UID: u32 = 65535;
 
+/// What the pod is made of beyond [`AppPidNs`]: the mesh's proxy, and
+/// whether each container has a cgroup v2 group of its own.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Shape {
+    pub app_ns: AppPidNs,
+    /// The proxy container's uid (its processes, the hook, the client).
+    pub proxy_uid: u32,
+    /// The names the proxy's two processes run under (comm and argv[0]):
+    /// its PID 1, and the one that PID 1 starts.
+    pub proxy_names: [&'static str; 2],
+    /// Each container in a cgroup v2 group of its own with its own cgroup
+    /// namespace and cgroup2 mounted at /sys/fs/cgroup inside, as on a
+    /// cgroup v2 node; every hook joins its container's group first, as
+    /// `runc exec` does. The groups are made under this machine's cgroup2
+    /// mount (`/sys/fs/cgroup/unified` beside v1 controllers, or
+    /// `/sys/fs/cgroup`). Only with [`AppPidNs::Own`].
+    pub cgroups: bool,
+}
+
+impl Shape {
+    /// Istio's sidecar pod: uid 1337, pilot-agent starting envoy, no
+    /// cgroup of each container's own (the fallback).
+    pub fn istio(app_ns: AppPidNs) -> Shape {
+        Shape {
+            app_ns,
+            proxy_uid: PROXY_UID,
+            proxy_names: ["pilot-agent", "envoy"],
+            cgroups: false,
+        }
+    }
+}
+
+/// Where this machine's cgroup v2 hierarchy is mounted, if it is.
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    std::fs::read_to_string("/proc/self/mounts")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(w[1]))
+        })
+}
+
+/// The cgroup v2 id of a group: its directory's inode on 64-bit kernels.
+pub fn cgroup_id(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .ino()
+}
+
 /// One TCP socket as the tests compare them: /proc state name, local and
 /// remote in the contract's text form.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -473,6 +524,10 @@ pub struct Pod {
     pub proxy_socks: BTreeSet<Sock>,
     /// Local address of the app's long-lived outbound connection.
     pub app_out_local: String,
+    pub shape: Shape,
+    /// The pod's cgroup v2 group, holding one group per container, when
+    /// [`Shape::cgroups`].
+    pub cgroups: Option<PathBuf>,
     torn_down: bool,
 }
 
@@ -488,10 +543,32 @@ impl Pod {
     /// `None` when the machine cannot run live tests (see
     /// [`common::runnable`]).
     pub fn start(app_ns: AppPidNs) -> Option<Pod> {
+        Pod::start_shaped(Shape::istio(app_ns))
+    }
+
+    /// The pod of `shape` (see [`Pod::start`]).
+    pub fn start_shaped(shape: Shape) -> Option<Pod> {
         let test = common::test_name();
-        if !common::runnable(&test, probe()) {
-            return None;
-        }
+        let probed = probe().and_then(|()| {
+            if !shape.cgroups {
+                return Ok(None);
+            }
+            assert_eq!(
+                shape.app_ns,
+                AppPidNs::Own,
+                "cgroups with a shared PID namespace"
+            );
+            cgroup2_mount()
+                .map(Some)
+                .ok_or_else(|| "no cgroup v2 hierarchy mounted here".to_owned())
+        });
+        let mount = match probed {
+            Ok(m) => m,
+            Err(e) => {
+                common::runnable(&test, Err(e));
+                return None;
+            }
+        };
         let netns = format!(
             "prestop-live-{}-{}",
             std::process::id(),
@@ -519,10 +596,17 @@ impl Pod {
             app_socks: BTreeSet::new(),
             proxy_socks: BTreeSet::new(),
             app_out_local: String::new(),
+            shape,
+            cgroups: None,
             torn_down: false,
         };
+        if let Some(mount) = mount {
+            let dir = mount.join(&pod.netns);
+            std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            pod.cgroups = Some(dir);
+        }
         eprintln!("{test}: pod {}", pod.netns);
-        pod.build(app_ns);
+        pod.build(shape.app_ns);
         Some(pod)
     }
 
@@ -540,8 +624,9 @@ impl Pod {
         std::fs::write(d.join("actors.py"), ACTORS).unwrap();
         // exec through a link named envoy/pilot-agent sets both comm (what
         // ss and /proc/PID/comm show) and argv[0] (what netstat shows).
-        symlink(PYTHON, d.join("envoy")).unwrap();
-        symlink(PYTHON, d.join("pilot-agent")).unwrap();
+        for name in self.shape.proxy_names {
+            symlink(PYTHON, d.join(name)).unwrap();
+        }
         let bin = d.join("prestop-wait");
         std::fs::copy(common::BIN, &bin).unwrap();
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -553,7 +638,7 @@ impl Pod {
         // With shareProcessNamespace the pause process comes first and is
         // the PID namespace's PID 1; the containers join it.
         let pause_init = (app_ns == AppPidNs::SharedWithPause).then(|| {
-            let mut cmd = self.new_container();
+            let mut cmd = self.new_container("pause");
             cmd.args(setpriv(PAUSE_UID));
             cmd.args([PYTHON.into(), self.p("actors.py"), "idle".into()]);
             let mut pause = Actor::spawn("pause", cmd);
@@ -567,11 +652,12 @@ impl Pod {
         // the istio-proxy image (or it joins the pause process's namespace).
         let mut cmd = match pause_init {
             Some(pid) => self.enter(pid),
-            None => self.new_container(),
+            None => self.new_container("proxy"),
         };
-        cmd.args(setpriv(PROXY_UID));
+        cmd.args(setpriv(self.shape.proxy_uid));
+        cmd.env("PRESTOP_LIVE_PROXY_CHILD", self.shape.proxy_names[1]);
         cmd.args([
-            self.p("pilot-agent"),
+            self.p(self.shape.proxy_names[0]),
             self.p("actors.py"),
             "pilot-agent".into(),
         ]);
@@ -584,7 +670,7 @@ impl Pod {
         self.proxy = Some(proxy);
 
         let mut cmd = match app_ns {
-            AppPidNs::Own => self.new_container(),
+            AppPidNs::Own => self.new_container("app"),
             AppPidNs::SharedWithProxy | AppPidNs::SharedWithPause => self.in_proxy(),
         };
         cmd.args(setpriv(APP_UID));
@@ -664,7 +750,7 @@ impl Pod {
     /// kubelet does for an exec preStop hook.
     pub fn hook(&self, args: &[&str]) -> Command {
         let mut cmd = self.in_proxy();
-        cmd.args(setpriv(PROXY_UID))
+        cmd.args(setpriv(self.shape.proxy_uid))
             .arg(self.path("prestop-wait"))
             .args(args);
         cmd
@@ -675,7 +761,7 @@ impl Pod {
     /// last), such as a seccomp filter.
     pub fn run_wrapped_hook(&self, wrapper: &[&str], args: &[&str]) -> Done {
         let mut cmd = self.in_proxy();
-        cmd.args(setpriv(PROXY_UID))
+        cmd.args(setpriv(self.shape.proxy_uid))
             .args(wrapper)
             .arg(self.path("prestop-wait"))
             .args(args);
@@ -686,27 +772,60 @@ impl Pod {
         )
     }
 
-    /// A command as the first process of a new container: the pod's network
-    /// namespace, its own PID namespace and /proc. `--kill-child` ends the
-    /// command if the launcher dies.
-    fn new_container(&self) -> Command {
-        let mut cmd = Command::new("nsenter");
+    /// A command as the first process of a new container `name`: the pod's
+    /// network namespace, its own PID namespace and /proc, and with
+    /// [`Shape::cgroups`] its own cgroup v2 group, cgroup namespace and
+    /// cgroup2 at /sys/fs/cgroup. `--kill-child` ends the command if the
+    /// launcher dies.
+    fn new_container(&self, name: &str) -> Command {
+        let mut cmd = self.join_cgroup(name, true);
         cmd.arg(format!("--net=/run/netns/{}", self.netns));
-        cmd.args([
-            "--",
-            "unshare",
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            "--kill-child",
-            "--",
-        ]);
+        cmd.args(["--", "unshare", "--pid", "--fork", "--mount-proc"]);
+        if self.cgroups.is_some() {
+            cmd.args(["--cgroup", "--kill-child", "--"]);
+            cmd.args([
+                "sh",
+                "-c",
+                "mount -t cgroup2 none /sys/fs/cgroup && exec \"$@\"",
+                "sh",
+            ]);
+        } else {
+            cmd.args(["--kill-child", "--"]);
+        }
         cmd
+    }
+
+    /// `nsenter`, run from container `name`'s cgroup v2 group (made when
+    /// `make` and not there yet) when the pod has them: what `runc exec` does before it
+    /// enters a container's namespaces.
+    fn join_cgroup(&self, name: &str, make: bool) -> Command {
+        let Some(pod) = &self.cgroups else {
+            return Command::new("nsenter");
+        };
+        let dir = pod.join(name);
+        if make && !dir.is_dir() {
+            std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        }
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo $$ > \"$0/cgroup.procs\" && exec nsenter \"$@\""]);
+        cmd.arg(&dir);
+        cmd
+    }
+
+    /// The cgroup v2 id of container `name`'s group.
+    pub fn cgroup_of(&self, name: &str) -> u64 {
+        cgroup_id(
+            &self
+                .cgroups
+                .as_ref()
+                .expect("a pod with cgroups")
+                .join(name),
+        )
     }
 
     /// A command in the proxy container's namespaces, as root.
     pub fn in_proxy(&self) -> Command {
-        self.enter(self.proxy_init)
+        self.enter_container(self.proxy_init, "proxy")
     }
 
     /// A command in the network, PID and mount namespaces of host pid `pid`.
@@ -716,11 +835,30 @@ impl Pod {
         cmd
     }
 
+    /// A command in container `name`, whose PID 1 is host pid `pid`: its
+    /// namespaces, and its cgroup (and cgroup namespace) where it has one.
+    fn enter_container(&self, pid: u32, name: &str) -> Command {
+        if self.cgroups.is_none() {
+            return self.enter(pid);
+        }
+        let mut cmd = self.join_cgroup(name, false);
+        cmd.args([
+            "-t",
+            &pid.to_string(),
+            "--net",
+            "--pid",
+            "--mount",
+            "--cgroup",
+            "--",
+        ]);
+        cmd
+    }
+
     /// Another container in the pod (a log shipper, a native sidecar): its
     /// own PID namespace, running as `uid`, listening on 0.0.0.0 at each of
     /// `ports` until the pod ends.
     pub fn add_container(&mut self, name: &'static str, uid: u32, ports: &[u16]) -> &mut Actor {
-        let mut cmd = self.new_container();
+        let mut cmd = self.new_container(name);
         cmd.args(setpriv(uid));
         cmd.args([PYTHON.into(), self.p("actors.py"), "idle".into()]);
         cmd.args(ports.iter().map(u16::to_string));
@@ -734,8 +872,9 @@ impl Pod {
     /// pod's network namespace as the proxy's uid: in a sidecar pod, the
     /// app's inbound connections come from Envoy. Runs until the pod ends.
     pub fn add_client(&mut self, args: &[&str]) -> &mut Actor {
-        let mut cmd = self.new_container();
-        cmd.args(setpriv(PROXY_UID));
+        // Envoy's connections: in the proxy's cgroup, where it has one.
+        let mut cmd = self.new_container("proxy");
+        cmd.args(setpriv(self.shape.proxy_uid));
         cmd.args([PYTHON.into(), self.p("actors.py"), "client".into()]);
         cmd.args(args);
         let mut actor = Actor::spawn("client", cmd);
@@ -747,7 +886,7 @@ impl Pod {
     /// `prestop-wait ARGS` inside the app container, as uid 1000: the app
     /// container's own preStop hook.
     pub fn app_hook(&self, args: &[&str]) -> Command {
-        let mut cmd = self.enter(self.app().init_pid());
+        let mut cmd = self.enter_container(self.app().init_pid(), "app");
         cmd.args(setpriv(APP_UID))
             .arg(self.path("prestop-wait"))
             .args(args);
@@ -756,7 +895,7 @@ impl Pod {
 
     /// A command in the app container's namespaces, as root, run to its end.
     pub fn run_in_app(&self, args: &[&str]) -> Done {
-        let mut cmd = self.enter(self.app().init_pid());
+        let mut cmd = self.enter_container(self.app().init_pid(), "app");
         cmd.args(args);
         self.run(&args.join(" "), cmd, RUN)
     }
@@ -841,6 +980,9 @@ impl Pod {
                 .stdin(Stdio::null())
                 .status();
         }
+        if let Some(pod) = &self.cgroups {
+            remove_cgroups(pod);
+        }
     }
 
     /// Tears the pod down and checks that nothing of it is left: no process
@@ -873,6 +1015,35 @@ impl Pod {
 impl Drop for Pod {
     fn drop(&mut self) {
         self.teardown();
+    }
+}
+
+/// Removes a pod's cgroup v2 groups, once their last processes have gone
+/// (a killed process leaves its group a moment after its parent reaped
+/// it); gives up after two seconds, saying what is left.
+fn remove_cgroups(pod: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let children: Vec<PathBuf> = std::fs::read_dir(pod)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut left = false;
+        for c in children {
+            left |= std::fs::remove_dir(&c).is_err();
+        }
+        if !left && (std::fs::remove_dir(pod).is_ok() || !pod.exists()) {
+            return;
+        }
+        if Instant::now() > deadline {
+            eprintln!("cgroup {} left behind", pod.display());
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
     }
 }
 
