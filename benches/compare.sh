@@ -27,6 +27,10 @@
 #                               as uid 1337 (visible, as Envoy is to the hook)
 #                               holds the 18,001 sockets; the app, in another
 #                               PID namespace, holds one connection that blocks
+#                        busy-cg: busy, with the proxy (and the commands) in
+#                               one cgroup v2 group and the app in another, as
+#                               on a cgroup v2 node: attribution by cgroup, no
+#                               fd scan (needs a cgroup2 mount; not by default)
 #   WAIT_INTERVAL=20ms WAIT_TIMEOUT=6s   the `wait` loop measured in the pod
 #   BIN=path           prestop-wait binary (default: cargo build --release into
 #                      $CARGO_TARGET_DIR, default /tmp/target-bench)
@@ -94,12 +98,15 @@ measure_node() { # scenario
         "cat=cat /proc/net/tcp /proc/net/tcp6" \
         "fdwalk=$WORK/fdwalk" \
         "diagdump=$WORK/diagdump" \
+        "diagdump-info=$WORK/diagdump info" \
         "check=$BIN check --json" \
+        "check-text=$BIN check" \
         "wait1=$BIN wait --timeout 0s --quiet" \
         "check-proc=$BIN check --json --source proc" \
         "wait1-proc=$BIN wait --timeout 0s --quiet --source proc" \
         "quiesce1=$BIN quiesce --timeout 0s --quiet" \
         ${BIN_BEFORE:+"check-before=$BIN_BEFORE check --json"} \
+        ${BIN_BEFORE:+"check-text-before=$BIN_BEFORE check"} \
         ${BIN_BEFORE:+"wait1-before=$BIN_BEFORE wait --timeout 0s --quiet"} \
         ${BIN_BEFORE:+"quiesce1-before=$BIN_BEFORE quiesce --timeout 0s --quiet"} \
         "seed=sh -c 'netstat -plunt | grep tcp | grep -v envoy | wc -l'" \
@@ -134,14 +141,16 @@ PYEOF
 
 # The `busy` scenario's measuring side, in a PID namespace of its own: the
 # proxy-like helper runs here (visible), the app's connection outside (not).
-inner_busy_proxy() {
-    "$PY" "$HERE/sockets.py" pairs "$PAIRS" --as-uid 1337 >"$WORK/ready-node-busy" &
+inner_busy_proxy() { # scenario: busy or busy-cg
+    local sc=$1 how="the app, in another PID namespace, one connection of uid 1000"
+    [ "$sc" = busy ] || how="$how; the proxy and the commands in one cgroup v2 group, the app in another: attribution by cgroup"
+    "$PY" "$HERE/sockets.py" pairs "$PAIRS" --as-uid 1337 >"$WORK/ready-node-$sc" &
     local helper=$!
-    wait_ready "$WORK/ready-node-busy"
-    echo "#### Node scale, scenario \`busy\` (a process running as uid 1337 holds $(cat "$WORK/ready-node-busy" | cut -d' ' -f2) sockets; the app, in another PID namespace, one connection of uid 1000): $(count_sockets)"
+    wait_ready "$WORK/ready-node-$sc"
+    echo "#### Node scale, scenario \`$sc\` (a process running as uid 1337 holds $(cut -d' ' -f2 "$WORK/ready-node-$sc") sockets; $how): $(count_sockets)"
     echo
-    measure_node busy
-    measure_deadline busy
+    measure_node "$sc"
+    measure_deadline "$sc"
     echo
     kill "$helper"
     wait "$helper" 2>/dev/null || true
@@ -149,15 +158,31 @@ inner_busy_proxy() {
 
 inner_node() { # scenario
     local scenario=$1 luid cuid nest=()
-    if [ "$scenario" = busy ]; then
+    if [ "$scenario" = busy ] || [ "$scenario" = busy-cg ]; then
         ip link set lo up
-        "$PY" "$HERE/sockets.py" pairs 1 --port 7001 --listen-uid 1000 --client-uid 1000 \
-            --ready "$WORK/ready-node-busy-app" &
+        local groups=
+        if [ "$scenario" = busy-cg ]; then
+            # A container each, as a cgroup v2 node makes them: the app's
+            # helper in one group, this shell (the proxy's helper and the
+            # measured commands) in another, for as long as the scenario runs.
+            groups=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/self/mounts)/prestop-bench-$$
+            mkdir -p "$groups/app" "$groups/proxy"
+        fi
+        (
+            [ -z "$groups" ] || echo "$BASHPID" >"$groups/app/cgroup.procs"
+            exec "$PY" "$HERE/sockets.py" pairs 1 --port 7001 --listen-uid 1000 --client-uid 1000 \
+                --ready "$WORK/ready-node-$scenario-app"
+        ) &
         local app=$!
-        wait_ready "$WORK/ready-node-busy-app"
-        unshare --pid --fork --mount-proc --kill-child -- bash "$HERE/compare.sh" --inner busy-proxy
+        wait_ready "$WORK/ready-node-$scenario-app"
+        [ -z "$groups" ] || echo $$ >"$groups/proxy/cgroup.procs"
+        unshare --pid --fork --mount-proc --kill-child -- bash "$HERE/compare.sh" --inner busy-proxy "$scenario"
         kill "$app"
         wait "$app" 2>/dev/null || true
+        if [ -n "$groups" ]; then
+            echo $$ >"$(dirname "$groups")/cgroup.procs"
+            rmdir "$groups/app" "$groups/proxy" "$groups"
+        fi
         return
     fi
     case $scenario in
@@ -243,7 +268,7 @@ if [ "${1:-}" = --inner ]; then
     case $phase in
     node) inner_node "$@" ;;
     measure) measure_node "$@" && measure_deadline "$@" ;;
-    busy-proxy) inner_busy_proxy ;;
+    busy-proxy) inner_busy_proxy "$@" ;;
     pod) inner_pod ;;
     esac
     exit 0
@@ -336,6 +361,15 @@ for sc in scenarios:
                f"[{sc}] check over netlink {check['cpu_ms_median']:.2f} ms = {check['cpu_ms_median'] / ss['cpu_ms_median']:.2f}x ss -tanp, target <= 0.6x (pod)")
         target(max(check["maxrss_kib"], wait1["maxrss_kib"]) <= 1536,
                f"[{sc}] peak RSS over netlink {max(check['maxrss_kib'], wait1['maxrss_kib'])} KiB <= 1536 KiB")
+    if "diagdump-info" in rows and sc.startswith("busy"):
+        dd, ddi = rows["diagdump"]["cpu_ms_median"], rows["diagdump-info"]["cpu_ms_median"]
+        said = target if sc == "busy-cg" else lambda ok, text: notes.append(text)
+        said(wait1["cpu_ms_median"] <= 1.3 * dd,
+             f"[{sc}] one wait poll {wait1['cpu_ms_median']:.2f} ms = {wait1['cpu_ms_median'] / dd:.2f}x the raw dump ({dd:.2f} ms), target <= 1.3x (busy-cg)")
+        said(check["cpu_ms_median"] <= 1.3 * ddi,
+             f"[{sc}] check --json {check['cpu_ms_median']:.2f} ms = {check['cpu_ms_median'] / ddi:.2f}x the raw dump with tcp_info ({ddi:.2f} ms), target <= 1.3x (busy-cg)")
+        text = rows["check-text"]["cpu_ms_median"]
+        notes.append(f"[{sc}] check (text) {text:.2f} ms = {text / check['cpu_ms_median']:.2f}x check --json")
     floor = cat["cpu_ms_median"] + rows["fdwalk"]["cpu_ms_median"]
     notes.append(f"[{sc}] floor for naming holders = cat + benches/fdwalk.c = {floor:.2f} ms = {floor / cat['cpu_ms_median']:.2f}x cat; check = {check['cpu_ms_median'] / floor:.2f}x that floor")
 

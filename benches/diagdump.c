@@ -2,7 +2,9 @@
  * TCP sockets of both families through NETLINK_SOCK_DIAG, as prestop-wait's
  * netlink source asks for them (the states that can block, no extensions),
  * and reads every datagram without parsing it: what any netlink reader pays
- * before it looks at a single socket. Prints the number of messages. */
+ * before it looks at a single socket. Prints the number of messages.
+ * `diagdump info` asks for each socket's tcp_info too (INET_DIAG_INFO), as
+ * `check --json` and `quiesce` do. */
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
@@ -12,7 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static long dump(int fd, int family, unsigned seq) {
+static long dump(int fd, int family, unsigned seq, int info) {
     struct {
         struct nlmsghdr h;
         struct inet_diag_req_v2 r;
@@ -26,6 +28,8 @@ static long dump(int fd, int family, unsigned seq) {
     req.r.sdiag_protocol = IPPROTO_TCP;
     /* 1..11 but SYN_RECV (3) and TIME_WAIT (6). */
     req.r.idiag_states = 0xfff & ~((1 << 0) | (1 << 3) | (1 << 6));
+    if (info)
+        req.r.idiag_ext = 1 << (INET_DIAG_INFO - 1);
     struct sockaddr_nl nl = {.nl_family = AF_NETLINK};
     if (sendto(fd, &req, sizeof req, 0, (struct sockaddr *)&nl, sizeof nl) < 0)
         return -1;
@@ -45,13 +49,14 @@ static long dump(int fd, int family, unsigned seq) {
     }
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    int info = argc > 1 && strcmp(argv[1], "info") == 0;
     int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
     if (fd < 0) {
         perror("socket");
         return 1;
     }
-    long a = dump(fd, AF_INET, 1), b = dump(fd, AF_INET6, 2);
+    long a = dump(fd, AF_INET, 1, info), b = dump(fd, AF_INET6, 2, info);
     if (a < 0 || b < 0) {
         perror("dump");
         return 1;

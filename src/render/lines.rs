@@ -114,18 +114,24 @@ pub fn owner_summary(groups: &[OwnerGroup]) -> String {
     out
 }
 
-/// How to excuse another container than the app: nothing in the tables tells
-/// containers apart (they share the network namespace, and the hook cannot
-/// see the others' processes), but each usually runs as its own uid.
+/// How to excuse another container than the app. Each usually runs as its
+/// own uid; where one shares the app's (cgroups tell them apart: two
+/// groups, one uid), only its ports can excuse it.
 pub fn ignore_uid_hint(groups: &[OwnerGroup]) -> String {
     let mut uids: Vec<u32> = groups.iter().map(|g| g.uid).collect();
     uids.sort_unstable();
+    let n = uids.len();
     uids.dedup();
+    let shared = uids.len() < n;
     let uids: Vec<String> = uids.iter().map(u32::to_string).collect();
-    format!(
+    let mut hint = format!(
         "if a uid here belongs to another container than the app (a log shipper, vault-agent, a native sidecar), excuse it with --ignore-uid UID (uids here: {})",
         uids.join(", ")
-    )
+    );
+    if shared {
+        hint.push_str("; containers that share a uid, by their ports: --ignore-port PORT");
+    }
+    hint
 }
 
 /// Says what the fd scan could not look at, or `None` when it saw everything.

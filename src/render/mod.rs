@@ -471,4 +471,59 @@ mod tests {
         };
         assert_eq!(col(lines[1]), col(lines[2]), "{t}");
     }
+
+    #[test]
+    fn by_cgroup_the_table_groups_by_container_and_the_hint_names_ports() {
+        // The hook's container is cgroup 50 (the proxy, any uid); the app
+        // (60) and a collector (70) share uid 1000; rows come mixed.
+        let mut rules = Rules::default();
+        rules.attribute(&crate::decide::Containers::Cgroup(50));
+        let rows = [
+            (listen("0.0.0.0:4317"), 70),
+            (listen("0.0.0.0:8080"), 60),
+            (sock(TcpState::Listen, "0.0.0.0:4143", "0.0.0.0:0", 2102), 50),
+            (sock(TcpState::Established, "10.0.0.5:45000", "10.0.0.9:4317", 1000), 60),
+        ];
+        let mut facts = PodFacts::default();
+        let sockets: Vec<Socket> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, (s, cg))| {
+                let mut s = s.clone();
+                (s.inode, s.cgroup) = (42 + i as u64, *cg);
+                facts.note(&s, &rules);
+                s
+            })
+            .collect();
+        let v = crate::pass::decide_rows(
+            &[&sockets],
+            &Holders::default(),
+            &rules,
+            facts,
+            crate::sink::Collect::new(true),
+        )
+        .unwrap();
+        let t = text(&v, true);
+        let lines: Vec<Vec<&str>> = t.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(lines[0][..2], ["CONTAINER", "STATE"], "{t}");
+        let firsts: Vec<(&str, &str)> = lines[1..5].iter().map(|l| (l[0], l[2])).collect();
+        assert_eq!(
+            firsts,
+            [
+                ("60", "0.0.0.0:8080"),
+                ("60", "10.0.0.5:45000"),
+                ("70", "0.0.0.0:4317"),
+                ("this", "0.0.0.0:4143")
+            ],
+            "{t}"
+        );
+        assert_eq!(lines[4].last(), Some(&"proxy-container"), "{t}");
+        assert!(t.contains("\nby container: cgroup 60 (uid 1000): 2 sockets (local ports 8080, 45000); cgroup 70 (uid 1000): 1 socket (local port 4317)\n"), "{t}");
+        assert!(t.contains("(uids here: 1000); containers that share a uid, by their ports: --ignore-port PORT\n"), "{t}");
+        let j: serde_json::Value = serde_json::from_str(&json(&v, true)).unwrap();
+        assert_eq!(j["blocking"][0]["cgroup"], 70);
+        assert_eq!(j["blocking"][0]["this_container"], false);
+        assert_eq!(j["ignored"][0]["this_container"], true);
+        assert_eq!(j["ignored"][0]["reason"], "proxy-container");
+    }
 }
