@@ -720,8 +720,16 @@ fn podman_pods() {
         "lifetime {lifetime:.3}s for --timeout 2s"
     );
     let err = stderr(&out);
-    // runc puts each container in a cgroup of its own: the summary is by
-    // container, the app's and the database's apart.
+    // runc puts each container in a cgroup of its own, which the hook finds
+    // from the kernel though /sys/fs/cgroup inside shows the v1
+    // controllers: the summary is by container, the app's and the
+    // database's apart.
+    assert!(
+        err.lines().next().is_some_and(
+            |l| l.contains("; sockets from netlink; containers by cgroup (this one's: ")
+        ),
+        "{err}"
+    );
     let owners = err
         .lines()
         .find_map(|l| l.strip_prefix("prestop-wait: still blocking by container: "))

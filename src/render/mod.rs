@@ -481,8 +481,19 @@ mod tests {
         let rows = [
             (listen("0.0.0.0:4317"), 70),
             (listen("0.0.0.0:8080"), 60),
-            (sock(TcpState::Listen, "0.0.0.0:4143", "0.0.0.0:0", 2102), 50),
-            (sock(TcpState::Established, "10.0.0.5:45000", "10.0.0.9:4317", 1000), 60),
+            (
+                sock(TcpState::Listen, "0.0.0.0:4143", "0.0.0.0:0", 2102),
+                50,
+            ),
+            (
+                sock(
+                    TcpState::Established,
+                    "10.0.0.5:45000",
+                    "10.0.0.9:4317",
+                    1000,
+                ),
+                60,
+            ),
         ];
         let mut facts = PodFacts::default();
         let sockets: Vec<Socket> = rows
