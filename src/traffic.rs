@@ -31,6 +31,12 @@ pub enum Sign {
     /// A listener's accept queue changed since the last look; it holds this
     /// many connections now.
     Backlog(u32),
+    /// The kernel destroyed a connection to the app's port since the last
+    /// look (its destroy event): one that came and went between looks.
+    Closed,
+    /// The kernel's destroy events overflowed since the last look: some
+    /// connections may have come and gone unseen, so this is traffic.
+    Lost,
 }
 
 /// The freshest sign of traffic one look found.
@@ -208,6 +214,42 @@ impl Watch {
             local: s.local,
             remote: s.remote,
             sign,
+        });
+    }
+
+    /// Takes in a socket the kernel destroyed since the last look (see
+    /// [`crate::procread::destroys`]): traffic at `at` when it was a
+    /// connection on one of the app's ports. The event carries no owner nor
+    /// cgroup, so the port says whose: one the app listens on (as this
+    /// watch has seen it, by cgroup where cgroups tell), or a `--port`.
+    pub fn closed(&self, look: &mut Look, at: Instant, s: &Socket) {
+        let port = s.local.port();
+        let ours = if self.ports.is_empty() {
+            self.listening.binary_search(&port).is_ok()
+        } else {
+            self.ports.contains(&port)
+        };
+        // A listener closing is no connection (its peer port is 0).
+        if !ours || s.remote.port() == 0 || self.rules.ignore_ports.contains(&port) {
+            return;
+        }
+        look.offer(Traffic {
+            at,
+            local: s.local,
+            remote: s.remote,
+            sign: Sign::Closed,
+        });
+    }
+
+    /// Takes in that destroy events were lost since the last look: traffic
+    /// at `at`, since what was lost may have been the app's.
+    pub fn lost(&self, look: &mut Look, at: Instant) {
+        let any = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        look.offer(Traffic {
+            at,
+            local: any,
+            remote: any,
+            sign: Sign::Lost,
         });
     }
 
@@ -591,5 +633,48 @@ mod tests {
         let plain: Vec<Socket> = rows.iter().cloned().map(|s| cg(s, 0)).collect();
         look(&mut w, t0 + Duration::from_secs(5), &plain);
         assert_eq!(w.listening(), [4317, 8080]);
+    }
+
+    #[test]
+    fn a_connection_destroyed_between_looks_on_the_apps_port_is_traffic() {
+        let t0 = Instant::now();
+        let mut w = Watch::new(rules(), vec![]);
+        look(&mut w, t0, &[app_listener()]);
+        let at = t0 + Duration::from_secs(1);
+        let mut l = w.begin();
+        // The app's end of a connection that came and went; its client's
+        // end (an ephemeral port); the proxy's listener on 15006 closing;
+        // a connection to a port nobody here listens on.
+        for (local, remote) in [
+            ("127.0.0.1:40000", "10.0.0.5:8080"),
+            ("0.0.0.0:8080", "0.0.0.0:0"),
+            ("10.0.0.5:9999", "10.0.0.9:5000"),
+        ] {
+            w.closed(&mut l, at, &socket(local, remote, Close, 0, 0));
+        }
+        assert_eq!(l.latest, None);
+        let app_end = socket("10.0.0.5:8080", "127.0.0.6:40000", Close, 0, 0);
+        w.closed(&mut l, at, &app_end);
+        let l = w.finish(l);
+        assert_eq!(
+            l.latest.map(|t| (t.at, t.sign, t.local)),
+            Some((at, Sign::Closed, app_end.local))
+        );
+        // --ignore-port leaves it out; --port names it without a listener.
+        let mut r = rules();
+        r.ignore_ports = vec![8080];
+        let mut w = Watch::new(r, vec![]);
+        look(&mut w, t0, &[app_listener()]);
+        let mut l = w.begin();
+        w.closed(&mut l, at, &app_end);
+        assert_eq!(l.latest, None);
+        let w = Watch::new(rules(), vec![8080]);
+        let mut l = Look::default();
+        w.closed(&mut l, at, &app_end);
+        assert!(l.latest.is_some());
+        // Lost events are traffic.
+        let mut l = Look::default();
+        w.lost(&mut l, at);
+        assert_eq!(l.latest.map(|t| t.sign), Some(Sign::Lost));
     }
 }

@@ -16,6 +16,7 @@ use crate::exit_codes::ExitCode;
 use crate::hook::{self, Hook, Judge, Lines, Outcome, Settings, Span, Timing};
 use crate::log::Whose;
 use crate::procread::Table;
+use crate::procread::destroys::{Destroys, Drained};
 use crate::procread::netlink::{ALL_STATES, Diag};
 use crate::render::{self, Addr};
 use crate::source::{Chosen, Source};
@@ -30,6 +31,7 @@ pub fn run(config: QuiesceConfig, clock: &impl Clock, stderr: &mut dyn Write) ->
         config,
         watch,
         said_coarse: false,
+        destroys: None,
     };
     Ok(hook::run(quiesce, settings, clock, stderr))
 }
@@ -39,6 +41,9 @@ struct Quiesce {
     watch: Watch,
     /// The coarser-signal note was said at the start.
     said_coarse: bool,
+    /// The kernel's destroy events, where it gives them: connections that
+    /// come and go between two looks.
+    destroys: Option<Destroys>,
 }
 
 /// What one look saw.
@@ -48,6 +53,9 @@ pub struct Seen {
     ports: Vec<u16>,
     /// The source has no `tcp_info` (the tables).
     coarse: bool,
+    /// Destroy events were lost (an overflow, a read that failed): said
+    /// once, and counted as traffic.
+    lost: Option<String>,
 }
 
 impl Hook for Quiesce {
@@ -83,6 +91,12 @@ impl Hook for Quiesce {
             lines.say(format_args!("note: {COARSE}"));
             self.said_coarse = true;
         }
+        match Destroys::subscribe() {
+            Ok(d) => self.destroys = Some(d),
+            Err(e) => lines.say(format_args!(
+                "note: no TCP destroy events ({e:#}): a connection that comes and goes between two looks is not seen; traffic is assumed until --idle after the start"
+            )),
+        }
     }
 
     fn judge(&self, span: &Span) -> Hold {
@@ -102,10 +116,30 @@ impl Hook for Quiesce {
             let watch = &mut self.watch;
             source.read(table, stop, &mut |s| watch.row(&mut l, at, &s))?;
         }
+        // After the rows, so that the app's ports are known: what closed
+        // since the last look, however briefly it lived.
+        let mut lost = None;
+        if let Some(d) = &mut self.destroys {
+            let watch = &self.watch;
+            match d.drain(&mut |s| watch.closed(&mut l, at, &s)) {
+                Ok(Drained::Whole) => {}
+                Ok(Drained::Lost) => {
+                    lost = Some("the kernel's queue of TCP destroy events overflowed".to_owned());
+                }
+                Err(e) => {
+                    lost = Some(format!("{e:#}; reading no more of them"));
+                    self.destroys = None;
+                }
+            }
+            if lost.is_some() {
+                self.watch.lost(&mut l, at);
+            }
+        }
         Ok(Seen {
             look: self.watch.finish(l),
             ports: self.watch.listening().to_vec(),
             coarse: source.is_tables(),
+            lost,
         })
     }
 }
@@ -160,6 +194,8 @@ pub struct Hold {
     ports_given: bool,
     /// The coarser-signal note was said.
     said_coarse: bool,
+    /// Lost destroy events were said.
+    said_lost: bool,
     connections: usize,
     queued: u32,
 }
@@ -176,6 +212,7 @@ impl Hold {
             ports: None,
             ports_given,
             said_coarse: false,
+            said_lost: false,
             connections: 0,
             queued: 0,
         }
@@ -195,7 +232,14 @@ impl Judge for Hold {
             look: mut l,
             ports,
             coarse,
+            lost,
         } = seen;
+        if let (Some(why), false) = (lost, self.said_lost) {
+            lines.say(format_args!(
+                "warning: {why}: connections may have come and gone unseen, so this look counts as traffic"
+            ));
+            self.said_lost = true;
+        }
         // The watch stamps a look's traffic from its start, but each row is
         // read later, up to the look's end: `tcp_info`'s age was measured
         // then, and a new connection may have come just before. Stamped as
@@ -323,6 +367,8 @@ fn describe(t: &Traffic, start: Instant) -> String {
             "{} accept queue changed by {when} ({n} waiting)",
             Addr(&t.local)
         ),
+        Sign::Closed => format!("{} -> {} closed by {when}", Addr(&t.remote), Addr(&t.local)),
+        Sign::Lost => format!("destroy events lost by {when}"),
     }
 }
 
@@ -361,6 +407,7 @@ mod tests {
                 look: l.clone(),
                 ports: ports.to_vec(),
                 coarse: false,
+                lost: None,
             };
             self.looked_at = Some(at);
             said(|lines| self.hold.observe(seen, at, at, lines)).1
@@ -507,6 +554,7 @@ mod tests {
             look: l,
             ports: vec![8080],
             coarse: false,
+            lost: None,
         };
         said(|lines| h.hold.observe(seen, t0 + ms(1_000), t0 + ms(1_600), lines));
         assert_eq!(h.release(), t0 + ms(1_500 + 1_000));
@@ -562,5 +610,27 @@ mod tests {
         let mut h = H::new(t0, timing(2, 0, 25), false);
         let lines = h.observe(&Look::default(), t0, &[]);
         assert!(lines[0].contains("the app listens on no port"), "{lines:?}");
+    }
+
+    #[test]
+    fn lost_destroy_events_are_traffic_said_once() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut h = H::new(t0, timing(1, 0, 25), false);
+        let mut l = Look::default();
+        Watch::new(Rules::default(), vec![8080]).lost(&mut l, t0 + ms(100));
+        for i in 1..=2u32 {
+            let seen = Seen {
+                look: l.clone(),
+                ports: vec![8080],
+                coarse: false,
+                lost: Some("the kernel's queue of TCP destroy events overflowed".into()),
+            };
+            let at = t0 + ms(100) * i;
+            let lines = said(|lines| h.hold.observe(seen, at, at, lines)).1;
+            let warned = lines.iter().filter(|l| l.contains("warning: the kernel's queue of TCP destroy events overflowed: connections may have come and gone unseen, so this look counts as traffic")).count();
+            assert_eq!(warned, usize::from(i == 1), "{lines:?}");
+        }
+        assert_eq!(h.release(), t0 + ms(100) + ms(1_000));
     }
 }
