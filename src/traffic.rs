@@ -32,7 +32,8 @@ pub enum Sign {
     /// many connections now.
     Backlog(u32),
     /// The kernel destroyed a connection to the app's port since the last
-    /// look (its destroy event): one that came and went between looks.
+    /// look (its destroy event), dated by its last data: one that came and
+    /// went between looks.
     Closed,
     /// The kernel's destroy events overflowed since the last look: some
     /// connections may have come and gone unseen, so this is traffic.
@@ -233,8 +234,22 @@ impl Watch {
         if !ours || s.remote.port() == 0 || self.rules.ignore_ports.contains(&port) {
             return;
         }
+        // The event carries the connection's `tcp_info` as it died: its
+        // last data is dated back from now (the event came at or before
+        // now, so the date is never early). An idle kept-alive connection
+        // that a server or balancer closes dates to its last request, long
+        // past: no new traffic.
+        let when = match s.info {
+            Some(info) => {
+                match at.checked_sub(Duration::from_millis(info.last_data_recv_ms.into())) {
+                    Some(t) => t,
+                    None => return,
+                }
+            }
+            None => at,
+        };
         look.offer(Traffic {
-            at,
+            at: when,
             local: s.local,
             remote: s.remote,
             sign: Sign::Closed,
@@ -672,6 +687,14 @@ mod tests {
         let mut l = Look::default();
         w.closed(&mut l, at, &app_end);
         assert!(l.latest.is_some());
+        // An idle kept-alive connection closed now dates to its last data.
+        let mut l = Look::default();
+        let idle = data(app_end.clone(), 30_000);
+        w.closed(&mut l, at, &idle);
+        assert_eq!(
+            l.latest.map(|t| t.at),
+            at.checked_sub(Duration::from_secs(30))
+        );
         // Lost events are traffic.
         let mut l = Look::default();
         w.lost(&mut l, at);

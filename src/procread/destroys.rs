@@ -133,5 +133,12 @@ mod tests {
             assert_eq!(d.drain(&mut |s| seen.push(s)).unwrap(), Drained::Whole);
         }
         assert_eq!(ours(&seen), 2, "{seen:?}");
+        // Each carries its tcp_info as it died: what dates its last data.
+        assert!(
+            seen.iter()
+                .filter(|s| s.local == server)
+                .all(|s| s.info.is_some()),
+            "{seen:?}"
+        );
     }
 }
