@@ -190,6 +190,13 @@ pub trait Hook {
     /// Its judge, for this span.
     fn judge(&self, span: &Span) -> Self::Judge;
 
+    /// Sleeps `d` between looks, or less when the hook learns that what it
+    /// waits for has changed (`wait`: the kernel destroyed a socket the last
+    /// look found blocking), so that the next look comes at once.
+    fn sleep(&mut self, clock: &dyn Clock, d: Duration) {
+        clock.sleep(d);
+    }
+
     /// One look at the pod from `source`, started at `at`, given up once
     /// `stop()` says so.
     fn look(
@@ -260,12 +267,15 @@ pub fn run<H: Hook>(
     }
     hook.begin(clock, &span, &source, &mut lines);
     let mut judge = hook.judge(&span);
+    // The loop looks and sleeps in turn, each through the hook.
+    let hook = std::cell::RefCell::new(hook);
     let ended = keep_deadline(
         clock,
         &span,
         &settings.timing,
         &mut judge,
-        |stop| hook.look(&mut source, clock.now(), stop),
+        |stop| hook.borrow_mut().look(&mut source, clock.now(), stop),
+        |d| hook.borrow_mut().sleep(clock, d),
         &mut lines,
     );
     let code = match ended.outcome {
@@ -339,6 +349,7 @@ pub fn keep_deadline<J: Judge>(
     timing: &Timing,
     judge: &mut J,
     mut look: impl FnMut(&dyn Fn() -> bool) -> Result<J::Seen>,
+    mut sleep: impl FnMut(Duration),
     lines: &mut Lines,
 ) -> Ended {
     let mut m = Machine::new(*span, timing);
@@ -362,7 +373,9 @@ pub fn keep_deadline<J: Judge>(
             };
         }
         let wake = m.next_wake(now, judge);
-        clock.sleep(wake.saturating_duration_since(now));
+        // `sleep` may end early (see `Hook::sleep`): the next look comes
+        // sooner, never later.
+        sleep(wake.saturating_duration_since(now));
         now = clock.now();
         if now.saturating_duration_since(wake) > m.interval.max(HELD_UP) {
             // Held up: what the last look saw may be gone or changed.

@@ -767,3 +767,49 @@ fn every_output_names_the_same_blocking_sockets() {
         assert_eq!(named, want, "wait: {done}");
     }
 }
+
+/// `wait` learns of the app's last socket from the kernel's destroy events,
+/// not only at its next poll: with polls 3 s apart, it exits within a
+/// fraction of a second of the app's last close (the events are read over
+/// netlink; from the tables it is the next poll, as before).
+#[test]
+fn wait_ends_at_the_apps_last_close_not_at_its_next_poll() {
+    let Some(mut pod) = Pod::start(AppPidNs::Own) else {
+        return;
+    };
+    let netlink = pod.spawn_hook(&["wait", "--interval", "3s", "--timeout", "20s"]);
+    let tables = pod.spawn_hook(&[
+        "wait",
+        "--interval",
+        "3s",
+        "--timeout",
+        "20s",
+        "--source",
+        "proc",
+    ]);
+    // Both have looked once and found the app's sockets.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let app = pod.app_mut();
+    app.send("exit");
+    let last_close = app.event("last-close");
+    let netlink = netlink.finish(RUN);
+    let tables = tables.finish(RUN);
+    eprintln!(
+        "polls 3s apart: over netlink exit {:.3}s after the app's last close; from the tables {:.3}s",
+        netlink.exited_at - last_close,
+        tables.exited_at - last_close
+    );
+    assert_eq!(
+        (netlink.code(), tables.code()),
+        (0, 0),
+        "{netlink}\n{tables}"
+    );
+    assert!(netlink.exited_at > last_close, "{netlink}");
+    assert!(
+        netlink.exited_at - last_close < 0.5,
+        "{:.3}s after the last close: {netlink}",
+        netlink.exited_at - last_close
+    );
+    // The tables' hook is the control: it waits for its next poll.
+    assert!(tables.exited_at - last_close > 0.5, "{tables}");
+}

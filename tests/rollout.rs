@@ -17,7 +17,9 @@ fn probe() -> Result<(), String> {
     }
     for tool in ["/usr/sbin/haproxy", "/usr/sbin/nginx", "/usr/bin/curl"] {
         if !Path::new(tool).is_file() {
-            return Err(format!("{tool} not installed (apt-get install haproxy nginx-light curl)"));
+            return Err(format!(
+                "{tool} not installed (apt-get install haproxy nginx-light curl)"
+            ));
         }
     }
     Ok(())
@@ -35,7 +37,14 @@ fn quiesce_loses_no_request_where_a_short_sleep_does_not_hold_long_enough() {
     // app stop a second early, `quiesce` holds until the traffic stops.
     let out = Command::new("/usr/bin/python3")
         .args([script, "--bin", common::BIN, "--kinds", "curl"])
-        .args(["--slots-per-kind", "2", "--quiesce", "2", "--quiesce-min-wait", "0"])
+        .args([
+            "--slots-per-kind",
+            "2",
+            "--quiesce",
+            "2",
+            "--quiesce-min-wait",
+            "0",
+        ])
         .args(["--sleeps", "2", "--sleep-rollouts", "2", "--delay", "3"])
         .arg("--json")
         .arg(&json)

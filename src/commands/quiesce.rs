@@ -527,6 +527,7 @@ mod tests {
                     assert!(stop());
                     Err(Stopped.into())
                 },
+                |d| c.sleep(d),
                 lines,
             )
         });

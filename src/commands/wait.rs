@@ -3,6 +3,7 @@
 //! is left or the deadline passes.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use crate::exit_codes::ExitCode;
 use crate::hook::{self, Hook, Judge, Lines, Outcome, Settings, Span, Timing};
 use crate::log::{self, Whose};
 use crate::pass::Pass;
+use crate::procread::destroys::Destroys;
 use crate::render;
 use crate::sink::{Summary, Tally};
 use crate::source::Chosen;
@@ -32,12 +34,24 @@ pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Re
     let WaitConfig { hook, rules, .. } = &config;
     let pass = Pass::new(hook.proc_root.clone(), rules.clone());
     let settings = hook.clone();
-    Ok(hook::run(Wait { config, pass }, settings, clock, stderr))
+    let wait = Wait {
+        config,
+        pass,
+        destroys: None,
+        blocking: Vec::new(),
+    };
+    Ok(hook::run(wait, settings, clock, stderr))
 }
 
 struct Wait {
     config: WaitConfig,
     pass: Pass,
+    /// The kernel's destroy events, where netlink is read: the last of the
+    /// app's sockets closing ends the sleep before the next look.
+    destroys: Option<Destroys>,
+    /// What the last look found blocking, each as (local, remote), when it
+    /// found few enough to know them all; empty otherwise.
+    blocking: Vec<(SocketAddr, SocketAddr)>,
 }
 
 impl Hook for Wait {
@@ -62,7 +76,12 @@ impl Hook for Wait {
         )
     }
 
-    fn begin(&mut self, clock: &dyn Clock, span: &Span, _source: &Chosen, lines: &mut Lines) {
+    fn begin(&mut self, clock: &dyn Clock, span: &Span, source: &Chosen, lines: &mut Lines) {
+        // Without them the next look comes at its interval, as always: no
+        // word needed.
+        if !source.is_tables() {
+            self.destroys = Destroys::subscribe().ok();
+        }
         let timing = &self.config.hook.timing;
         if let Some(warning) = budget_warning(timing, self.config.grace_period) {
             lines.say(format_args!("warning: {warning}"));
@@ -82,7 +101,26 @@ impl Hook for Wait {
         _at: Instant,
         stop: &dyn Fn() -> bool,
     ) -> Result<Summary> {
-        self.pass.run(source, Tally::new(DEADLINE_SOCKETS), stop)
+        let summary = self.pass.run(source, Tally::new(DEADLINE_SOCKETS), stop)?;
+        self.blocking.clear();
+        if summary.blocking_count() <= DEADLINE_SOCKETS {
+            let all = summary.first().map(|e| (e.socket.local, e.socket.remote));
+            self.blocking.extend(all);
+        }
+        Ok(summary)
+    }
+
+    /// Until the interval ends, or the kernel destroys one of the sockets
+    /// the last look found blocking: the app's last socket closing is then
+    /// seen at once, not up to an interval later.
+    fn sleep(&mut self, clock: &dyn Clock, d: Duration) {
+        match &mut self.destroys {
+            Some(destroys) if !self.blocking.is_empty() => {
+                let blocking = &self.blocking;
+                destroys.wait_for(d, &|s| blocking.contains(&(s.local, s.remote)));
+            }
+            _ => clock.sleep(d),
+        }
     }
 }
 
@@ -408,7 +446,15 @@ mod tests {
             };
             let mut log = Log::open(out, quiet);
             let mut lines = Lines::new(&mut log);
-            keep_deadline(clock, &span, &timing, &mut judge, look, &mut lines)
+            keep_deadline(
+                clock,
+                &span,
+                &timing,
+                &mut judge,
+                look,
+                |d| clock.sleep(d),
+                &mut lines,
+            )
         }
 
         fn ms(n: u64) -> Duration {

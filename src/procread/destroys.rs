@@ -66,6 +66,34 @@ impl Destroys {
         })
     }
 
+    /// Waits up to `d` for an event whose socket `wanted` takes, draining
+    /// every event that comes meanwhile: whether one came (the wait ends
+    /// there). An overflow or a failed read ends it too, as if one had:
+    /// the caller looks again rather than trust what it missed.
+    pub fn wait_for(&mut self, d: std::time::Duration, wanted: &dyn Fn(&Socket) -> bool) -> bool {
+        let end = std::time::Instant::now() + d;
+        loop {
+            let mut found = false;
+            match self.drain(&mut |s| found |= wanted(&s)) {
+                Ok(Drained::Whole) if !found => {}
+                _ => return true,
+            }
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let timeout = rustix::event::Timespec {
+                tv_sec: left.as_secs().min(i64::MAX as u64) as i64,
+                tv_nsec: left.subsec_nanos().into(),
+            };
+            let mut fds = [rustix::event::PollFd::new(
+                &self.fd,
+                rustix::event::PollFlags::IN,
+            )];
+            let _ = rustix::event::poll(&mut fds, Some(&timeout));
+        }
+    }
+
     /// Hands every queued event's socket to `visit`, without waiting.
     /// Errors on a message that makes no sense, or a read that fails
     /// otherwise than with an empty queue or an overflow.
@@ -95,6 +123,32 @@ impl Destroys {
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
+
+    /// Live: a wait for an event that does not come lasts its time; one
+    /// for a connection that closes meanwhile ends at its close.
+    #[test]
+    fn a_wait_ends_at_the_wanted_close() {
+        let Ok(mut d) = Destroys::subscribe() else {
+            return;
+        };
+        let t = std::time::Instant::now();
+        assert!(!d.wait_for(std::time::Duration::from_millis(50), &|_| true));
+        assert!(t.elapsed() >= std::time::Duration::from_millis(50));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = listener.local_addr().unwrap();
+        let client = TcpStream::connect(server).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(client);
+            drop(accepted);
+        });
+        let t = std::time::Instant::now();
+        assert!(d.wait_for(std::time::Duration::from_secs(5), &|s| s.local == server));
+        let took = t.elapsed();
+        closer.join().unwrap();
+        assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+    }
 
     /// Live: a connection opened and closed at once is reported, both
     /// ends, with its addresses; a drain with nothing queued returns at
