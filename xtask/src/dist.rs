@@ -49,6 +49,8 @@ pub fn dist(root: &Path, out: &Path) -> Result<()> {
     let sbom = crate::sbom::cyclonedx(&rel)?;
     std::fs::write(out.join(rel.sbom()), sbom)?;
     eprintln!("xtask: {}", rel.sbom());
+    std::fs::write(out.join(rel.spdx()), crate::sbom::spdx(&rel)?)?;
+    eprintln!("xtask: {}", rel.spdx());
     crate::oci::archive(&rel, &binaries, &work, &out.join(rel.oci()))?;
     eprintln!("xtask: {}", rel.oci());
     let sums = util::write_sums(out, &rel.artifacts())?;

@@ -45,6 +45,10 @@ impl Release {
         format!("prestop-wait-{}.cdx.json", self.version)
     }
 
+    pub fn spdx(&self) -> String {
+        format!("prestop-wait-{}.spdx.json", self.version)
+    }
+
     pub fn oci(&self) -> String {
         format!("prestop-wait-{}-oci.tar", self.version)
     }
@@ -53,6 +57,7 @@ impl Release {
     pub fn artifacts(&self) -> Vec<String> {
         let mut all: Vec<String> = TARGETS.iter().map(|(t, _)| self.tarball(t)).collect();
         all.push(self.sbom());
+        all.push(self.spdx());
         all.push(self.oci());
         all.sort();
         all

@@ -1,8 +1,9 @@
-//! The CycloneDX SBOM: every crate linked into the binary (for either
-//! target), with its version, license, package URL and the checksum
-//! Cargo.lock pins, from `cargo metadata`'s resolved graph. Proc-macro
-//! crates and build dependencies run at compile time and are not linked,
-//! so they are not listed.
+//! The SBOMs, CycloneDX 1.6 and SPDX 2.3 (both JSON): every crate linked
+//! into the binary (for either target), with its version, license, package
+//! URL and the checksum Cargo.lock pins, from `cargo metadata`'s resolved
+//! graph. Proc-macro crates and build dependencies run at compile time and
+//! are not linked, so they are not listed. CI checks both with the
+//! CycloneDX and SPDX projects' own validators (`.ci/validate-sbom.py`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -193,7 +194,7 @@ pub fn cyclonedx(rel: &Release) -> Result<String> {
     main["externalReferences"] = json!([{ "type": "vcs", "comment": format!("commit {}", rel.revision), "url": source_url() }]);
     let doc = json!({
         "bomFormat": "CycloneDX",
-        "specVersion": "1.5",
+        "specVersion": "1.6",
         "serialNumber": serial,
         "version": 1,
         "metadata": {
@@ -203,6 +204,97 @@ pub fn cyclonedx(rel: &Release) -> Result<String> {
         },
         "components": components,
         "dependencies": dependencies,
+    });
+    Ok(serde_json::to_string_pretty(&doc)? + "\n")
+}
+
+/// An SPDX id for a crate: letters, digits, `.` and `-` only.
+fn spdx_id(c: &Crate) -> String {
+    let clean: String = c
+        .key()
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || ch == '.' || ch == '-' {
+                ch
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("SPDXRef-Package-{clean}")
+}
+
+/// The SPDX 2.3 document: the same crates and dependencies as
+/// [`cyclonedx`], pretty-printed, keys in a fixed order.
+pub fn spdx(rel: &Release) -> Result<String> {
+    let crates = linked(rel)?;
+    let sums = lock_checksums(rel)?;
+    let root = crates
+        .values()
+        .find(|c| c.name == "prestop-wait")
+        .context("prestop-wait is not in its own closure")?;
+    let package = |c: &Crate| {
+        let mut v = json!({
+            "name": c.name,
+            "SPDXID": spdx_id(c),
+            "versionInfo": c.version,
+            "downloadLocation": if c.registry {
+                format!("https://crates.io/api/v1/crates/{}/{}/download", c.name, c.version)
+            } else {
+                source_url()
+            },
+            "filesAnalyzed": false,
+            "licenseConcluded": "NOASSERTION",
+            "licenseDeclared": c.license.clone().unwrap_or_else(|| "NOASSERTION".into()),
+            "copyrightText": "NOASSERTION",
+            "externalRefs": [{
+                "referenceCategory": "PACKAGE-MANAGER",
+                "referenceType": "purl",
+                "referenceLocator": c.purl(),
+            }],
+            "primaryPackagePurpose": if c.name == "prestop-wait" { "APPLICATION" } else { "LIBRARY" },
+        });
+        if let Some(sum) = sums.get(&c.key()) {
+            v["checksums"] = json!([{ "algorithm": "SHA256", "checksumValue": sum }]);
+        }
+        v
+    };
+    let mut packages = vec![package(root)];
+    packages.extend(
+        crates
+            .values()
+            .filter(|c| c.name != "prestop-wait")
+            .map(package),
+    );
+    let mut relationships = vec![json!({
+        "spdxElementId": "SPDXRef-DOCUMENT",
+        "relationshipType": "DESCRIBES",
+        "relatedSpdxElement": spdx_id(root),
+    })];
+    for c in crates.values() {
+        for d in &c.deps {
+            if let Some(dep) = crates.get(d) {
+                relationships.push(json!({
+                    "spdxElementId": spdx_id(c),
+                    "relationshipType": "DEPENDS_ON",
+                    "relatedSpdxElement": spdx_id(dep),
+                }));
+            }
+        }
+    }
+    let h = util::sha256_hex(format!("spdx {}@{}", rel.revision, rel.version).as_bytes());
+    let doc = json!({
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": format!("prestop-wait-{}", rel.version),
+        "documentNamespace": format!("https://spdx.org/spdxdocs/prestop-wait-{}-{}", rel.version, &h[..32]),
+        "creationInfo": {
+            "created": util::rfc3339(rel.epoch),
+            "creators": [format!("Tool: cargo-xtask-dist-{}", rel.version)],
+        },
+        "packages": packages,
+        "relationships": relationships,
     });
     Ok(serde_json::to_string_pretty(&doc)? + "\n")
 }
@@ -242,6 +334,47 @@ mod tests {
         let sums = lock_checksums(&rel).unwrap();
         for c in all.values().filter(|c| c.registry) {
             assert_eq!(sums.get(&c.key()).map(String::len), Some(64), "{}", c.key());
+        }
+    }
+
+    #[test]
+    fn the_spdx_document_lists_what_the_cyclonedx_one_does() {
+        let rel = Release::find(&util::repo_root().unwrap()).unwrap();
+        let cdx: Value = serde_json::from_str(&cyclonedx(&rel).unwrap()).unwrap();
+        let spdx: Value = serde_json::from_str(&spdx(&rel).unwrap()).unwrap();
+        assert_eq!(cdx["specVersion"], "1.6");
+        assert_eq!(spdx["spdxVersion"], "SPDX-2.3");
+        let key = |n: &Value, v: &Value| format!("{}@{}", n.as_str().unwrap(), v.as_str().unwrap());
+        let mut in_cdx: BTreeSet<String> = cdx["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| key(&c["name"], &c["version"]))
+            .collect();
+        let main = &cdx["metadata"]["component"];
+        in_cdx.insert(key(&main["name"], &main["version"]));
+        let packages = spdx["packages"].as_array().unwrap();
+        let in_spdx: BTreeSet<String> = packages
+            .iter()
+            .map(|p| key(&p["name"], &p["versionInfo"]))
+            .collect();
+        assert_eq!(in_cdx, in_spdx);
+        // Ids are unique and of SPDX's alphabet; every relationship names
+        // packages that are there.
+        let ids: BTreeSet<&str> = packages
+            .iter()
+            .map(|p| p["SPDXID"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), packages.len());
+        assert!(ids.iter().all(|id| {
+            id.strip_prefix("SPDXRef-")
+                .unwrap()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        }));
+        for r in spdx["relationships"].as_array().unwrap() {
+            let to = r["relatedSpdxElement"].as_str().unwrap();
+            assert!(ids.contains(to), "{r}");
         }
     }
 }

@@ -135,6 +135,35 @@ pub fn verify(root: &Path, dir: &Path) -> Result<()> {
         rel.sbom(),
         listed.len()
     ));
+    // The SPDX document lists the same crates, pinned the same.
+    let spdx: Value = serde_json::from_slice(&std::fs::read(dir.join(rel.spdx()))?)
+        .context("the SPDX SBOM is not JSON")?;
+    ensure!(
+        spdx["spdxVersion"] == "SPDX-2.3",
+        "not an SPDX 2.3 document"
+    );
+    let mut in_spdx = BTreeSet::new();
+    for p in spdx["packages"].as_array().context("SPDX: no packages")? {
+        let key = format!(
+            "{}@{}",
+            p["name"].as_str().unwrap_or_default(),
+            p["versionInfo"].as_str().unwrap_or_default()
+        );
+        if let Some(sum) = lock.get(&key) {
+            ensure!(
+                p["checksums"][0]["checksumValue"].as_str() == Some(sum.as_str()),
+                "SPDX: {key} is not pinned by Cargo.lock with the same checksum"
+            );
+        }
+        in_spdx.insert(key);
+    }
+    ensure!(
+        in_spdx == listed,
+        "the SPDX and CycloneDX SBOMs differ: only in SPDX {:?}, only in CycloneDX {:?}",
+        in_spdx.difference(&listed).collect::<Vec<_>>(),
+        listed.difference(&in_spdx).collect::<Vec<_>>()
+    );
+    say(format!("{}: the same {} crates", rel.spdx(), in_spdx.len()));
 
     // 4. The image archive: an OCI layout whose index holds both platforms,
     //    each the matching binary, labelled.
@@ -379,7 +408,20 @@ pub fn repro(root: &Path) -> Result<()> {
     );
     let dist = clones[0].join("target/dist");
     verify(&clones[0], &dist)?;
-    verify_catches_tampering(&clones[0], &dist)
+    verify_catches_tampering(&clones[0], &dist)?;
+    // CI checks the SBOMs with other tools after this (.ci/run).
+    if let Some(keep) = std::env::var_os("REPRO_KEEP") {
+        let keep = PathBuf::from(keep);
+        std::fs::create_dir_all(&keep)?;
+        for e in std::fs::read_dir(&dist)? {
+            let e = e?;
+            if e.file_type()?.is_file() {
+                std::fs::copy(e.path(), keep.join(e.file_name()))?;
+            }
+        }
+        eprintln!("xtask repro: the artifacts kept in {}", keep.display());
+    }
+    Ok(())
 }
 
 /// `verify` must fail on a dist that was tampered with, each time for the
