@@ -37,8 +37,13 @@ fn probe() -> Result<(), String> {
     if !rustix::process::geteuid().is_root() {
         return Err("not root (network namespaces need it)".into());
     }
-    if !Path::new("/usr/sbin/nginx").is_file() {
-        return Err("nginx not installed (apt-get install nginx-light)".into());
+    for (tool, package) in [
+        ("/usr/sbin/nginx", "nginx-light"),
+        ("/usr/bin/h2load", "nghttp2-client"),
+    ] {
+        if !Path::new(tool).is_file() {
+            return Err(format!("{tool} not installed (apt-get install {package})"));
+        }
     }
     Ok(())
 }
@@ -60,7 +65,8 @@ impl Web {
                  events {{ worker_connections 1024; }}\n\
                  http {{ access_log off; client_body_temp_path {0}; proxy_temp_path {0};\n\
                  fastcgi_temp_path {0}; uwsgi_temp_path {0}; scgi_temp_path {0};\n\
-                 server {{ listen 127.0.0.1:8080; location / {{ return 200 \"ok\\n\"; }} }} }}\n",
+                 server {{ listen 127.0.0.1:8080; location / {{ return 200 \"ok\\n\"; }} }}\n\
+                 server {{ listen 127.0.0.1:8081 http2; location / {{ return 200 \"ok\\n\"; }} }} }}\n",
                 dir.path().display()
             ),
         )
@@ -77,7 +83,7 @@ impl Web {
         web.nginx = Some(Running::spawn("nginx", cmd));
         for _ in 0..500 {
             let ss = sh("ip", &["netns", "exec", &web.netns, "ss", "-Htln"]);
-            if ss.contains("127.0.0.1:8080") {
+            if ss.contains("127.0.0.1:8080") && ss.contains("127.0.0.1:8081") {
                 return Some(web);
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -163,4 +169,64 @@ fn short_connections_between_looks_hold_quiesce() {
         );
         assert!(monotonic() > last);
     }
+}
+
+/// One kept-alive connection that carried a request and then stays idle:
+/// quiesce lets go --idle after that request, idle connection or not.
+/// One HTTP/2 connection (h2load) carrying a request every 200 ms for 3 s:
+/// quiesce holds while its data arrives, and lets go --idle after.
+#[test]
+fn an_idle_kept_alive_connection_does_not_hold_quiesce_and_an_http2_stream_does() {
+    let Some(web) = Web::start() else {
+        return;
+    };
+    let idle = r#"
+import socket, sys, time
+c = socket.create_connection(("127.0.0.1", 8080))
+c.sendall(b"GET / HTTP/1.1\r\nHost: app\r\n\r\n")
+got = b""
+while not got.endswith(b"ok\n"):
+    got += c.recv(4096)
+print(repr(time.monotonic()), flush=True)
+time.sleep(8)
+"#;
+    let mut client = web.exec("/usr/bin/python3");
+    client.args(["-c", idle]);
+    let client = Running::spawn("idle client", client);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut hook = web.exec(common::BIN);
+    hook.args(["quiesce", "--idle=1s", "--interval=100ms", "--timeout=6s"]);
+    let done = Running::spawn("quiesce", hook).finish(Duration::from_secs(10));
+    eprintln!(
+        "an idle kept-alive connection: quiesce took {:.3}s",
+        done.exited_at - done.started_at
+    );
+    assert_eq!(done.code(), 0, "{done}");
+    assert!(done.exited_at - done.started_at < 1.6, "held: {done}");
+    assert!(
+        done.stderr.contains("1 connection open"),
+        "the idle connection is there: {done}"
+    );
+    drop(client);
+
+    let mut hook = web.exec(common::BIN);
+    hook.args(["quiesce", "--idle=1s", "--interval=100ms", "--timeout=10s"]);
+    let hook = Running::spawn("quiesce", hook);
+    let mut h2 = web.exec("/usr/bin/h2load");
+    h2.args(["-c1", "-m1", "--rps=5", "-D3", "http://127.0.0.1:8081/"]);
+    let h2 = Running::spawn("h2load", h2).finish(Duration::from_secs(15));
+    let h2_end = monotonic();
+    let done = hook.finish(Duration::from_secs(15));
+    let held_after = done.exited_at - h2_end;
+    eprintln!("an HTTP/2 stream of requests for 3s: quiesce ended {held_after:.3}s after it");
+    assert!(
+        h2.stdout.contains("1 succeeded") || h2.stdout.contains(" succeeded,"),
+        "{h2}"
+    );
+    assert_eq!(done.code(), 0, "{done}");
+    assert!(
+        done.exited_at - done.started_at >= 3.5,
+        "released under traffic: {done}"
+    );
+    assert!((0.5..2.0).contains(&held_after), "{held_after:.3}s: {done}");
 }
