@@ -11,9 +11,11 @@ loopback and veth pairs inside them):
   do. HAProxy's defaults otherwise: a connection the pod refuses is retried
   three times, a second apart, on the same server, then answered 503 (no
   `option redispatch`), as a cloud balancer answers 502/503.
-- nginx as the app, in a namespace per pod (a veth pair to the balancer),
-  shut down as its image does: SIGQUIT, its graceful quit (finish what is in
-  flight, then exit).
+- The app, in a namespace per pod (a veth pair to the balancer): nginx, shut
+  down as its image does, SIGQUIT, its graceful quit (finish what is in
+  flight, then exit); or (`--app py`) a small Python server (the standard
+  library's ThreadingHTTPServer) that on SIGTERM stops accepting, finishes
+  what is in flight and exits, as a well-behaved app does.
 - Real load generators at a constant rate, one kind per slot: `wrk` (kept-
   alive connections, paced by its Lua `delay()`), `curl` (one request per
   connection, the client closing first), `ab` (HTTP/1.0: the server closes
@@ -85,6 +87,29 @@ events {{ worker_connections 1024; }}
 http {{ access_log off; keepalive_timeout 65s; keepalive_requests 100000;
 client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};
 {servers} }}
+"""
+
+
+PY_APP = r"""
+import http.server, signal, sys, threading
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("content-length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("0.0.0.0", 8080), H)
+srv.daemon_threads = False
+srv.block_on_close = True
+def term(*_):
+    # Stop accepting; server_close() below waits for requests in flight.
+    threading.Thread(target=srv.shutdown).start()
+signal.signal(signal.SIGTERM, term)
+srv.serve_forever()
+srv.server_close()
 """
 
 
@@ -187,8 +212,11 @@ class Bench:
         os.mkdir(d)
         with open(os.path.join(d, "nginx.conf"), "w") as f:
             f.write(nginx_conf(d, ["0.0.0.0:8080"]))
-        app = self.spawn(ns(pod, "nginx", "-e", "stderr", "-c", os.path.join(d, "nginx.conf")),
-                         stderr=subprocess.DEVNULL)
+        if self.args.app == "py":
+            app = self.spawn(ns(pod, sys.executable, "-c", PY_APP), stderr=subprocess.DEVNULL)
+        else:
+            app = self.spawn(ns(pod, "nginx", "-e", "stderr", "-c", os.path.join(d, "nginx.conf")),
+                             stderr=subprocess.DEVNULL)
         wait_listen(pod, "0.0.0.0:8080")
         self.haproxy(f"set server be{slot}/pod state ready")
         client = Client(self, kind, slot, window=1.0 + self.expected_hold(strategy, delay) + TAIL + 1.0)
@@ -205,7 +233,7 @@ class Bench:
             os.killpg(hook.pid, signal.SIGKILL)
             _, hook_err = hook.communicate()
             hold = GRACE
-        app.send_signal(signal.SIGQUIT)
+        app.send_signal(signal.SIGTERM if self.args.app == "py" else signal.SIGQUIT)
         try:
             app.wait(timeout=max(0.1, GRACE - (time.monotonic() - t0)))
             killed = False
@@ -222,7 +250,7 @@ class Bench:
         requests, failures, detail = client.stop()
         shutil.rmtree(d, ignore_errors=True)
         return {
-            "slot": slot, "kind": kind, "strategy": strategy, "delay_s": round(delay, 3),
+            "slot": slot, "app": self.args.app, "kind": kind, "strategy": strategy, "delay_s": round(delay, 3),
             "hold_s": round(hold, 3), "app_exit_s": round(app_exit, 3), "killed": killed,
             "requests": requests, "failures": failures, "detail": detail,
             "hook_exit": hook.returncode,
@@ -240,6 +268,8 @@ class Bench:
         argv = [self.args.bin, "quiesce", f"--timeout={int(GRACE) - 5}s"]
         if "min-wait" in strategy:
             argv.append(f"--min-wait={self.args.min_wait:g}s")
+        if "idle=" in strategy:
+            argv.append("--" + strategy.split()[1])
         return argv
 
 
@@ -290,10 +320,15 @@ class Client:
 
     def loop(self):
         if self.kind == "curl":
-            argv = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", self.url]
+            argv = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", "--max-time", "5", self.url]
 
             def parse(p):
-                code = p.stdout.strip()
+                code, _, took = p.stdout.strip().partition(" ")
+                if p.returncode == 0 and code == "200" and float(took or 0) > 1.0:
+                    # Answered, but only after the balancer's retries: a
+                    # request that met the gone pod. Not a failure; counted.
+                    with self.bench.lock:
+                        self.detail["slow (>1s), answered"] = self.detail.get("slow (>1s), answered", 0) + 1
                 return (p.returncode == 0 and code == "200"), (code if p.returncode == 0 else f"curl exit {p.returncode}")
         else:  # ab: HTTP/1.0, one request per run
             argv = ["ab", "-q", "-n", "1", "-s", "5", self.url]
@@ -361,7 +396,8 @@ def parse_generator(kind, out):
 
 
 def schedule(args):
-    plan = [("quiesce", args.quiesce), ("quiesce min-wait", args.quiesce_min_wait)]
+    plan = [("quiesce", args.quiesce), ("quiesce min-wait", args.quiesce_min_wait),
+            ("quiesce idle=1s", args.quiesce_idle1)]
     plan += [(f"sleep {n}", args.sleep_rollouts) for n in args.sleeps]
     todo = [s for s, n in plan for _ in range(n)]
     return todo
@@ -375,12 +411,14 @@ def draw_delay(rng, args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--bin", required=True, help="the prestop-wait binary")
+    ap.add_argument("--bin", help="the prestop-wait binary (not for --report)")
     ap.add_argument("--kinds", default="wrk,curl,ab,h2load")
+    ap.add_argument("--app", choices=["nginx", "py"], default="nginx")
     ap.add_argument("--slots-per-kind", type=int, default=3)
     ap.add_argument("--quiesce", type=int, default=100, help="rollouts per kind with quiesce")
     ap.add_argument("--quiesce-min-wait", type=int, default=100, help="... with quiesce --min-wait")
     ap.add_argument("--min-wait", type=float, default=3.0)
+    ap.add_argument("--quiesce-idle1", type=int, default=0, help="... with quiesce --idle=1s (not by default)")
     ap.add_argument("--sleeps", default="0,2,5,10,15,20,30")
     ap.add_argument("--sleep-rollouts", type=int, default=20, help="rollouts per kind per sleep N")
     ap.add_argument("--delay", type=float, help="a fixed propagation delay instead of the draw")
@@ -388,7 +426,15 @@ def main():
     ap.add_argument("--json", required=True, help="one JSON line per rollout")
     ap.add_argument("--docs", help="write rollout.md and rollout.svg here")
     ap.add_argument("--raw", action="store_true", help="keep each generator's output in the JSON")
+    ap.add_argument("--report", type=float, metavar="SECONDS",
+                    help="run nothing: write --docs from the rollouts already in --json, which took SECONDS")
     args = ap.parse_args()
+    if args.report is not None:
+        with open(args.json) as f:
+            write_docs([json.loads(line) for line in f if line.strip()], args, args.report)
+        return
+    if not args.bin:
+        sys.exit("rollout.py: --bin is needed")
     args.sleeps = [int(x) for x in args.sleeps.split(",") if x != ""]
     kinds = [k for k in args.kinds.split(",") if k]
     for tool in ["ip", "haproxy", "nginx"] + [k for k in kinds]:
@@ -452,14 +498,26 @@ def summarise(results):
 def order(strategy):
     if strategy.startswith("sleep"):
         return (1, int(strategy.split()[1]))
-    return (0, 0 if strategy == "quiesce" else 1)
+    return (0, {"quiesce": 0, "quiesce min-wait": 1}.get(strategy, 2))
 
 
 def write_docs(results, args, took):
     table = summarise(results)
     kinds = sorted({k for k, _ in table})
+    name = "rollout" if args.app == "nginx" else f"rollout-{args.app}"
     lines = [
-        f"{len(results)} rollouts in {took / 60:.0f} min on this machine ({os.cpu_count()} cores); "
+        f"# Rollouts behind HAProxy: `sleep N` against `quiesce` ({args.app})",
+        "",
+        "Written by `benches/rollout/rollout.py` (method: its docstring; run it with",
+        "`sudo benches/rollout/run.sh`). Each rollout deletes a pod behind a real HAProxy",
+        "while a real load generator sends it traffic: the app's preStop runs, the",
+        "balancer drops the pod after a propagation delay, the app gets its stop",
+        "signal when the hook ends. Failed requests are the client's (refused,",
+        "reset, 5xx, timeouts); the hold is the hook's time.",
+        "",
+        f"![failed requests per rollout against median hold]({name}.svg)",
+        "",
+        f"{len(results)} rollouts of the {args.app} app in {took / 60:.0f} min on this machine ({os.cpu_count()} cores); "
         f"propagation delay {'fixed at %gs' % args.delay if args.delay is not None else 'log-normal, median 2s, sigma 0.6, cap 10s'}; "
         f"{RATE} requests/s per client; `quiesce` with its defaults, and with `--min-wait {args.min_wait:g}s`.",
         "",
@@ -474,10 +532,32 @@ def write_docs(results, args, took):
             holds = [r["hold_s"] for r in rs]
             lines.append(f"| {k} | {s} | {len(rs)} | {fails} of {sum(r['requests'] for r in rs)} | {losing} | "
                          f"{statistics.median(holds):.1f}s | {max(holds):.1f}s |")
+    lines += ["", "**The goal** (per client kind: `quiesce` loses no request over all its",
+              "rollouts, and its median hold is at most half that of the smallest `sleep N`",
+              "that also lost none):", ""]
+    for k in kinds:
+        for q in ("quiesce", "quiesce min-wait", "quiesce idle=1s"):
+            rs = table.get((k, q), [])
+            if not rs:
+                continue
+            lost = sum(r["failures"] for r in rs)
+            median = statistics.median(r["hold_s"] for r in rs)
+            clean = [s for kk, s in table if kk == k and s.startswith("sleep")
+                     and sum(r["failures"] for r in table[(k, s)]) == 0]
+            smallest = min(clean, key=order) if clean else None
+            if smallest is None:
+                verdict = "no `sleep N` lost nothing"
+                met = lost == 0
+            else:
+                n = int(smallest.split()[1])
+                met = lost == 0 and median <= n / 2
+                verdict = f"the smallest sleep losing none is `{smallest}`, half of it {n / 2:g}s"
+            lines.append(f"- {k}, `{q}`: {lost} lost over {len(rs)} rollouts, median hold {median:.1f}s; "
+                         f"{verdict}: **{'met' if met else 'not met'}**")
     os.makedirs(args.docs, exist_ok=True)
-    with open(os.path.join(args.docs, "rollout.md"), "w") as f:
+    with open(os.path.join(args.docs, f"{name}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    with open(os.path.join(args.docs, "rollout.svg"), "w") as f:
+    with open(os.path.join(args.docs, f"{name}.svg"), "w") as f:
         f.write(svg(table, kinds))
 
 
