@@ -20,7 +20,8 @@
 //! - [`log`]: where the hooks' lines go, never blocking the hook;
 //!   [`drain`]: `wait --drain`'s POST to the proxy, bounded by the deadline.
 //! - [`source`]: netlink or the tables, chosen once; [`procread`]: the
-//!   kernel read into plain structs (tables, netlink, processes).
+//!   kernel read into plain structs (tables, netlink, the TCP destroy
+//!   events, processes).
 //! - Leaves: [`decide`] (whose socket is whose, and what blocks: pure),
 //!   [`keys`] (address keys, port sets), [`time`] (the clock seam,
 //!   saturating durations), [`exit_codes`], [`stdout`].

@@ -19,7 +19,9 @@ loopback and veth pairs inside them):
 - Real load generators at a constant rate, one kind per slot: `wrk` (kept-
   alive connections, paced by its Lua `delay()`), `curl` (one request per
   connection, the client closing first), `ab` (HTTP/1.0: the server closes
-  first), `h2load` (HTTP/2 over one connection, `--rps`).
+  first), `h2load` (HTTP/2 over one connection, `--rps`). Checked with `ss`
+  against nginx: after `curl` the TIME_WAIT is on the client's side (it
+  closed first), after `ab` on the server's.
 
 One rollout, as the kubelet and the endpoints controller make it:
 the app starts and joins the balancer; traffic flows; at T0 the pod is
