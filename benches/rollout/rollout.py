@@ -578,7 +578,7 @@ def svg(table, kinds):
         out.append(f'<line x1="{ax}" y1="{ay}" x2="{ax}" y2="{ay + ah}" stroke="black"/>')
         out.append(f'<text x="{ax + aw / 2}" y="{ay + ah + 28}" text-anchor="middle">median hold (s, 0-{max_hold:.0f})</text>')
         out.append(f'<text x="{x0 + 10}" y="{ay + ah / 2}" transform="rotate(-90 {x0 + 10} {ay + ah / 2})" text-anchor="middle">failed requests per rollout (0-{max_fail:.1f})</text>')
-        for s in sorted({s for kk, s in table if kk == k}, key=order):
+        for n, s in enumerate(sorted({s for kk, s in table if kk == k}, key=order)):
             rs = table[(k, s)]
             hold = statistics.median([r["hold_s"] for r in rs])
             fail = sum(r["failures"] for r in rs) / len(rs)
@@ -586,7 +586,10 @@ def svg(table, kinds):
             py = ay + ah - ah * fail / max_fail
             colour = "#1f77b4" if s.startswith("sleep") else "#d62728"
             out.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="4" fill="{colour}"/>')
-            out.append(f'<text x="{px + 5:.1f}" y="{py - 5:.1f}">{s}</text>')
+            # The quiesce points sit together near the origin: their labels
+            # go one under another, the sleeps' above their points.
+            dy = -6 - 11 * n if not s.startswith("sleep") else -6 - 11 * (n % 2)
+            out.append(f'<text x="{px + 5:.1f}" y="{py + dy:.1f}" fill="{colour}">{s}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
