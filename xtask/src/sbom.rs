@@ -224,6 +224,18 @@ fn spdx_id(c: &Crate) -> String {
     format!("SPDXRef-Package-{clean}")
 }
 
+/// Where SPDX says the workspace's own crate comes from: the repository at
+/// the release's commit (`git+URL@COMMIT`), or `NOASSERTION` where the
+/// build was not told its source (`DIST_SOURCE_URL` unset).
+fn workspace_location(rel: &Release) -> String {
+    let url = source_url();
+    if url.starts_with("https://") {
+        format!("git+{url}@{}", rel.revision)
+    } else {
+        "NOASSERTION".into()
+    }
+}
+
 /// The SPDX 2.3 document: the same crates and dependencies as
 /// [`cyclonedx`], pretty-printed, keys in a fixed order.
 pub fn spdx(rel: &Release) -> Result<String> {
@@ -241,7 +253,7 @@ pub fn spdx(rel: &Release) -> Result<String> {
             "downloadLocation": if c.registry {
                 format!("https://crates.io/api/v1/crates/{}/{}/download", c.name, c.version)
             } else {
-                source_url()
+                workspace_location(rel)
             },
             "filesAnalyzed": false,
             "licenseConcluded": "NOASSERTION",
