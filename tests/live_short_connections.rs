@@ -55,7 +55,10 @@ impl Web {
         if !common::runnable(&common::test_name(), probe()) {
             return None;
         }
-        let netns = format!("prestop-web-{}", std::process::id());
+        // Tests run in parallel threads of one process: a name of each's own.
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let netns = format!("prestop-web-{}-{seq}", std::process::id());
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("nginx.conf");
         std::fs::write(
