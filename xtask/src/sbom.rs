@@ -142,14 +142,18 @@ pub fn lock_checksums(rel: &Release) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-/// The SBOM document, pretty-printed, keys in a fixed order.
-pub fn cyclonedx(rel: &Release) -> Result<String> {
-    let crates = linked(rel)?;
-    let sums = lock_checksums(rel)?;
-    let root = crates
+/// The crate the SBOMs describe, in its own closure.
+fn root(crates: &BTreeMap<String, Crate>) -> Result<&Crate> {
+    crates
         .values()
         .find(|c| c.name == "prestop-wait")
-        .context("prestop-wait is not in its own closure")?;
+        .context("prestop-wait is not in its own closure")
+}
+
+/// The CycloneDX document, pretty-printed, keys in a fixed order.
+pub fn cyclonedx(rel: &Release) -> Result<String> {
+    let (crates, sums) = (linked(rel)?, lock_checksums(rel)?);
+    let root = root(&crates)?;
     let component = |c: &Crate, kind: &str| {
         let mut v = json!({
             "type": kind,
@@ -239,12 +243,8 @@ fn workspace_location(rel: &Release) -> String {
 /// The SPDX 2.3 document: the same crates and dependencies as
 /// [`cyclonedx`], pretty-printed, keys in a fixed order.
 pub fn spdx(rel: &Release) -> Result<String> {
-    let crates = linked(rel)?;
-    let sums = lock_checksums(rel)?;
-    let root = crates
-        .values()
-        .find(|c| c.name == "prestop-wait")
-        .context("prestop-wait is not in its own closure")?;
+    let (crates, sums) = (linked(rel)?, lock_checksums(rel)?);
+    let root = root(&crates)?;
     let package = |c: &Crate| {
         let mut v = json!({
             "name": c.name,
