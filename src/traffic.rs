@@ -172,7 +172,7 @@ impl Watch {
             }
             return;
         }
-        if self.ports.is_empty() && self.listening.binary_search(&port).is_err() {
+        if !self.is_apps_port(port) {
             return;
         }
         // TIME_WAIT rows carry no owner (uid 0) nor cgroup: the port alone
@@ -224,14 +224,8 @@ impl Watch {
     /// cgroup, so the port says whose: one the app listens on (as this
     /// watch has seen it, by cgroup where cgroups tell), or a `--port`.
     pub fn closed(&self, look: &mut Look, at: Instant, s: &Socket) {
-        let port = s.local.port();
-        let ours = if self.ports.is_empty() {
-            self.listening.binary_search(&port).is_ok()
-        } else {
-            self.ports.contains(&port)
-        };
         // A listener closing is no connection (its peer port is 0).
-        if !ours || s.remote.port() == 0 || self.rules.ignore_ports.contains(&port) {
+        if !self.is_apps_port(s.local.port()) || s.remote.port() == 0 {
             return;
         }
         // The event carries the connection's `tcp_info` as it died: its
@@ -254,6 +248,18 @@ impl Watch {
             remote: s.remote,
             sign: Sign::Closed,
         });
+    }
+
+    /// Whether a connection on local `port` is the app's traffic: a
+    /// `--port`, or else a port the app has been seen listening on; never
+    /// an `--ignore-port`.
+    fn is_apps_port(&self, port: u16) -> bool {
+        !self.rules.ignore_ports.contains(&port)
+            && if self.ports.is_empty() {
+                self.listening.binary_search(&port).is_ok()
+            } else {
+                self.ports.contains(&port)
+            }
     }
 
     /// Takes in that destroy events were lost since the last look: traffic

@@ -56,19 +56,20 @@ pub fn printable(name: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// `pid/name` of the first visible holder, `-` when none is visible.
-fn owner(entry: &Entry) -> String {
+/// `pid/name` of the first visible holder, `-` when none is visible (most
+/// rows of a pod, which cost no allocation then).
+fn owner<'e>(entry: &Entry<'e>) -> std::borrow::Cow<'e, str> {
     match entry.holders.first() {
         Some(h) => {
             let name = printable(h.name());
             let more = entry.holders.len() - 1;
             if more > 0 {
-                format!("{}/{} (+{more})", h.pid, name)
+                format!("{}/{} (+{more})", h.pid, name).into()
             } else {
-                format!("{}/{}", h.pid, name)
+                format!("{}/{}", h.pid, name).into()
             }
         }
-        None => "-".to_owned(),
+        None => "-".into(),
     }
 }
 

@@ -63,11 +63,7 @@ fn fill_cells(cells: &mut [Vec<u8>; 8], e: &Entry, verdict_cell: &str) {
     push_addr(&mut cells[3], &e.socket.remote);
     cells[4].extend_from_slice(direction_label(e).as_bytes());
     push_u64(&mut cells[5], e.socket.uid.into());
-    if e.holders.is_empty() {
-        cells[6].push(b'-');
-    } else {
-        cells[6].extend_from_slice(owner(e).as_bytes());
-    }
+    cells[6].extend_from_slice(owner(e).as_bytes());
     cells[7].extend_from_slice(verdict_cell.as_bytes());
 }
 
