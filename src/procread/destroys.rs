@@ -13,11 +13,11 @@
 
 use anyhow::{Result, anyhow};
 use rustix::fd::OwnedFd;
-use rustix::net::netlink::{self, SocketAddrNetlink};
-use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType};
+use rustix::net::netlink::SocketAddrNetlink;
+use rustix::net::{RecvFlags, SocketFlags};
 
 use super::net::Socket;
-use super::netlink::parse;
+use super::netlink::{parse, sock_diag_socket};
 
 /// `SKNLGRP_INET_TCP_DESTROY` (1) and `SKNLGRP_INET6_TCP_DESTROY` (3), as a
 /// bind mask (bit `group - 1`).
@@ -48,13 +48,8 @@ impl Destroys {
     /// Joins the groups. Fails where netlink is denied (a seccomp profile,
     /// gVisor) or the kernel refuses the groups.
     pub fn subscribe() -> Result<Destroys> {
-        let fd = rustix::net::socket_with(
-            AddressFamily::NETLINK,
-            SocketType::DGRAM,
-            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-            Some(netlink::SOCK_DIAG),
-        )
-        .map_err(|e| anyhow!("cannot open a NETLINK_SOCK_DIAG socket: {e}"))?;
+        let fd = sock_diag_socket(SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)
+            .map_err(|e| anyhow!("cannot open a NETLINK_SOCK_DIAG socket: {e}"))?;
         // A smaller buffer than asked for only means an earlier overflow,
         // which is said when it happens.
         let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&fd, RCVBUF);
@@ -124,11 +119,23 @@ mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
 
+    /// A subscription, or `None` with the skip said (a failure under CI).
+    fn subscribed() -> Option<Destroys> {
+        match Destroys::subscribe() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                assert!(std::env::var_os("CI").is_none(), "CI has netlink: {e:#}");
+                crate::fixture::skipped(&format!("no destroy events here: {e:#}"));
+                None
+            }
+        }
+    }
+
     /// Live: a wait for an event that does not come lasts its time; one
     /// for a connection that closes meanwhile ends at its close.
     #[test]
     fn a_wait_ends_at_the_wanted_close() {
-        let Ok(mut d) = Destroys::subscribe() else {
+        let Some(mut d) = subscribed() else {
             return;
         };
         let t = std::time::Instant::now();
@@ -155,13 +162,8 @@ mod tests {
     /// once.
     #[test]
     fn a_closed_connection_is_reported_with_its_addresses() {
-        let mut d = match Destroys::subscribe() {
-            Ok(d) => d,
-            Err(e) => {
-                assert!(std::env::var_os("CI").is_none(), "CI has netlink: {e:#}");
-                crate::fixture::skipped(&format!("no destroy events here: {e:#}"));
-                return;
-            }
+        let Some(mut d) = subscribed() else {
+            return;
         };
         let mut seen = Vec::new();
         d.drain(&mut |s| seen.push(s)).unwrap();

@@ -255,6 +255,17 @@ fn u16_at(b: &[u8], at: usize) -> Result<u16> {
         .ok_or_else(|| anyhow!("netlink: a message cut short at byte {at}"))
 }
 
+/// A new `NETLINK_SOCK_DIAG` socket: the dumps' and the destroy events'
+/// ([`super::destroys`]).
+pub(super) fn sock_diag_socket(flags: SocketFlags) -> std::io::Result<OwnedFd> {
+    Ok(rustix::net::socket_with(
+        AddressFamily::NETLINK,
+        SocketType::DGRAM,
+        flags,
+        Some(netlink::SOCK_DIAG),
+    )?)
+}
+
 /// A `NETLINK_SOCK_DIAG` socket, and the buffer its dumps are read into.
 #[derive(Debug)]
 pub struct Diag {
@@ -276,12 +287,7 @@ impl Diag {
     /// that refuses `AF_NETLINK` (EPERM, EACCES) or a sandbox without it
     /// (gVisor: EAFNOSUPPORT, EPROTONOSUPPORT).
     pub fn open() -> std::io::Result<Diag> {
-        let fd = rustix::net::socket_with(
-            AddressFamily::NETLINK,
-            SocketType::DGRAM,
-            SocketFlags::CLOEXEC,
-            Some(netlink::SOCK_DIAG),
-        )?;
+        let fd = sock_diag_socket(SocketFlags::CLOEXEC)?;
         Ok(Diag {
             fd,
             buf: vec![0; RECV_BUF],
