@@ -132,17 +132,21 @@ mod tests {
     }
 
     /// Live: a wait for an event that does not come lasts its time; one
-    /// for a connection that closes meanwhile ends at its close.
+    /// for a connection that closes meanwhile ends at its close. The
+    /// groups carry the whole network namespace's events (the other tests
+    /// of this process close connections in parallel), so both waits
+    /// want only this test's server.
     #[test]
     fn a_wait_ends_at_the_wanted_close() {
         let Some(mut d) = subscribed() else {
             return;
         };
-        let t = std::time::Instant::now();
-        assert!(!d.wait_for(std::time::Duration::from_millis(50), &|_| true));
-        assert!(t.elapsed() >= std::time::Duration::from_millis(50));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let server = listener.local_addr().unwrap();
+        let ours = move |s: &Socket| s.local == server || s.remote == server;
+        let t = std::time::Instant::now();
+        assert!(!d.wait_for(std::time::Duration::from_millis(50), &ours));
+        assert!(t.elapsed() >= std::time::Duration::from_millis(50));
         let client = TcpStream::connect(server).unwrap();
         let (accepted, _) = listener.accept().unwrap();
         let closer = std::thread::spawn(move || {
@@ -150,11 +154,13 @@ mod tests {
             drop(client);
             drop(accepted);
         });
+        // The promise: the wait ends at the close, not at its 30s end (a
+        // loaded machine may take seconds to run the closer at all).
         let t = std::time::Instant::now();
-        assert!(d.wait_for(std::time::Duration::from_secs(5), &|s| s.local == server));
+        assert!(d.wait_for(std::time::Duration::from_secs(30), &ours));
         let took = t.elapsed();
         closer.join().unwrap();
-        assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+        assert!(took < std::time::Duration::from_secs(20), "{took:?}");
     }
 
     /// Live: a connection opened and closed at once is reported, both
