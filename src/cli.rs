@@ -14,6 +14,7 @@ use crate::drain::{self, DrainTarget};
 use crate::exit_codes;
 use crate::hook::{Settings, Timing};
 use crate::log::LogFile;
+use crate::rhythm::Miss;
 use crate::source;
 use crate::time::MAX_DURATION;
 
@@ -51,8 +52,9 @@ enum Command {
     /// Look once and print which sockets block, and why the others do not.
     #[command(after_help = exit_codes::HELP)]
     Check(CheckArgs),
-    /// The app container's preStop: hold until no inbound traffic has
-    /// reached the app's listening ports for --idle, or the deadline passes.
+    /// The app container's preStop: hold until inbound traffic to the app's
+    /// listening ports has stopped (a silence longer than its rhythm
+    /// explains, or --idle), or the deadline passes.
     #[command(
         after_help = exit_codes::HELP,
         mut_arg("min_wait", |a| a.help("Never exit before this much time has passed, however idle: cover the fastest endpoint propagation you expect")),
@@ -274,16 +276,28 @@ struct QuiesceArgs {
     )]
     port: Vec<u16>,
 
-    /// Exit 0 once no inbound traffic has arrived for this long. Keep it
-    /// below the period of probes that reach the app's ports.
+    /// A fixed window instead of the learned one: exit 0 once no inbound
+    /// traffic has arrived for this long. Keep it below the period of
+    /// probes that reach the app's ports.
     #[arg(
         long,
         value_name = "DURATION",
         env = "PRESTOP_WAIT_IDLE",
-        default_value = "2s",
         value_parser = parse_duration
     )]
-    idle: Duration,
+    idle: Option<Duration>,
+
+    /// The chance, per hold, of letting go while traffic still arrives, by
+    /// the traffic's own rhythm: the window is the silence that unlikely
+    /// (unused with --idle).
+    #[arg(
+        long,
+        value_name = "P",
+        env = "PRESTOP_WAIT_MISS",
+        default_value = "0.001",
+        value_parser = parse_miss
+    )]
+    miss: Miss,
 
     #[command(flatten)]
     hook: HookArgs,
@@ -317,6 +331,17 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map(|d| d.min(MAX_DURATION))
         .map_err(|e| e.to_string())
+}
+
+/// A chance above 0 and at most 0.5: `0.001`, `1e-3`.
+fn parse_miss(s: &str) -> Result<Miss, String> {
+    match s.trim().parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 0.5 => Ok(Miss(p)),
+        Ok(_) => Err(format!("--miss must be above 0 and at most 0.5, got {s}")),
+        Err(_) => Err(format!(
+            "--miss takes a chance such as 0.001 or 1e-3, got {s:?}"
+        )),
+    }
 }
 
 /// What to do, fully resolved from the command line and environment: one
@@ -373,8 +398,18 @@ pub struct QuiesceConfig {
     /// Only these local ports are the app's (`--port`); every port the app
     /// listens on when empty.
     pub ports: Vec<u16>,
-    /// How long without traffic ends the hold.
-    pub idle: Duration,
+    /// How long a silence ends the hold: fixed (`--idle`), or learned from
+    /// the traffic with this chance of a miss.
+    pub window: IdleWindow,
+}
+
+/// How `quiesce` ends a silence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleWindow {
+    /// `--idle`: this long.
+    Fixed(Duration),
+    /// Learned from the traffic's rhythm ([`crate::rhythm`]).
+    Learned(Miss),
 }
 
 /// `check`: look once and print.
@@ -548,7 +583,10 @@ fn quiesce_config(q: QuiesceArgs, config_errors: &[String]) -> Result<QuiesceCon
         hook,
         rules: rules(&q.pod, None, false),
         ports: q.port,
-        idle: q.idle,
+        window: match q.idle {
+            Some(d) => IdleWindow::Fixed(d),
+            None => IdleWindow::Learned(q.miss),
+        },
     })
 }
 
@@ -721,7 +759,12 @@ mod tests {
         };
         assert_eq!(q.hook.timing.interval, Duration::from_millis(100));
         assert_eq!(q.hook.timing.timeout, Duration::from_secs(25));
-        assert_eq!(q.idle, Duration::from_secs(2));
+        assert_eq!(q.window, IdleWindow::Learned(Miss(0.001)));
+        let c = config(&["quiesce", "--idle=2s", "--miss=1e-4"]).unwrap();
+        let Config::Quiesce(q) = c else {
+            panic!("{c:?}")
+        };
+        assert_eq!(q.window, IdleWindow::Fixed(Duration::from_secs(2)));
     }
 
     #[test]

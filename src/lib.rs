@@ -15,13 +15,15 @@
 //! - [`pass`]: one look for `wait` and `check`: rows from a [`source`],
 //!   holders from the fd scan, each decided by [`decide`], pushed into a
 //!   [`sink`] (`check`'s rows, `wait`'s tally) or [`render`]'s JSON sink.
-//! - [`traffic`]: `quiesce`'s pure judgement of each look's rows.
+//! - [`traffic`]: `quiesce`'s pure judgement of each look's rows: the
+//!   freshest traffic and every arrival it can date;
+//!   [`rhythm`]: when a silence means the traffic stopped (pure).
 //! - [`render`]: the table, the JSON and the log fragments (text only).
 //! - [`log`]: where the hooks' lines go, never blocking the hook;
 //!   [`drain`]: `wait --drain`'s POST to the proxy, bounded by the deadline.
 //! - [`source`]: netlink or the tables, chosen once; [`procread`]: the
 //!   kernel read into plain structs (tables, netlink, the TCP destroy
-//!   events, processes).
+//!   events, the namespace's counters, processes).
 //! - Leaves: [`decide`] (whose socket is whose, and what blocks: pure),
 //!   [`keys`] (address keys, port sets), [`time`] (the clock seam,
 //!   saturating durations), [`exit_codes`], [`stdout`].
@@ -39,6 +41,7 @@ pub mod log;
 pub mod pass;
 pub mod procread;
 pub mod render;
+pub mod rhythm;
 pub mod sink;
 pub mod source;
 pub mod stdout;

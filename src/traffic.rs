@@ -54,11 +54,30 @@ pub struct Traffic {
     pub sign: Sign,
 }
 
+/// Arrivals one look dated: `count` of them, the last at `at`, the others
+/// after `after` (data segments a kept-alive connection received between
+/// two looks: only the last is dated), for [`crate::rhythm`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    /// The others came after this (the connection's last dated data, or
+    /// the last look); `None`: all at `at`.
+    pub after: Option<Instant>,
+    /// The last one.
+    pub at: Instant,
+    /// How many, at least 1.
+    pub count: u32,
+}
+
 /// One poll's findings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Look {
     /// The freshest traffic seen, if any.
     pub latest: Option<Traffic>,
+    /// Every arrival the look can date, since the last look.
+    pub arrivals: Vec<Arrival>,
+    /// At the first look: the data segments the app's open connections
+    /// received over their lives (the kept-alive part of the pod's history).
+    pub lifetime_segs: u64,
     /// Open inbound connections to the app's ports (not TIME_WAIT).
     pub connections: usize,
     /// Connections waiting in the app listeners' accept queues.
@@ -80,6 +99,16 @@ pub struct Watch {
     seen: Rows,
     /// This look's, so far.
     next: Rows,
+    /// The last finished look's connections with `tcp_info`: key → their
+    /// last data's date and data segments received.
+    dated: Dates,
+    /// This look's, so far.
+    dated_next: Dates,
+    /// When the last finished look was taken.
+    looked_at: Option<Instant>,
+    /// Whether rows carry `tcp_info` (netlink): their dates, not their
+    /// changes, count the arrivals.
+    dates: bool,
     /// Whether a look has finished: the first only sets the baseline for
     /// what is new.
     looked: bool,
@@ -87,6 +116,11 @@ pub struct Watch {
 
 /// Keys are already [`Mix`]ed: hashing them again would only cost time.
 type Rows = HashMap<u64, u64, BuildHasherDefault<Unmixed>>;
+type Dates = HashMap<u64, (Instant, u32), BuildHasherDefault<Unmixed>>;
+
+/// How far two readings of one connection's last data may disagree with no
+/// data between them: `tcpi_last_data_recv` counts in jiffies (4ms at 250Hz).
+const JITTER: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Default)]
 struct Unmixed(u64);
@@ -115,6 +149,12 @@ impl Watch {
         }
     }
 
+    /// Says whether the rows carry `tcp_info` (netlink) or not (the
+    /// tables), for every look after.
+    pub fn dated(&mut self, yes: bool) {
+        self.dates = yes;
+    }
+
     /// Takes in how containers are told apart, for every look after.
     pub fn attribute(&mut self, containers: &Containers) {
         self.rules.attribute(containers);
@@ -130,6 +170,7 @@ impl Watch {
     /// deadline) leaves the last finished one as the baseline.
     pub fn begin(&mut self) -> Look {
         self.next.clear();
+        self.dated_next.clear();
         Look::default()
     }
 
@@ -169,6 +210,11 @@ impl Watch {
                     remote: s.remote,
                     sign: Sign::Backlog(s.rx_queue),
                 });
+                // Where rows carry tcp_info, the queued connections are
+                // rows of their own, counted there.
+                if !self.dates {
+                    look.arrive(None, at, 1);
+                }
             }
             return;
         }
@@ -191,6 +237,11 @@ impl Watch {
             ^ u64::from(s.tx_queue);
         let before = self.seen.get(&key).copied();
         self.next.insert(key, value);
+        if let Some(info) = s.info
+            && let Some(date) = at.checked_sub(Duration::from_millis(info.last_data_recv_ms.into()))
+        {
+            self.date(look, key, date, info.data_segs_in);
+        }
         let sign = match s.info {
             Some(info) => Some(Sign::Data(Duration::from_millis(
                 info.last_data_recv_ms.into(),
@@ -201,6 +252,12 @@ impl Watch {
             None => None,
         };
         let Some(sign) = sign else { return };
+        // Where rows carry tcp_info, their dates count arrivals (above), and
+        // a TIME_WAIT or a handshake is a connection counted by its own
+        // row or its destroy event.
+        if !self.dates && !matches!(sign, Sign::Data(_)) {
+            look.arrive(None, at, 1);
+        }
         let when = match sign {
             // Data older than the clock's start cannot be newer than
             // anything; `None` drops it.
@@ -216,6 +273,19 @@ impl Watch {
             remote: s.remote,
             sign,
         });
+    }
+
+    /// The arrivals a connection's `tcp_info` shows since the last look:
+    /// none at the first (what came before is the history's), all of a new
+    /// connection's, and a known one's new data segments, spread after its
+    /// last dated data.
+    fn date(&mut self, look: &mut Look, key: u64, date: Instant, segs: u32) {
+        self.dated_next.insert(key, (date, segs));
+        let Some(last_look) = self.looked_at else {
+            look.lifetime_segs += u64::from(segs);
+            return;
+        };
+        look.arrive_since(self.dated.get(&key).copied(), last_look, date, segs);
     }
 
     /// Takes in a socket the kernel destroyed since the last look (see
@@ -242,6 +312,12 @@ impl Watch {
             }
             None => at,
         };
+        // Its arrivals since this look's row of it, or the last look's, or
+        // (one that came and went between looks) all of them.
+        let key = connection_key(s.local, s.remote);
+        let known = self.dated_next.get(&key).or_else(|| self.dated.get(&key));
+        let segs = s.info.map_or(0, |i| i.data_segs_in);
+        look.arrive_since(known.copied(), self.looked_at.unwrap_or(at), when, segs);
         look.offer(Traffic {
             at: when,
             local: s.local,
@@ -265,6 +341,7 @@ impl Watch {
     /// Takes in that destroy events were lost since the last look: traffic
     /// at `at`, since what was lost may have been the app's.
     pub fn lost(&self, look: &mut Look, at: Instant) {
+        look.arrive(None, at, 1);
         let any = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
         look.offer(Traffic {
             at,
@@ -275,15 +352,51 @@ impl Watch {
     }
 
     /// Ends the look: its rows become the baseline for the next.
-    pub fn finish(&mut self, look: Look) -> Look {
+    pub fn finish(&mut self, look: Look, at: Instant) -> Look {
         std::mem::swap(&mut self.seen, &mut self.next);
+        std::mem::swap(&mut self.dated, &mut self.dated_next);
         self.next.clear();
+        self.dated_next.clear();
         self.looked = true;
+        self.looked_at = Some(at);
         look
     }
 }
 
 impl Look {
+    fn arrive(&mut self, after: Option<Instant>, at: Instant, count: u32) {
+        self.arrivals.push(Arrival {
+            after,
+            at,
+            count: count.max(1),
+        });
+    }
+
+    /// A connection's arrivals up to its data dated `date` with `segs`
+    /// data segments received: against what was `known` of it (its date
+    /// and count), or, new since the look at `last_look`, every one.
+    fn arrive_since(
+        &mut self,
+        known: Option<(Instant, u32)>,
+        last_look: Instant,
+        date: Instant,
+        segs: u32,
+    ) {
+        match known {
+            None => self.arrive(Some(last_look.min(date)), date, segs),
+            Some((was, had)) => {
+                let more = segs.wrapping_sub(had);
+                // A count that went back is no count (a kernel without
+                // data_segs_in has 0 for both): then the date tells.
+                if more > 0 && more < 1 << 31 {
+                    self.arrive(Some(was.min(date)), date.max(was), more);
+                } else if more == 0 && segs == 0 && date > was + JITTER {
+                    self.arrive(None, date, 1);
+                }
+            }
+        }
+    }
+
     /// Keeps `t` if it is the freshest so far.
     fn offer(&mut self, t: Traffic) {
         if self.latest.is_none_or(|l| t.at > l.at) {
@@ -309,7 +422,7 @@ mod tests {
     fn data(mut s: Socket, ms: u32) -> Socket {
         s.info = Some(TcpInfo {
             last_data_recv_ms: ms,
-            bytes_received: 1,
+            data_segs_in: 1,
         });
         s
     }
@@ -319,7 +432,7 @@ mod tests {
         for r in rows {
             w.row(&mut l, at, r);
         }
-        w.finish(l)
+        w.finish(l, at)
     }
 
     fn app_listener() -> Socket {
@@ -542,7 +655,7 @@ mod tests {
                 (s.rx_queue, s.tx_queue) = (rx, tx);
                 s.info = ms.map(|m| TcpInfo {
                     last_data_recv_ms: m,
-                    bytes_received: 0,
+                    data_segs_in: 0,
                 });
                 s
             })
@@ -676,7 +789,7 @@ mod tests {
         assert_eq!(l.latest, None);
         let app_end = socket("10.0.0.5:8080", "127.0.0.6:40000", Close, 0, 0);
         w.closed(&mut l, at, &app_end);
-        let l = w.finish(l);
+        let l = w.finish(l, at);
         assert_eq!(
             l.latest.map(|t| (t.at, t.sign, t.local)),
             Some((at, Sign::Closed, app_end.local))

@@ -510,9 +510,11 @@ fn help_documents_exit_codes_and_every_flag() {
     for text in [
         "--port <PORT>",
         "--idle <DURATION>",
-        "[default: 2s]",
+        "--miss <P>",
+        "[default: 0.001]",
         "[default: 100ms]",
         "PRESTOP_WAIT_IDLE",
+        "PRESTOP_WAIT_MISS",
         "Exit codes:",
     ] {
         assert!(out.contains(text), "quiesce --help lacks {text}");

@@ -1,24 +1,27 @@
 //! `quiesce`: the app container's preStop. After a pod is deleted, its
 //! endpoint's removal reaches kube-proxy, ingresses and every mesh proxy
 //! over seconds, and requests keep arriving until then. Instead of a guessed
-//! `sleep`, this looks at the pod's sockets every interval and holds until no
-//! inbound traffic has reached the app's ports for `--idle` (and
-//! `--min-wait` has passed), or the deadline passes.
+//! `sleep`, this looks at the pod's sockets every interval and holds until
+//! the inbound traffic to the app's ports has been silent for longer than
+//! its own rhythm explains ([`crate::rhythm`]; or a fixed `--idle`), and
+//! `--min-wait` has passed, or the deadline passes.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::cli::QuiesceConfig;
+use crate::cli::{IdleWindow, QuiesceConfig};
 use crate::decide::{Containers, Rules};
 use crate::exit_codes::ExitCode;
 use crate::hook::{self, Hook, Judge, Lines, Outcome, Settings, Span, Timing};
 use crate::log::Whose;
 use crate::procread::Table;
+use crate::procread::counters;
 use crate::procread::destroys::{Destroys, Drained};
 use crate::procread::netlink::{ALL_STATES, Diag};
 use crate::render::{self, Addr};
+use crate::rhythm::{Basis, History, Rhythm, Window};
 use crate::source::{Chosen, Source};
 use crate::time::{Clock, after, fmt_duration};
 use crate::traffic::{Look, Sign, Traffic, Watch};
@@ -32,6 +35,7 @@ pub fn run(config: QuiesceConfig, clock: &impl Clock, stderr: &mut dyn Write) ->
         watch,
         said_coarse: false,
         destroys: None,
+        counters: None,
     };
     Ok(hook::run(quiesce, settings, clock, stderr))
 }
@@ -44,6 +48,10 @@ struct Quiesce {
     /// The kernel's destroy events, where it gives them: connections that
     /// come and go between two looks.
     destroys: Option<Destroys>,
+    /// The namespace's accepted connections and the pod's age, read at the
+    /// start, until the first look adds its connections' data segments
+    /// and hands them on as the [`History`].
+    counters: Option<(u64, Duration)>,
 }
 
 /// What one look saw.
@@ -56,6 +64,8 @@ pub struct Seen {
     /// Destroy events were lost (an overflow, a read that failed): said
     /// once, and counted as traffic.
     lost: Option<String>,
+    /// The pod's history, with the first look.
+    history: Option<History>,
 }
 
 impl Hook for Quiesce {
@@ -80,13 +90,24 @@ impl Hook for Quiesce {
             &self.config.rules,
             &self.config.ports,
             &settings.timing,
-            self.config.idle,
+            self.config.window,
         )
     }
 
     /// The tables' coarser signal is said at the start, before any look's
     /// lines; a failover to them later is the judge's to say.
     fn begin(&mut self, _clock: &dyn Clock, _span: &Span, source: &Chosen, lines: &mut Lines) {
+        // Only a learned window asks what came before; unreadable counters
+        // leave it to what the hold sees.
+        if matches!(self.config.window, IdleWindow::Learned(_)) {
+            let root = &self.config.hook.proc_root;
+            match (counters::passive_opens(root), counters::age_of_pid1(root)) {
+                (Ok(n), Ok(age)) => self.counters = Some((n, age)),
+                (Err(e), _) | (_, Err(e)) => lines.say(format_args!(
+                    "note: no history of the pod's traffic ({e:#}): the window is learned from the hold alone"
+                )),
+            }
+        }
         if source.is_tables() {
             lines.say(format_args!("note: {COARSE}"));
             self.said_coarse = true;
@@ -94,7 +115,7 @@ impl Hook for Quiesce {
         match Destroys::subscribe() {
             Ok(d) => self.destroys = Some(d),
             Err(e) => lines.say(format_args!(
-                "note: no TCP destroy events ({e:#}): a connection that comes and goes between two looks is not seen; traffic is assumed until --idle after the start"
+                "note: no TCP destroy events ({e:#}): a connection that comes and goes between two looks is not seen; traffic is assumed until the window after the start"
             )),
         }
     }
@@ -103,7 +124,7 @@ impl Hook for Quiesce {
         let mut hold = Hold::new(
             *span,
             self.config.hook.timing,
-            self.config.idle,
+            self.config.window,
             !self.config.ports.is_empty(),
         );
         hold.said_coarse = self.said_coarse;
@@ -111,6 +132,7 @@ impl Hook for Quiesce {
     }
 
     fn look(&mut self, source: &mut Chosen, at: Instant, stop: &dyn Fn() -> bool) -> Result<Seen> {
+        self.watch.dated(!source.is_tables());
         let mut l = self.watch.begin();
         for table in [Table::Tcp, Table::Tcp6] {
             let watch = &mut self.watch;
@@ -135,24 +157,47 @@ impl Hook for Quiesce {
                 self.watch.lost(&mut l, at);
             }
         }
+        let look = self.watch.finish(l, at);
+        let history = self.counters.take().map(|(opens, over)| History {
+            arrivals: opens.saturating_add(look.lifetime_segs),
+            over,
+        });
         Ok(Seen {
-            look: self.watch.finish(l),
+            look,
             ports: self.watch.listening().to_vec(),
             coarse: source.is_tables(),
             lost,
+            history,
         })
     }
 }
 
 /// Said once when the tables are the source.
-const COARSE: &str = "the tables carry no tcp_info, so this is coarser: data on a kept-alive connection shows only while bytes wait in its queues; new, ended and queued connections show at every look; traffic is assumed until --idle after the start";
+const COARSE: &str = "the tables carry no tcp_info, so this is coarser: data on a kept-alive connection shows only while bytes wait in its queues; new, ended and queued connections show at every look; traffic is assumed until the window after the start";
 
-fn start_line(rules: &Rules, ports: &[u16], t: &Timing, idle: Duration) -> String {
+/// The window when nothing at all is known (no traffic seen, no history):
+/// the fixed window `quiesce` had before it learned.
+const UNKNOWN: Duration = Duration::from_secs(2);
+
+/// The shortest learned window: two looks, so that a connection that
+/// arrives while one is taken is seen by the next.
+fn floor(t: &Timing) -> Duration {
+    t.interval.saturating_mul(2)
+}
+
+fn start_line(rules: &Rules, ports: &[u16], t: &Timing, window: IdleWindow) -> String {
+    let window = match window {
+        IdleWindow::Fixed(d) => format!("for {}", fmt_duration(d)),
+        IdleWindow::Learned(m) => format!(
+            "for longer than its rhythm explains (miss <= {}, at least {})",
+            fmt_chance(m.0),
+            fmt_duration(floor(t))
+        ),
+    };
     let mut line = format!(
-        "quiescing: holding up to {} (every {}) until no inbound traffic for {} on ",
+        "quiescing: holding up to {} (every {}) until no inbound traffic {window} on ",
         fmt_duration(t.timeout),
         fmt_duration(t.interval),
-        fmt_duration(idle),
     );
     if ports.is_empty() && rules.own_cgroup.is_some() {
         line.push_str("this container's listening ports");
@@ -180,7 +225,11 @@ fn start_line(rules: &Rules, ports: &[u16], t: &Timing, idle: Duration) -> Strin
 pub struct Hold {
     span: Span,
     timing: Timing,
-    idle: Duration,
+    rule: IdleWindow,
+    /// The judge of a learned window.
+    rhythm: Rhythm,
+    /// The window as the last look left it.
+    window: Window,
     /// When traffic last arrived (the start until a look says later: what
     /// happened before the first look cannot be known).
     last: Instant,
@@ -201,11 +250,22 @@ pub struct Hold {
 }
 
 impl Hold {
-    fn new(span: Span, timing: Timing, idle: Duration, ports_given: bool) -> Self {
+    fn new(span: Span, timing: Timing, rule: IdleWindow, ports_given: bool) -> Self {
+        let miss = match rule {
+            IdleWindow::Learned(m) => m.0,
+            IdleWindow::Fixed(_) => 1.0,
+        };
+        let mut rhythm = Rhythm::new(span.start, miss, floor(&timing), UNKNOWN);
+        let mut window = rhythm.window(span.start);
+        if let IdleWindow::Fixed(d) = rule {
+            window.length = d;
+        }
         Hold {
             span,
             timing,
-            idle,
+            rule,
+            rhythm,
+            window,
             last: span.start,
             latest: None,
             arriving: false,
@@ -233,6 +293,7 @@ impl Judge for Hold {
             ports,
             coarse,
             lost,
+            history,
         } = seen;
         if let (Some(why), false) = (lost, self.said_lost) {
             lines.say(format_args!(
@@ -245,8 +306,21 @@ impl Judge for Hold {
         // then, and a new connection may have come just before. Stamped as
         // late as the look can tell, the release is never early, however
         // long a look takes (200,000 sockets on the node).
+        let late = done.saturating_duration_since(at);
         if let Some(t) = l.latest.as_mut() {
-            t.at = after(t.at, done.saturating_duration_since(at));
+            t.at = after(t.at, late);
+        }
+        if let Some(h) = history {
+            self.rhythm.history(h);
+        }
+        for a in &l.arrivals {
+            let at = after(a.at, late);
+            match a.after {
+                Some(from) if a.count > 1 => {
+                    self.rhythm.arrive_spread(after(from, late), at, a.count)
+                }
+                _ => self.rhythm.arrive(at),
+            }
         }
         // Said once: at the start (see `Quiesce::begin`), or here when
         // netlink failed over to the tables.
@@ -279,49 +353,68 @@ impl Judge for Hold {
             self.last = t.at;
             self.latest = Some(t);
         }
-        // Arriving: traffic within half the idle window. The half keeps
+        if let IdleWindow::Learned(_) = self.rule {
+            self.window = self.rhythm.window(at);
+        }
+        // Arriving: traffic within half the window. The half keeps
         // requests a little apart from flapping the log every look.
         let quiet_for = at.saturating_duration_since(self.last);
-        let arriving = self.latest.is_some() && quiet_for < self.idle / 2;
+        let arriving = self.latest.is_some() && quiet_for < self.window.length / 2;
         match (self.arriving, arriving, &self.latest) {
             (false, true, Some(t)) => lines.say(format_args!(
                 "[{stamp}] traffic arriving: {}",
                 describe(t, self.span.start)
             )),
             (true, false, Some(t)) => lines.say(format_args!(
-                "[{stamp}] traffic stopped: none for {}; the last: {}",
+                "[{stamp}] traffic stopped: none for {}; the last: {}{}",
                 fmt_duration(quiet_for),
-                describe(t, self.span.start)
+                describe(t, self.span.start),
+                self.rhythm_said(", waiting ")
             )),
             _ => {}
         }
         self.arriving = arriving;
     }
 
-    /// `--idle` after the last traffic (or the start).
+    /// The window after the last traffic (or the start).
     fn release(&self) -> Option<Instant> {
-        Some(after(self.last, self.idle))
+        Some(after(self.last, self.window.length))
     }
 
     fn end(&mut self, now: Instant, released: bool, lines: &mut Lines) -> Outcome {
         let took_for = now.saturating_duration_since(self.span.start);
         let took = fmt_duration(took_for);
-        let idle = fmt_duration(self.idle);
+        let quiet_for = now.saturating_duration_since(self.last);
         let last = match &self.latest {
             Some(t) => format!("the last: {}", describe(t, self.span.start)),
             None => "none seen since the start".to_owned(),
         };
+        let (silence, why) = match self.rule {
+            IdleWindow::Fixed(d) => (fmt_duration(d), String::new()),
+            IdleWindow::Learned(_) => (fmt_duration(quiet_for), self.rhythm_said("")),
+        };
+        let why = if why.is_empty() {
+            why
+        } else {
+            format!("{why}; ")
+        };
         if released {
             lines.say(format_args!(
-                "no inbound traffic for {idle} ({last}); done after {took}"
+                "no inbound traffic for {silence} ({why}{last}); done after {took}"
             ));
             return Outcome::Drained(took_for);
         }
         // At the deadline, judged by the last look that finished: quiet if
-        // traffic stopped --idle ago, or none came at all (--idle longer
-        // than --timeout).
-        if self.latest.is_none() || after(self.last, self.idle) <= now {
-            lines.say(format_args!("no inbound traffic for {idle} ({last}); done after {took} (deadline reached while holding)"
+        // traffic stopped a window ago, or none came at all (a window
+        // longer than --timeout). A learned window can be longer than any
+        // deadline for sparse traffic: a silence of the old fixed window
+        // is quiet enough to say so, not a failed hook.
+        let enough = match self.rule {
+            IdleWindow::Fixed(d) => d,
+            IdleWindow::Learned(_) => self.window.length.min(UNKNOWN),
+        };
+        if self.latest.is_none() || after(self.last, enough) <= now {
+            lines.say(format_args!("no inbound traffic for {silence} ({why}{last}); done after {took} (deadline reached while holding)"
             ));
             return Outcome::Drained(took_for);
         }
@@ -332,6 +425,69 @@ impl Judge for Hold {
             self.queued
         ));
         Outcome::DeadlineExceeded(Some(self.connections))
+    }
+}
+
+impl Hold {
+    /// What set a learned window, for the log; nothing for a fixed one.
+    fn rhythm_said(&self, lead: &str) -> String {
+        let IdleWindow::Learned(m) = self.rule else {
+            return String::new();
+        };
+        format!("{lead}{}", said_window(&self.window, m.0))
+    }
+}
+
+/// A learned window and why: "27.0 arrivals/s over 40s; a silence of
+/// 310ms by chance <= 1e-3".
+fn said_window(w: &Window, miss: f64) -> String {
+    let len = fmt_duration(w.length);
+    let history = if w.history {
+        ", the pod's history with them"
+    } else {
+        ""
+    };
+    let rate = format!(
+        "{} arrivals/s over {}{history}",
+        fmt_rate(w.rate),
+        fmt_duration(w.over)
+    );
+    match w.basis {
+        Basis::Nothing => {
+            format!("no traffic in the pod's history nor since the start: window {len}")
+        }
+        Basis::Unknown => format!("no traffic seen and no history to judge by: window {len}"),
+        Basis::Floor => format!("{rate}: busier than the looks sample, window {len} (the floor)"),
+        Basis::Rate => format!(
+            "{rate}: a silence of {len} by chance <= {}",
+            fmt_chance(miss)
+        ),
+        Basis::Gaps => format!(
+            "{rate}, gaps up to {}: a silence of {len} by chance <= {}",
+            fmt_duration(w.longest),
+            fmt_chance(miss)
+        ),
+    }
+}
+
+/// `1e-3`, `0.05`: a chance as people write it.
+fn fmt_chance(p: f64) -> String {
+    let e = p.log10();
+    if (e - e.round()).abs() < 1e-9 && e <= -3.0 {
+        format!("1e{}", e.round() as i32)
+    } else {
+        format!("{p}")
+    }
+}
+
+/// Arrivals a second: three figures, no exponent.
+fn fmt_rate(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{r:.0}")
+    } else if r >= 10.0 {
+        format!("{r:.1}")
+    } else {
+        format!("{r:.2}")
     }
 }
 
@@ -377,13 +533,13 @@ mod tests {
     use super::*;
     use crate::hook::said;
 
-    fn timing(idle: u64, min_wait: u64, timeout: u64) -> (Timing, Duration) {
+    fn timing(idle: u64, min_wait: u64, timeout: u64) -> (Timing, IdleWindow) {
         let timing = Timing {
             timeout: Duration::from_secs(timeout),
             interval: Duration::from_millis(100),
             min_wait: Duration::from_secs(min_wait),
         };
-        (timing, Duration::from_secs(idle))
+        (timing, IdleWindow::Fixed(Duration::from_secs(idle)))
     }
 
     /// The hold as the loop drives it: looks in, lines out, and the end the
@@ -394,7 +550,7 @@ mod tests {
     }
 
     impl H {
-        fn new(t0: Instant, (timing, idle): (Timing, Duration), ports_given: bool) -> Self {
+        fn new(t0: Instant, (timing, idle): (Timing, IdleWindow), ports_given: bool) -> Self {
             let span = Span::new(t0, &timing);
             H {
                 hold: Hold::new(span, timing, idle, ports_given),
@@ -408,6 +564,7 @@ mod tests {
                 ports: ports.to_vec(),
                 coarse: false,
                 lost: None,
+                history: None,
             };
             self.looked_at = Some(at);
             said(|lines| self.hold.observe(seen, at, at, lines)).1
@@ -439,6 +596,7 @@ mod tests {
             }),
             connections: 1,
             queued: 0,
+            ..Look::default()
         }
     }
 
@@ -556,6 +714,7 @@ mod tests {
             ports: vec![8080],
             coarse: false,
             lost: None,
+            history: None,
         };
         said(|lines| h.hold.observe(seen, t0 + ms(1_000), t0 + ms(1_600), lines));
         assert_eq!(h.release(), t0 + ms(1_500 + 1_000));
@@ -626,6 +785,7 @@ mod tests {
                 ports: vec![8080],
                 coarse: false,
                 lost: Some("the kernel's queue of TCP destroy events overflowed".into()),
+                history: None,
             };
             let at = t0 + ms(100) * i;
             let lines = said(|lines| h.hold.observe(seen, at, at, lines)).1;
@@ -633,5 +793,110 @@ mod tests {
             assert_eq!(warned, usize::from(i == 1), "{lines:?}");
         }
         assert_eq!(h.release(), t0 + ms(100) + ms(1_000));
+    }
+
+    /// A learned window, fed looks 100ms apart whose arrivals come from
+    /// `gaps` (seconds) until `until` seconds; then empty looks until the
+    /// hold ends or `limit`. What ended it, when, and its last line.
+    fn learned(gaps: &[f64], until: f64, limit: u64) -> (bool, Duration, Duration, String) {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let (timing, _) = timing(0, 0, limit);
+        let rule = IdleWindow::Learned(crate::rhythm::Miss(1e-3));
+        let mut h = H::new(t0, (timing, rule), false);
+        let mut arrivals: Vec<Duration> = Vec::new();
+        let mut t = 0.0;
+        for g in gaps.iter().cycle() {
+            t += g;
+            if t >= until {
+                break;
+            }
+            arrivals.push(Duration::from_secs_f64(t));
+        }
+        let last = t0 + *arrivals.last().unwrap();
+        let mut next = arrivals.iter().peekable();
+        for k in 0.. {
+            let at = t0 + ms(100) * k;
+            let mut l = Look::default();
+            while let Some(a) = next.next_if(|a| t0 + **a <= at) {
+                let when = t0 + *a;
+                l.arrivals.push(crate::traffic::Arrival {
+                    after: None,
+                    at: when,
+                    count: 1,
+                });
+                l.latest = data(t0, a.as_millis() as u64).latest;
+            }
+            h.observe(&l, at, &[8080]);
+            if let Some((quiet, line)) = h.outcome(at) {
+                return (quiet, at - t0, at.saturating_duration_since(last), line);
+            }
+        }
+        unreachable!()
+    }
+
+    /// Made-up exponential gaps (a fixed LCG), `n` of them at `rate`.
+    fn exp_gaps(rate: f64, n: usize) -> Vec<f64> {
+        let mut x = 7u64;
+        (0..n)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                -(((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64).ln() / rate
+            })
+            .collect()
+    }
+
+    #[test]
+    fn busy_traffic_is_let_go_soon_after_it_stops() {
+        let (quiet, _, after_last, line) = learned(&exp_gaps(40.0, 1000), 3.0, 25);
+        assert!(quiet, "{line}");
+        assert!(
+            after_last <= Duration::from_millis(800),
+            "{after_last:?}: {line}"
+        );
+        assert!(
+            after_last >= Duration::from_millis(200),
+            "{after_last:?}: {line}"
+        );
+        assert!(line.contains(" arrivals/s over "), "{line}");
+        assert!(
+            line.contains("by chance <= 1e-3") || line.contains("(the floor)"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn sparse_traffic_is_held_through_its_own_gaps() {
+        // One a second for 6s: a 2s silence (the old --idle) is no proof.
+        let (quiet, took, after_last, line) = learned(&exp_gaps(1.0, 100), 6.0, 20);
+        assert!(
+            after_last > Duration::from_secs(5),
+            "{took:?} {after_last:?}: {line}"
+        );
+        // Quiet for long at the deadline: exit 0, saying so.
+        if took >= Duration::from_secs(20) {
+            assert!(quiet, "{line}");
+            assert!(line.ends_with("(deadline reached while holding)"), "{line}");
+        }
+    }
+
+    #[test]
+    fn learned_traffic_to_the_deadline_is_exit_1() {
+        let (quiet, took, _, line) = learned(&exp_gaps(5.0, 1000), 100.0, 3);
+        assert!(!quiet, "{line}");
+        assert_eq!(took, Duration::from_secs(3));
+        assert!(
+            line.starts_with("deadline 3s passed (at 3s); traffic still arriving"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn chances_and_rates_read_as_people_write_them() {
+        assert_eq!(fmt_chance(1e-3), "1e-3");
+        assert_eq!(fmt_chance(0.05), "0.05");
+        assert_eq!(fmt_rate(27.04), "27.0");
+        assert_eq!(fmt_rate(0.5), "0.50");
+        assert_eq!(fmt_rate(212.6), "213");
     }
 }

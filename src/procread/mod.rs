@@ -3,11 +3,13 @@
 //! [`net`] reads the socket tables (`<proc>/net/tcp{,6}`), [`netlink`] asks
 //! the kernel's `NETLINK_SOCK_DIAG` for the same rows (and `tcp_info`),
 //! [`destroys`] takes its word on each TCP socket destroyed,
-//! [`process`] finds which visible processes hold which sockets. Nothing
+//! [`process`] finds which visible processes hold which sockets,
+//! [`counters`] what the namespace counted before (and the pod's age). Nothing
 //! here decides what blocks; [`crate::decide`] does. Every path is relative
 //! to a procfs root given by the caller, so tests point it at a fixture
 //! tree; netlink reads the caller's own network namespace.
 
+pub mod counters;
 pub mod destroys;
 pub mod net;
 pub mod netlink;

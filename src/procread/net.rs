@@ -45,8 +45,10 @@ pub struct Socket {
 pub struct TcpInfo {
     /// Milliseconds since data was last received (`tcpi_last_data_recv`).
     pub last_data_recv_ms: u32,
-    /// Bytes received so far (`tcpi_bytes_received`; 0 on kernels before 4.1).
-    pub bytes_received: u64,
+    /// Segments with data received so far (`tcpi_data_segs_in`; 0 on
+    /// kernels before 4.6): how many requests, roughly, a kept-alive
+    /// connection carried between two looks.
+    pub data_segs_in: u32,
 }
 
 /// Which of the two tables a path is, so an error can name the file.

@@ -33,10 +33,10 @@ const AF_INET6: u8 = 10;
 const INET_DIAG_INFO: u16 = 2;
 /// `INET_DIAG_CGROUP_ID`: the socket's cgroup v2 id, a `u64`.
 const INET_DIAG_CGROUP_ID: u16 = 21;
-/// Where `tcpi_last_data_recv` (u32) and `tcpi_bytes_received` (u64) sit in
+/// Where `tcpi_last_data_recv` and `tcpi_data_segs_in` (both u32) sit in
 /// `struct tcp_info` (include/uapi/linux/tcp.h).
 const LAST_DATA_RECV: usize = 52;
-const BYTES_RECEIVED: usize = 128;
+const DATA_SEGS_IN: usize = 152;
 /// `sizeof(struct nlmsghdr)`, `sizeof(struct inet_diag_req_v2)`,
 /// `sizeof(struct inet_diag_msg)`.
 const NLMSG_HDR: usize = 16;
@@ -201,7 +201,7 @@ fn socket(m: &[u8]) -> Result<Socket> {
 /// The `tcp_info` and the cgroup id among a socket message's attributes
 /// (`rtattr`s, each aligned to 4 bytes), where they are. A listener's
 /// `tcp_info` carries none of the traffic fields that matter; an older
-/// kernel's may end before `tcpi_bytes_received` (then 0). The kernel puts
+/// kernel's may end before `tcpi_data_segs_in` (then 0). The kernel puts
 /// the cgroup id on every full socket unasked (`inet_diag_msg_attrs_fill`,
 /// Linux 5.8+); 0 where it does not.
 fn attributes(mut attrs: &[u8]) -> Result<(Option<TcpInfo>, u64)> {
@@ -219,13 +219,13 @@ fn attributes(mut attrs: &[u8]) -> Result<(Option<TcpInfo>, u64)> {
         match kind {
             INET_DIAG_INFO => {
                 let last = u32_at(body, LAST_DATA_RECV)?;
-                let bytes = body
-                    .get(BYTES_RECEIVED..BYTES_RECEIVED + 8)
+                let segs = body
+                    .get(DATA_SEGS_IN..DATA_SEGS_IN + 4)
                     .and_then(|b| b.try_into().ok())
-                    .map_or(0, u64::from_ne_bytes);
+                    .map_or(0, u32::from_ne_bytes);
                 info = Some(TcpInfo {
                     last_data_recv_ms: last,
-                    bytes_received: bytes,
+                    data_segs_in: segs,
                 });
             }
             INET_DIAG_CGROUP_ID => {
@@ -662,7 +662,7 @@ mod tests {
         body.extend_from_slice(&[5, 0, 8, 0, 0, 0, 0, 0]);
         let mut info = vec![0u8; 232];
         info[LAST_DATA_RECV..LAST_DATA_RECV + 4].copy_from_slice(&1234u32.to_ne_bytes());
-        info[BYTES_RECEIVED..BYTES_RECEIVED + 8].copy_from_slice(&98765u64.to_ne_bytes());
+        info[DATA_SEGS_IN..DATA_SEGS_IN + 4].copy_from_slice(&98765u32.to_ne_bytes());
         body.extend_from_slice(&((4 + info.len()) as u16).to_ne_bytes());
         body.extend_from_slice(&INET_DIAG_INFO.to_ne_bytes());
         body.extend_from_slice(&info);
@@ -671,17 +671,17 @@ mod tests {
             got[0].info,
             Some(TcpInfo {
                 last_data_recv_ms: 1234,
-                bytes_received: 98765
+                data_segs_in: 98765
             })
         );
-        // An older kernel's short tcp_info: no byte count, still the time.
+        // An older kernel's short tcp_info: no segment count, still the time.
         let short = &body[..body.len() - 232 + 100];
         let mut short = short.to_vec();
         let at = short.len() - 100 - 4;
         short[at..at + 2].copy_from_slice(&104u16.to_ne_bytes());
         let (got, _) = all(&header(1, SOCK_DIAG_BY_FAMILY, &short), 1).unwrap();
         assert_eq!(
-            got[0].info.map(|i| (i.last_data_recv_ms, i.bytes_received)),
+            got[0].info.map(|i| (i.last_data_recv_ms, i.data_segs_in)),
             Some((1234, 0))
         );
         // An attribute longer than what is left: an error.
@@ -849,10 +849,11 @@ mod tests {
         assert_eq!(diag.own_cgroup().unwrap(), id);
     }
 
-    /// Live: a connection that received data says how much, and how long ago.
+    /// Live: a connection that received data says how many segments, and
+    /// how long ago the last.
     #[test]
     fn tcp_info_counts_what_arrived() {
-        use std::io::Write;
+        use std::io::{Read, Write};
         use std::net::{TcpListener, TcpStream};
         let Ok(diag) = Diag::open() else {
             assert!(std::env::var_os("CI").is_none(), "CI has netlink");
@@ -861,9 +862,14 @@ mod tests {
         let mut diag = diag.with_info();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (s, _) = l.accept().unwrap();
-        c.write_all(&[7u8; 5000]).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        c.set_nodelay(true).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        // Three requests, each read before the next is sent: three
+        // segments, all arrived by the dump (no sleep to guess by).
+        for _ in 0..3 {
+            c.write_all(&[7u8; 500]).unwrap();
+            s.read_exact(&mut [0u8; 500]).unwrap();
+        }
         let mut seen = None;
         diag.dump(Table::Tcp, &|| false, &mut |x| {
             if x.local == s.local_addr().unwrap() && x.remote == s.peer_addr().unwrap() {
@@ -872,7 +878,7 @@ mod tests {
         })
         .unwrap();
         let info = seen.expect("the accepted socket, with its tcp_info");
-        assert_eq!(info.bytes_received, 5000);
+        assert_eq!(info.data_segs_in, 3);
         assert!(info.last_data_recv_ms < 5_000, "{info:?}");
         drop(c);
     }
