@@ -71,7 +71,7 @@ fn new_connections_hold_it_until_idle_after_the_last() {
     let l = lines(&o);
     assert_eq!(
         l[1],
-        "note: the tables carry no tcp_info, so this is coarser: data on a kept-alive connection shows only while bytes wait in its queues; new, ended and queued connections show at every look; traffic is assumed until --idle after the start"
+        "note: the tables carry no tcp_info, so this is coarser: data on a kept-alive connection shows only while bytes wait in its queues; new, ended and queued connections show at every look; traffic is assumed until a window after the start"
     );
     assert!(
         l[2].starts_with("[0s] the app listens on port 8080; 0 connections open"),

@@ -115,7 +115,7 @@ impl Hook for Quiesce {
         match Destroys::subscribe() {
             Ok(d) => self.destroys = Some(d),
             Err(e) => lines.say(format_args!(
-                "note: no TCP destroy events ({e:#}): a connection that comes and goes between two looks is not seen; traffic is assumed until the window after the start"
+                "note: no TCP destroy events ({e:#}): a connection that comes and goes between two looks is not seen; traffic is assumed until a window after the start"
             )),
         }
     }
@@ -173,7 +173,7 @@ impl Hook for Quiesce {
 }
 
 /// Said once when the tables are the source.
-const COARSE: &str = "the tables carry no tcp_info, so this is coarser: data on a kept-alive connection shows only while bytes wait in its queues; new, ended and queued connections show at every look; traffic is assumed until the window after the start";
+const COARSE: &str = "the tables carry no tcp_info, so this is coarser: data on a kept-alive connection shows only while bytes wait in its queues; new, ended and queued connections show at every look; traffic is assumed until a window after the start";
 
 /// The window when nothing at all is known (no traffic seen, no history):
 /// the fixed window `quiesce` had before it learned.
