@@ -52,13 +52,15 @@ fn kept_alive_requests_that_stop_at_a_random_moment() {
         let Some(mut pod) = Pod::start(AppPidNs::Own) else {
             return;
         };
-        let stop_after = format!("{:.2}", 1.0 + 1.5 * random());
-        let hook = {
-            let args = ["quiesce", "--idle=1s", "--timeout=10s", "--source", source];
-            live::Running::spawn(args.join(" "), pod.app_hook(&args))
-        };
+        // The client first, its connection up, then the hook: a hook
+        // started first could spend its --idle before a slow client's
+        // first request. The stop comes well after the hook's start.
+        let stop_after = format!("{:.2}", 2.0 + 1.5 * random());
+        let args = ["quiesce", "--idle=1s", "--timeout=10s", "--source", source];
+        let hook = pod.app_hook(&args);
         let client = pod.add_client(&["keepalive", "127.0.0.1", "8080", "0.1", &stop_after]);
         let sock = client.expect("sock ", Duration::from_secs(5));
+        let hook = live::Running::spawn(args.join(" "), hook);
         let last_send = client.event("last-send");
         let done = hook.finish(Duration::from_secs(15));
         let held_after = done.exited_at - last_send;
@@ -70,8 +72,10 @@ fn kept_alive_requests_that_stop_at_a_random_moment() {
             held_after >= 1.0,
             "ended {held_after:.3}s after the last request: {done}"
         );
+        // --idle, one interval, and slack for a look, the exit and the
+        // reaping through nsenter on a loaded 2-core machine.
         assert!(
-            held_after < 1.0 + 0.1 + 0.5,
+            held_after < 1.0 + 0.1 + 0.9,
             "held {held_after:.3}s after the last request: {done}"
         );
         // The last line names the client's connection.
@@ -104,9 +108,15 @@ fn traffic_that_never_stops_is_exit_1_at_the_deadline() {
     pod.add_client(&["keepalive", "127.0.0.1", "8080", "0.2", "-1"]);
     let done = quiesce(&pod, &["--idle=1s", "--timeout=3s"]);
     assert_eq!(done.code(), 1, "{done}");
-    assert!((3.0..3.6).contains(&done.elapsed()), "{done}");
+    // Measured from before nsenter's spawn: the exec chain and exit too.
+    assert!((3.0..4.0).contains(&done.elapsed()), "{done}");
     assert!(
-        last_line(&done).starts_with("deadline 3s passed (at 3s"),
+        last_line(&done).starts_with("deadline 3s passed (at "),
+        "{done}"
+    );
+    let at = common::said_at(last_line(&done));
+    assert!(
+        (Duration::from_secs(3)..Duration::from_millis(3500)).contains(&at),
         "{done}"
     );
     assert!(
@@ -159,10 +169,13 @@ fn traffic_only_to_the_proxys_ports_is_not_the_apps() {
     pod.add_client(&["keepalive", "127.0.0.1", "15006", "0.1", "-1"]);
     let done = quiesce(&pod, &["--idle=1s", "--timeout=5s"]);
     assert_eq!(done.code(), 0, "{done}");
-    assert!(done.elapsed() < 2.0, "{done}");
+    assert!(done.elapsed() < 2.5, "{done}");
+    // The first look's stamp is however long the start took.
+    let first = &lines(&done)[1];
+    assert!(common::stamp(first).is_some(), "{done}");
     assert_eq!(
-        lines(&done)[1],
-        "[0s] the app listens on ports 8080, 9090; 2 connections open, 0 queued",
+        first.split_once("] ").unwrap().1,
+        "the app listens on ports 8080, 9090; 2 connections open, 0 queued",
         "{done}"
     );
 }
@@ -188,7 +201,8 @@ fn min_wait_is_a_floor_and_the_log_reaches_the_app_container() {
         ],
     );
     assert_eq!(done.code(), 0, "{done}");
-    assert!((2.0..2.6).contains(&done.elapsed()), "{done}");
+    // Measured from outside: the exec chain, and the writer's close.
+    assert!((2.0..3.0).contains(&done.elapsed()), "{done}");
     assert!(
         last_line(&done)
             .starts_with("no inbound traffic for 300ms (none seen since the start); done after 2s"),

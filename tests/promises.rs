@@ -61,15 +61,19 @@ fn timed(f: &Fixture, args: &[&str]) -> (Output, Duration) {
     (o, start.elapsed())
 }
 
-/// Exit by the deadline: at least it, and not much after (process start
-/// and a loaded CI machine, not a poll's or a write's worth).
+/// How long past its deadline a hook's whole run may take, measured from
+/// outside: its process start and exit on a loaded 2-core machine, not a
+/// poll's or a write's worth, and far below any hang these tests catch.
+const SLACK: Duration = Duration::from_millis(400);
+
+/// Exit by the deadline: at least it, and not much after ([`SLACK`]).
 fn assert_on_time(took: Duration, timeout: Duration, what: &str) {
     assert!(
         took >= timeout,
         "{what}: exited before the deadline: {took:?}"
     );
     assert!(
-        took < timeout + Duration::from_millis(400),
+        took < timeout + SLACK,
         "{what}: {took:?} for a {timeout:?} deadline"
     );
 }
@@ -127,9 +131,13 @@ fn a_full_log_pipe_drops_lines_and_says_so_once() {
         "{err}"
     );
     let last = err.lines().last().unwrap();
+    // The writer reports its count when it ends; at the deadline the hook
+    // gives it a moment, not more (logging never holds the hook). Late on
+    // a loaded machine, the hook says that instead, and goes.
+    let late = err.contains("did not take its last lines in time");
     assert!(
-        last.starts_with("prestop-wait: warning: ")
-            && last.contains(" log lines dropped: --log-file "),
+        late || (last.starts_with("prestop-wait: warning: ")
+            && last.contains(" log lines dropped: --log-file ")),
         "the count comes last: {err}"
     );
     // Every other line still reached stderr.
@@ -179,7 +187,11 @@ fn a_full_stderr_drops_lines_and_the_log_file_says_so() {
     let took = start.elapsed();
     assert_eq!(status.code(), Some(1));
     assert_on_time(took, Duration::from_millis(500), "full stderr");
-    let logged = std::fs::read_to_string(&log).unwrap();
+    // The writer process may still be writing the last lines as the hook
+    // exits at its deadline.
+    let logged = log_file_when(&log, Duration::from_secs(5), |l| {
+        l.ends_with("log lines dropped: stderr would block")
+    });
     assert_eq!(
         logged.matches("stderr cannot take lines").count(),
         1,
@@ -619,8 +631,11 @@ fn auto_among_ten_thousand_processes_keeps_a_short_deadline() {
             Duration::from_secs(10),
         );
         assert_eq!(code(&o), 1, "{}", stderr(&o));
+        // The deadline plus assert_on_time's slack (process start and
+        // exit on a loaded machine); the search it must not wait for takes
+        // seconds.
         assert!(
-            took < Duration::from_millis(50 + 50),
+            took < Duration::from_millis(50) + SLACK,
             "{took:?}: {}",
             stderr(&o)
         );
@@ -668,7 +683,7 @@ fn a_log_file_on_a_hung_mount_never_holds_the_hook() {
         let err = stderr(&o);
         assert_eq!(code(&o), 1, "{what}: {took:?}\n{err}");
         assert!(
-            took >= Duration::from_secs(1) && took < Duration::from_millis(1_000 + 100),
+            took >= Duration::from_secs(1) && took < Duration::from_secs(1) + SLACK,
             "{what}: {took:?}\n{err}"
         );
         assert!(
@@ -767,5 +782,5 @@ fn a_socket_stderr_nobody_reads_never_holds_the_hook() {
     };
     let took = started.elapsed();
     assert_eq!(status.and_then(|s| s.code()), Some(1), "{took:?}");
-    assert!(took < Duration::from_millis(1_100), "{took:?}");
+    assert!(took < Duration::from_secs(1) + SLACK, "{took:?}");
 }

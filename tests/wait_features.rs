@@ -152,8 +152,15 @@ fn log_file_gets_every_line_and_a_bad_path_is_one_warning() {
         ],
     );
     assert_eq!(code(&o), 1);
-    assert!(o.stderr.is_empty(), "{}", stderr(&o));
-    let written = std::fs::read_to_string(&log).unwrap();
+    // At the deadline the writer process gets a moment for the last lines
+    // and finishes them after the hook exits (logging never holds it);
+    // late on a loaded machine, --quiet or not, the hook says so on stderr.
+    let err = stderr(&o);
+    assert!(
+        err.is_empty() || err.contains("did not take its last lines in time"),
+        "{err}"
+    );
+    let written = log_file_when(&log, Duration::from_secs(5), |l| l.contains("--ignore-uid"));
     let lines: Vec<&str> = written.lines().collect();
     assert_eq!(lines[0], "earlier line", "appends");
     assert!(

@@ -54,6 +54,43 @@ pub fn code(o: &Output) -> i32 {
     o.status.code().expect("exited, not killed")
 }
 
+/// A hook's log file once its last line satisfies `done`, or as it is
+/// after `timeout`. A hook at its deadline gives its writer process only a
+/// moment for the last lines and exits without waiting for it (logging
+/// never holds the hook): the lines land in the file a moment after.
+pub fn log_file_when(
+    path: &Path,
+    timeout: std::time::Duration,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let until = std::time::Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let last = text.trim_end().lines().last().unwrap_or("");
+        if done(last) || std::time::Instant::now() >= until {
+            return text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// The duration a deadline line gives as "(at D)" or "(at D;", parsed:
+/// a bound on it is a number, not a prefix matched to the millisecond.
+pub fn said_at(line: &str) -> std::time::Duration {
+    let rest = line
+        .split_once("(at ")
+        .unwrap_or_else(|| panic!("no '(at ' in {line:?}"))
+        .1;
+    let d = rest.split([')', ';']).next().unwrap_or_default();
+    humantime::parse_duration(d).unwrap_or_else(|e| panic!("{d:?} in {line:?}: {e}"))
+}
+
+/// A line's `[D]` stamp (the time since the hook's start), parsed.
+pub fn stamp(line: &str) -> Option<std::time::Duration> {
+    let inner = line.strip_prefix('[')?.split_once(']')?.0;
+    humantime::parse_duration(inner).ok()
+}
+
 /// Whether a test whose prerequisite is `probe` runs. Outside CI a missing
 /// prerequisite skips it with `skipped: TEST: REASON …` on stderr, seen
 /// past the harness's capture and counted at the run's end
