@@ -335,10 +335,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// A chance above 0 and at most 0.5: `0.001`, `1e-3`.
 fn parse_miss(s: &str) -> Result<Miss, String> {
-    match s.trim().parse::<f64>() {
-        Ok(p) if p > 0.0 && p <= 0.5 => Ok(Miss(p)),
-        Ok(_) => Err(format!("--miss must be above 0 and at most 0.5, got {s}")),
-        Err(_) => Err(format!(
+    match crate::decimal::parse(s.trim()) {
+        Some(p) if p > 0.0 && p <= 0.5 => Ok(Miss(p)),
+        Some(_) => Err(format!("--miss must be above 0 and at most 0.5, got {s}")),
+        None => Err(format!(
             "--miss takes a chance such as 0.001 or 1e-3, got {s:?}"
         )),
     }

@@ -26,11 +26,13 @@
 //!   events, the namespace's counters, processes).
 //! - Leaves: [`decide`] (whose socket is whose, and what blocks: pure),
 //!   [`keys`] (address keys, port sets), [`time`] (the clock seam,
-//!   saturating durations), [`exit_codes`], [`stdout`].
+//!   saturating durations), [`decimal`] (numbers read and written without
+//!   std's float formatting), [`exit_codes`], [`stdout`].
 
 pub mod cli;
 pub mod commands;
 pub mod decide;
+pub mod decimal;
 pub mod drain;
 pub mod exit_codes;
 #[doc(hidden)]

@@ -13,6 +13,7 @@ use anyhow::Result;
 
 use crate::cli::{IdleWindow, QuiesceConfig};
 use crate::decide::{Containers, Rules};
+use crate::decimal;
 use crate::exit_codes::ExitCode;
 use crate::hook::{self, Hook, Judge, Lines, Outcome, Settings, Span, Timing};
 use crate::log::Whose;
@@ -472,23 +473,25 @@ fn said_window(w: &Window, miss: f64) -> String {
 
 /// `1e-3`, `0.05`: a chance as people write it.
 fn fmt_chance(p: f64) -> String {
-    let e = p.log10();
-    if (e - e.round()).abs() < 1e-9 && e <= -3.0 {
-        format!("1e{}", e.round() as i32)
-    } else {
-        format!("{p}")
+    if p > 1.001e-3 {
+        return decimal::short(p);
     }
+    // p = m x 10^-k with m in [1, 10); the slack keeps 1e-3 at k = 3
+    // whichever way log10 rounds.
+    let k = (-p.log10() - 1e-9).ceil();
+    format!("{}e-{}", decimal::short(p * 10f64.powi(k as i32)), k as i32)
 }
 
 /// Arrivals a second: three figures, no exponent.
 fn fmt_rate(r: f64) -> String {
-    if r >= 100.0 {
-        format!("{r:.0}")
+    let places = if r >= 100.0 {
+        0
     } else if r >= 10.0 {
-        format!("{r:.1}")
+        1
     } else {
-        format!("{r:.2}")
-    }
+        2
+    };
+    decimal::fixed(r, places)
 }
 
 fn ports_list(ports: &[u16]) -> String {

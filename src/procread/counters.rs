@@ -63,7 +63,7 @@ fn age(stat: &str, uptime: &str, ticks: u64) -> Result<Duration> {
     let up: f64 = uptime
         .split_whitespace()
         .next()
-        .and_then(|v| v.parse().ok())
+        .and_then(crate::decimal::parse)
         .filter(|v: &f64| v.is_finite() && *v >= 0.0)
         .ok_or_else(|| anyhow!("uptime: not a number of seconds"))?;
     let started = start as f64 / ticks.max(1) as f64;
