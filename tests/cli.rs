@@ -607,32 +607,26 @@ fn ignore_uid_from_the_environment_excuses_another_container() {
 #[test]
 fn wait_returns_soon_after_the_app_socket_goes() {
     let mut f = istio_pod();
-    let mut child = bin()
-        .args(["wait", "--timeout", "10s", "--interval", "50ms", "--proc"])
-        .arg(f.path())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "wait exited while the app still held sockets"
+    let mut hook = Watched::new(
+        bin()
+            .args(["wait", "--timeout", "10s", "--interval", "50ms", "--proc"])
+            .arg(f.path())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
     );
+    // Its first look is on record before the sockets go.
+    hook.wait_for("4 sockets blocking: LISTEN 0.0.0.0:8080 -> 0.0.0.0:0 (uid 1000)");
     for inode in [201, 202, 203, 204] {
         f.remove_inode(inode);
     }
     let removed = Instant::now();
-    let status = child.wait().unwrap();
+    let (code, lines) = hook.finish();
     let took = removed.elapsed();
-    assert_eq!(status.code(), Some(0));
-    // One interval plus process start-up slack; the timeout was 10s.
+    assert_eq!(code, 0, "{lines:?}");
+    // One interval plus process exit, on a loaded machine; the timeout was 10s.
     assert!(took < Duration::from_millis(1_000), "took {took:?}");
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    assert!(
-        err.contains("4 sockets blocking: LISTEN 0.0.0.0:8080 -> 0.0.0.0:0 (uid 1000)"),
-        "{err}"
-    );
+    let err = lines.join("\n");
     assert!(
         err.contains("nothing blocks") && err.contains("drained after"),
         "{err}"
@@ -653,7 +647,14 @@ fn wait_deadline_exits_1_near_the_deadline_and_names_the_sockets() {
     let [.., deadline, owners, hint] = lines[..] else {
         panic!("{err}")
     };
-    assert!(deadline.starts_with("prestop-wait: deadline 700ms passed (at 7")
+    // Never before the deadline; after it by no more than the cut sleep's
+    // wake-up and the last look.
+    let at = said_at(deadline);
+    assert!(
+        (Duration::from_millis(700)..=Duration::from_millis(1_000)).contains(&at),
+        "{err}"
+    );
+    assert!(deadline.starts_with("prestop-wait: deadline 700ms passed (at ")
             && deadline.contains("; 4 sockets still blocking: LISTEN 0.0.0.0:8080 -> 0.0.0.0:0 (uid 1000), ESTABLISHED 10.1.2.3:45000 -> 10.9.8.7:443 outbound (uid 1000)"), "{err}");
     assert!(
         deadline.ends_with("LISTEN [::]:9090 -> [::]:0 (uid 1000)"),

@@ -81,7 +81,11 @@ fn as_uid(work: &Path) -> Result<PathBuf, String> {
     }
     std::fs::set_permissions(work, std::fs::Permissions::from_mode(0o755)).unwrap();
     let copy = work.join("prestop-wait");
-    std::fs::copy(BIN, &copy).unwrap();
+    // Written by another process: a copy this one wrote would be open for
+    // writing here while a sibling test forks, and an fd inherited by a
+    // child before its exec makes our exec of the copy "Text file busy".
+    let cp = Command::new("cp").arg(BIN).arg(&copy).status().unwrap();
+    assert!(cp.success(), "cp {BIN} {}", copy.display());
     Ok(copy)
 }
 

@@ -39,54 +39,6 @@ fn spawn(f: &Fixture, args: &[&str]) -> Child {
         .unwrap()
 }
 
-/// A hook whose stderr is read as it comes: a test can wait for its first
-/// look instead of sleeping and hoping it came.
-struct Watched {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Watched {
-    fn new(mut child: Child) -> Watched {
-        let err = child.stderr.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-                let l = l.strip_prefix("prestop-wait: ").unwrap_or(&l).to_owned();
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Watched {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits (10s at most) for a line containing `what`.
-    fn wait_for(&mut self, what: &str) {
-        let until = Instant::now() + Duration::from_secs(10);
-        while !self.seen.iter().any(|l| l.contains(what)) {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => self.seen.push(l),
-                Err(_) => panic!("no line with {what:?}: {:?}", self.seen),
-            }
-        }
-    }
-
-    /// The exit code and every line.
-    fn finish(mut self) -> (i32, Vec<String>) {
-        let status = self.child.wait().unwrap();
-        self.seen.extend(self.lines.iter());
-        (status.code().expect("exited"), self.seen)
-    }
-}
-
 fn lines(o: &std::process::Output) -> Vec<String> {
     stderr(o)
         .lines()

@@ -3,7 +3,7 @@
 //! parsed ([`Report`]), skipping a test that cannot run here
 //! ([`runnable`]), and fixture `/proc` trees built in a tempdir: `net/tcp`,
 //! `net/tcp6`, and `<pid>/{comm,cmdline,fd/N -> socket:[INODE]}`, the files
-//! prestop-wait reads.
+//! prestop-wait reads; a running hook's stderr read as it comes ([`Watched`]).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -535,4 +535,52 @@ pub fn executable(cargo_stdout: &str, name: &str) -> Option<PathBuf> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+}
+
+/// A hook whose stderr is read as it comes: a test can wait for its first
+/// look instead of sleeping and hoping it came.
+pub struct Watched {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Watched {
+    pub fn new(mut child: std::process::Child) -> Watched {
+        let err = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                let l = l.strip_prefix("prestop-wait: ").unwrap_or(&l).to_owned();
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Watched {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (10s at most) for a line containing `what`.
+    pub fn wait_for(&mut self, what: &str) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.seen.iter().any(|l| l.contains(what)) {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(_) => panic!("no line with {what:?}: {:?}", self.seen),
+            }
+        }
+    }
+
+    /// The exit code and every line.
+    pub fn finish(mut self) -> (i32, Vec<String>) {
+        let status = self.child.wait().unwrap();
+        self.seen.extend(self.lines.iter());
+        (status.code().expect("exited"), self.seen)
+    }
 }

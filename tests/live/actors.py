@@ -212,8 +212,12 @@ def app():
     say("ready app", f"pid={os.getpid()}", f"uid={os.getuid()}")
     stdin = Lines(0)
 
+    # Each close is stamped on both sides: "...-closing" before it (a
+    # lower bound for a hook's reaction), "...-closed"/"last-close" after
+    # it (an upper bound).
     def close_listeners():
         nonlocal listeners
+        say("event listeners-closing", repr(time.monotonic()))
         for s in listeners:
             s.close()
         listeners = []
@@ -223,6 +227,7 @@ def app():
         # close() detaches the socket from its file at once: from here on
         # /proc/net/tcp shows it with inode 0 (TIME_WAIT or an orphan in
         # FIN_WAIT), which the hook must not wait for.
+        say("event closing", repr(time.monotonic()))
         for s in listeners + accepted + [out]:
             s.close()
         say("event last-close", repr(time.monotonic()))
@@ -278,6 +283,7 @@ def app():
                     # moment the app holds no socket at all, then it calls
                     # out once more, holds the call 0.5 s and exits.
                     close_listeners()
+                    say("event gap-closing", repr(time.monotonic()))
                     for s in accepted + [out]:
                         s.close()
                     say("event gap-start", repr(time.monotonic()))
@@ -287,6 +293,7 @@ def app():
                     c.sendall(b"ping")
                     c.recv(4)
                     time.sleep(0.5)
+                    say("event closing", repr(time.monotonic()))
                     c.close()
                     say("event last-close", repr(time.monotonic()))
                     sys.exit(0)

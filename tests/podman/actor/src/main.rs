@@ -18,7 +18,9 @@
 //! - `idle PORT...`: another container (a log shipper): listens, never exits.
 //! - `client ADDR EVERY_MS FOR_S`: traffic from outside the app, as a load
 //!   balancer's pool sends it: a request every EVERY_MS on one kept-alive
-//!   connection (a new one after a failure) for FOR_S seconds, then prints
+//!   connection (a new one after a failure) for FOR_S seconds from its
+//!   first answer (it prints `client: first` then, so that a test starts a
+//!   hold only once traffic flows; none in 10 s: it gives up), then prints
 //!   `client: ok N failed M`.
 //!
 //! Each says what it does on stderr, which `podman logs` shows.
@@ -187,10 +189,12 @@ fn client(args: &[String]) {
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or_default();
     let addr: SocketAddr = arg(0).parse().expect("client ADDR EVERY_MS FOR_S");
     let every = Duration::from_millis(arg(1).parse().expect("EVERY_MS"));
-    let end = Instant::now() + Duration::from_secs_f64(arg(2).parse().expect("FOR_S"));
+    let length = Duration::from_secs_f64(arg(2).parse().expect("FOR_S"));
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let mut end: Option<Instant> = None;
     let (mut ok, mut failed) = (0u32, 0u32);
     let mut conn: Option<BufReader<TcpStream>> = None;
-    while Instant::now() < end {
+    while Instant::now() < end.unwrap_or(give_up) {
         let sent = (|| -> std::io::Result<()> {
             if conn.is_none() {
                 let c = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
@@ -206,7 +210,14 @@ fn client(args: &[String]) {
             }
         })();
         match sent {
-            Ok(()) => ok += 1,
+            Ok(()) => {
+                ok += 1;
+                if end.is_none() {
+                    end = Some(Instant::now() + length);
+                    println!("client: first");
+                    let _ = std::io::stdout().flush();
+                }
+            }
             Err(_) => {
                 failed += 1;
                 conn = None;
