@@ -411,10 +411,8 @@ mod tests {
         assert!(requests[0].contains("Content-Length: 0\r\n"));
 
         // Nobody listening: refused quickly, an error not a hang.
-        let closed = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let (_held, closed) =
+            crate::fixture::refusing_port("127.0.0.1:0".parse().unwrap()).unwrap();
         let t = parse_url(&format!("http://{closed}/")).unwrap();
         let err = format!("{:#}", post(&t, &SystemClock, soon()).unwrap_err());
         assert!(err.contains("cannot connect"), "{err}");
@@ -438,10 +436,12 @@ mod tests {
             return;
         };
         let port = v6.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+        // Held refusing on 127.0.0.1 for the whole test.
+        let Ok((_v4, _)) = crate::fixture::refusing_port(SocketAddr::from(([127, 0, 0, 1], port)))
+        else {
             eprintln!("skipped: 127.0.0.1:{port} is taken");
             return;
-        }
+        };
         let server = std::thread::spawn(move || {
             let (mut s, _) = v6.accept().unwrap();
             let mut req = [0u8; 1024];
@@ -453,6 +453,10 @@ mod tests {
         assert_eq!(status, "HTTP/1.1 200 OK");
         assert_eq!(via, format!("[::1]:{port}").parse().unwrap());
         server.join().unwrap();
+        // The listener is gone: [::1]:port refuses from here. Its
+        // connection's TIME_WAIT keeps a held socket of ours off the port,
+        // so it is not held: a parallel test that took it in this moment
+        // would fail this test, never pass it.
         // Neither answers: one error naming both.
         let err = format!("{:#}", post(&t, &SystemClock, soon()).unwrap_err());
         assert!(

@@ -216,6 +216,26 @@ pub fn skip_log(cargo: i32) -> Option<PathBuf> {
     Some(profile.join("skipped").join(cargo.to_string()))
 }
 
+/// A port on `addr`'s address that refuses connections and that no other
+/// test can be given while the returned socket is held: a TCP socket bound
+/// there (port 0: any) that never listens. Binding a listener and dropping
+/// it would free the port for a parallel test's `bind(:0)` before the
+/// connection that is meant to be refused.
+pub fn refusing_port(addr: SocketAddr) -> std::io::Result<(std::os::fd::OwnedFd, SocketAddr)> {
+    use rustix::net::{AddressFamily, SocketType, bind, getsockname, socket};
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let fd = socket(family, SocketType::STREAM, None)?;
+    bind(&fd, &addr)?;
+    let bound = getsockname(&fd)?;
+    let bound = SocketAddr::try_from(bound)
+        .map_err(|_| std::io::Error::other("getsockname: not an IP address"))?;
+    Ok((fd, bound))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

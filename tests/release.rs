@@ -318,7 +318,7 @@ fn arm64_binary_gives_the_same_results_on_every_fixture() {
     let Some(arm) = release_binary(ARM64) else {
         return;
     };
-    let mut compared = 0;
+    let (mut compared, mut starved_runs) = (0, 0);
     for (name, f, cases) in fixture_cases() {
         for args in cases {
             let Some(mut cmd) = command_for(ARM64, arm) else {
@@ -329,16 +329,33 @@ fn arm64_binary_gives_the_same_results_on_every_fixture() {
             let what = format!("{name}: prestop-wait {}", args.join(" "));
             assert_eq!(code(&theirs), code(&ours), "{what}: {}", stderr(&theirs));
             assert_eq!(stdout(&theirs), stdout(&ours), "{what}");
-            assert_eq!(
-                without_durations(&stderr(&theirs)),
-                without_durations(&stderr(&ours)),
-                "{what}"
-            );
+            // A run starved past its wake time (qemu on a loaded machine)
+            // ends with the hold-up's own deadline line, by design: its log
+            // says so instead of the sockets, and is not compared.
+            let starved = |o: &Output| {
+                let e = stderr(o);
+                e.contains("the hook was held up for") || e.contains(" before any poll finished")
+            };
+            if starved(&theirs) || starved(&ours) {
+                eprintln!("{what}: held up under load; logs not compared");
+                starved_runs += 1;
+            } else {
+                assert_eq!(
+                    without_durations(&stderr(&theirs)),
+                    without_durations(&stderr(&ours)),
+                    "{what}"
+                );
+            }
             compared += 1;
         }
     }
-    eprintln!("arm64 and host agree on {compared} command lines");
+    eprintln!("arm64 and host agree on {compared} command lines ({starved_runs} held up)");
     assert!(compared >= 50, "only {compared} command lines compared");
+    // Starvation excuses a few logs, not the comparison.
+    assert!(
+        starved_runs * 5 <= compared,
+        "{starved_runs} of {compared} held up"
+    );
 }
 
 #[test]

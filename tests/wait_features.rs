@@ -60,10 +60,8 @@ fn failed_drain_is_logged_and_the_wait_goes_on() {
     let mut f = Fixture::new();
     f.socket("0.0.0.0:8080", "0.0.0.0:0", LISTEN, 1000, 7);
     // A port nobody listens on: refused at once.
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (_held, closed) =
+        prestop_wait::fixture::refusing_port("127.0.0.1:0".parse().unwrap()).unwrap();
     let o = run(
         &f,
         &[
