@@ -198,7 +198,7 @@ mod tests {
         // Each carries its tcp_info as it died: what dates its last data.
         assert!(
             seen.iter()
-                .filter(|s| s.local == server)
+                .filter(|s| s.local == server && s.remote == client_addr)
                 .all(|s| s.info.is_some()),
             "{seen:?}"
         );

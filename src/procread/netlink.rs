@@ -783,7 +783,9 @@ mod tests {
         let mut diag = diag.with_states(ALL_STATES);
         let mut seen = None;
         diag.dump(Table::Tcp, &|| false, &mut |x| {
-            if x.local.port() == port {
+            // Its listener only: another socket may have the same port
+            // on another address, or as a connection's end.
+            if x.state == TcpState::Listen && x.local.port() == port {
                 seen = Some(x.cgroup);
             }
         })
