@@ -17,25 +17,23 @@ use serde_json::json;
 fn table_vanishing_between_polls_keeps_waiting() {
     let mut f = Fixture::new();
     f.socket("0.0.0.0:8080", "0.0.0.0:0", LISTEN, 1000, 7);
-    let mut child = bin()
-        .args(["wait", "--timeout", "10s", "--interval", "50ms", "--proc"])
-        .arg(f.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    std::fs::remove_file(f.table_path("tcp")).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "a vanished table ended the wait"
+    let mut hook = Watched::new(
+        bin()
+            .args(["wait", "--timeout", "10s", "--interval", "50ms", "--proc"])
+            .arg(f.path())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
     );
+    hook.wait_for("1 socket blocking");
+    std::fs::remove_file(f.table_path("tcp")).unwrap();
+    // A look without the table is said, and the wait goes on.
+    hook.wait_for("poll failed, keeping the last result");
     // The table comes back without the app's socket: now it drains.
     f.remove_inode(7);
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let (code, lines) = hook.finish();
+    assert_eq!(code, 0, "{lines:?}");
+    let err = lines.join("\n");
     assert_eq!(
         err.matches("poll failed, keeping the last result").count(),
         1,
