@@ -537,50 +537,80 @@ pub fn executable(cargo_stdout: &str, name: &str) -> Option<PathBuf> {
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
 }
 
-/// A hook whose stderr is read as it comes: a test can wait for its first
-/// look instead of sleeping and hoping it came.
-pub struct Watched {
-    child: std::process::Child,
+/// A pipe's lines as they come, read on a thread of their own: a test can
+/// wait for one (a hook's first look) instead of sleeping and hoping it
+/// came, and still has them all at the end.
+pub struct Streamed {
     lines: std::sync::mpsc::Receiver<String>,
     seen: Vec<String>,
 }
 
-impl Watched {
-    pub fn new(mut child: std::process::Child) -> Watched {
-        let err = child.stderr.take().unwrap();
+impl Streamed {
+    /// Reads `from` to its end; `strip` comes off the start of each line.
+    pub fn read(from: impl std::io::Read + Send + 'static, strip: &'static str) -> Streamed {
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
-            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-                let l = l.strip_prefix("prestop-wait: ").unwrap_or(&l).to_owned();
+            for l in std::io::BufReader::new(from).lines().map_while(Result::ok) {
+                let l = l.strip_prefix(strip).unwrap_or(&l).to_owned();
                 if tx.send(l).is_err() {
                     break;
                 }
             }
         });
-        Watched {
-            child,
+        Streamed {
             lines,
             seen: Vec::new(),
         }
     }
 
-    /// Waits (10s at most) for a line containing `what`.
-    pub fn wait_for(&mut self, what: &str) {
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !self.seen.iter().any(|l| l.contains(what)) {
+    /// The first line containing `what`, waiting for it up to `timeout`;
+    /// panics, naming `who` and the lines so far, when none comes.
+    pub fn wait_for(&mut self, who: &str, what: &str, timeout: std::time::Duration) -> String {
+        let until = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.seen.iter().find(|l| l.contains(what)) {
+                return l.clone();
+            }
             let left = until.saturating_duration_since(std::time::Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(l) => self.seen.push(l),
-                Err(_) => panic!("no line with {what:?}: {:?}", self.seen),
+                Err(_) => panic!(
+                    "{who}: no line with {what:?} within {timeout:?}: {:?}",
+                    self.seen
+                ),
             }
         }
+    }
+
+    /// Every line, once the pipe has ended.
+    pub fn all(mut self) -> Vec<String> {
+        self.seen.extend(self.lines.iter());
+        self.seen
+    }
+}
+
+/// A hook whose stderr (less its `prestop-wait: ` prefix) is [`Streamed`].
+pub struct Watched {
+    child: std::process::Child,
+    err: Streamed,
+}
+
+impl Watched {
+    pub fn new(mut child: std::process::Child) -> Watched {
+        let err = Streamed::read(child.stderr.take().unwrap(), "prestop-wait: ");
+        Watched { child, err }
+    }
+
+    /// Waits (10s at most) for a line containing `what`.
+    pub fn wait_for(&mut self, what: &str) {
+        self.err
+            .wait_for("the hook", what, std::time::Duration::from_secs(10));
     }
 
     /// The exit code and every line.
     pub fn finish(mut self) -> (i32, Vec<String>) {
         let status = self.child.wait().unwrap();
-        self.seen.extend(self.lines.iter());
-        (status.code().expect("exited"), self.seen)
+        (status.code().expect("exited"), self.err.all())
     }
 }

@@ -336,9 +336,7 @@ pub struct Running {
     done: Option<JoinHandle<std::io::Result<(std::process::Output, f64)>>>,
     /// Its stderr as it comes ([`Running::wait_for_line`]), and all of it
     /// at the end.
-    lines: std::sync::mpsc::Receiver<String>,
-    seen: Vec<String>,
-    stderr: Option<JoinHandle<String>>,
+    stderr: Option<common::Streamed>,
 }
 
 impl Running {
@@ -351,17 +349,7 @@ impl Running {
         let started_at = monotonic();
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
         let pgid = child.id();
-        let err = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = std::sync::mpsc::channel();
-        let stderr = thread::spawn(move || {
-            let mut all = String::new();
-            for l in BufReader::new(err).lines().map_while(Result::ok) {
-                all.push_str(&l);
-                all.push('\n');
-                let _ = tx.send(l);
-            }
-            all
-        });
+        let stderr = common::Streamed::read(child.stderr.take().expect("piped stderr"), "");
         // A thread blocked in wait() stamps the exit as it happens, instead
         // of a polling loop adding its period to every measurement.
         let done = thread::spawn(move || {
@@ -373,8 +361,6 @@ impl Running {
             pgid,
             started_at,
             done: Some(done),
-            lines,
-            seen: Vec::new(),
             stderr: Some(stderr),
         }
     }
@@ -382,20 +368,8 @@ impl Running {
     /// Waits for a stderr line containing `what` (a hook's first look, so
     /// that a test acts only once it is on record); panics after `timeout`.
     pub fn wait_for_line(&mut self, what: &str, timeout: Duration) -> String {
-        let until = Instant::now() + timeout;
-        loop {
-            if let Some(l) = self.seen.iter().find(|l| l.contains(what)) {
-                return l.clone();
-            }
-            let left = until.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => self.seen.push(l),
-                Err(_) => panic!(
-                    "{}: no line with {what:?} within {timeout:?}: {:?}",
-                    self.what, self.seen
-                ),
-            }
-        }
+        let stderr = self.stderr.as_mut().expect("not finished");
+        stderr.wait_for(&self.what, what, timeout)
     }
 
     pub fn is_finished(&self) -> bool {
@@ -422,7 +396,10 @@ impl Running {
             .join()
             .unwrap()
             .unwrap_or_else(|e| panic!("{}: {e}", self.what));
-        let stderr = self.stderr.take().unwrap().join().unwrap();
+        let mut stderr = self.stderr.take().unwrap().all().join("\n");
+        if !stderr.is_empty() {
+            stderr.push('\n');
+        }
         Done {
             status: out.status,
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
