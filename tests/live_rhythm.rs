@@ -13,7 +13,7 @@ mod live;
 use live::{Running, monotonic, sh};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The network namespace and nginx, gone with it even when the test fails.
 struct Web {
@@ -146,11 +146,8 @@ fn run(web: &Web, rate: f64, secs: f64, seed: u32, timeout: &str) -> Ran {
         started.to_str().unwrap(),
     ]);
     let client = Running::spawn("client", client);
-    let until = Instant::now() + Duration::from_secs(20);
-    while !started.exists() {
-        assert!(Instant::now() < until, "the client never got an answer");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // The client made it after its first answer.
+    common::wait_for_file(&started);
     let mut hook = web.exec(common::BIN);
     hook.args(["quiesce", &format!("--timeout={timeout}")]);
     let hook = Running::spawn("quiesce", hook);

@@ -24,14 +24,6 @@ struct Web {
 }
 
 /// Waits (20s at most) for a client's sign that it was answered.
-fn wait_for_file(path: &Path) {
-    let until = std::time::Instant::now() + Duration::from_secs(20);
-    while !path.exists() {
-        assert!(std::time::Instant::now() < until, "no {}", path.display());
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 impl Drop for Web {
     fn drop(&mut self) {
         drop(self.nginx.take());
@@ -154,7 +146,7 @@ fn short_connections_between_looks_hold_quiesce() {
         client.args(["-c", CLIENT, &rate.to_string(), &secs.to_string()]);
         client.arg(&started);
         let client = Running::spawn("client", client);
-        wait_for_file(&started);
+        common::wait_for_file(&started);
         let mut hook = web.exec(common::BIN);
         hook.args(["quiesce", "--idle=1s", "--interval=200ms", "--timeout=10s"]);
         let hook = Running::spawn("quiesce", hook);
@@ -217,7 +209,7 @@ time.sleep(8)
     let mut client = web.exec("/usr/bin/python3");
     client.args(["-c", idle]).arg(&answered);
     let client = Running::spawn("idle client", client);
-    wait_for_file(&answered);
+    common::wait_for_file(&answered);
     let mut hook = web.exec(common::BIN);
     hook.args(["quiesce", "--idle=1s", "--interval=100ms", "--timeout=6s"]);
     let done = Running::spawn("quiesce", hook).finish(Duration::from_secs(10));

@@ -614,3 +614,13 @@ impl Watched {
         (status.code().expect("exited"), self.err.all())
     }
 }
+
+/// Waits (20 s at most) for `path` to exist: a client touches one once its
+/// first request was answered, so a hook starts only once traffic flows.
+pub fn wait_for_file(path: &Path) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !path.exists() {
+        assert!(std::time::Instant::now() < until, "no {}", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
