@@ -59,7 +59,7 @@ enum Command {
         after_help = exit_codes::HELP,
         mut_arg("min_wait", |a| a.help("Never exit before this much time has passed, however idle: cover the fastest endpoint propagation you expect")),
         mut_arg("timeout", |a| a.help("Give up after this long with traffic still arriving (exit 1). Keep it below terminationGracePeriodSeconds minus the app's own shutdown")),
-        mut_arg("interval", |a| a.help("Time between looks").default_value("100ms")),
+        mut_arg("interval", |a| a.help("Time between looks").default_value(QUIESCE_INTERVAL)),
         mut_arg("log_file", |a| a.help("Also append the log lines to this file. `auto`: the app container's own log, which `kubectl logs` shows (the stderr of PID 1 if it runs as this uid, else of the oldest other process that does)")),
     )]
     Quiesce(QuiesceArgs),
@@ -287,6 +287,17 @@ struct QuiesceArgs {
     )]
     idle: Option<Duration>,
 
+    #[command(flatten)]
+    rhythm: RhythmArgs,
+
+    #[command(flatten)]
+    hook: HookArgs,
+}
+
+/// How `quiesce` judges a silence: `quiesce` holds by it, `check` shows
+/// what it would start from.
+#[derive(Debug, Args)]
+struct RhythmArgs {
     /// The chance, per hold, of letting go while traffic still arrives, by
     /// the traffic's own rhythm: the window is the silence that unlikely
     /// (unused with --idle).
@@ -298,9 +309,6 @@ struct QuiesceArgs {
         value_parser = parse_miss
     )]
     miss: Miss,
-
-    #[command(flatten)]
-    hook: HookArgs,
 }
 
 #[derive(Debug, Args)]
@@ -315,6 +323,9 @@ struct CheckArgs {
     /// Also list the sockets that do not block, with the reason.
     #[arg(long, env = "PRESTOP_WAIT_ALL", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     all: bool,
+
+    #[command(flatten)]
+    rhythm: RhythmArgs,
 }
 
 /// humantime syntax: `500ms`, `25s`, `1m30s`. A unit is always needed, `0`
@@ -412,6 +423,13 @@ pub enum IdleWindow {
     Learned(Miss),
 }
 
+/// `quiesce --interval`'s default, as clap reads it.
+const QUIESCE_INTERVAL: &str = "100ms";
+
+/// The same, for `check`'s view of what `quiesce` would start from (a
+/// test keeps the two one value).
+pub const QUIESCE_DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
+
 /// `check`: look once and print.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckConfig {
@@ -421,6 +439,8 @@ pub struct CheckConfig {
     pub format: Format,
     /// Also list the sockets that do not block.
     pub all: bool,
+    /// `quiesce`'s `--miss`, for the window it would start from.
+    pub miss: Miss,
 }
 
 /// How `check` prints.
@@ -446,6 +466,7 @@ impl Config {
                 pod: pod(c.common)?,
                 format: if c.json { Format::Json } else { Format::Text },
                 all: c.all,
+                miss: c.rhythm.miss,
             }),
             Command::Quiesce(q) => Config::Quiesce(quiesce_config(q, config_errors)?),
             Command::Sleep { duration } => Config::Sleep(duration),
@@ -585,7 +606,7 @@ fn quiesce_config(q: QuiesceArgs, config_errors: &[String]) -> Result<QuiesceCon
         ports: q.port,
         window: match q.idle {
             Some(d) => IdleWindow::Fixed(d),
-            None => IdleWindow::Learned(q.miss),
+            None => IdleWindow::Learned(q.rhythm.miss),
         },
     })
 }
@@ -675,9 +696,22 @@ mod tests {
             Config::Check(CheckConfig {
                 pod,
                 format: Format::Text,
-                all: false
+                all: false,
+                miss: Miss(0.001),
             })
         );
+    }
+
+    #[test]
+    fn quiesce_interval_default_is_one_value() {
+        assert_eq!(
+            parse_duration(QUIESCE_INTERVAL),
+            Ok(QUIESCE_DEFAULT_INTERVAL)
+        );
+        let Config::Quiesce(q) = config(&["quiesce"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(q.hook.timing.interval, QUIESCE_DEFAULT_INTERVAL);
     }
 
     #[test]
@@ -765,6 +799,11 @@ mod tests {
             panic!("{c:?}")
         };
         assert_eq!(q.window, IdleWindow::Fixed(Duration::from_secs(2)));
+        // `check` takes the same --miss, for the window it shows.
+        let Config::Check(c) = config(&["check", "--miss=1e-4"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.miss, Miss(1e-4));
     }
 
     #[test]
@@ -793,6 +832,7 @@ mod tests {
             (&["sleep"], "DURATION"),
             (&["sleep", "5 parsecs"], "DURATION"),
             (&["check", "--drain"], "--drain"),
+            (&["check", "--miss", "1"], "--miss"),
             (&["check", "--ignore-uid", "x"], "--ignore-uid"),
             (&["--grace-period", "30"], "--grace-period"),
             (&["check", "--grace-period=30s"], "--grace-period"),

@@ -9,7 +9,8 @@
 //!   (the hooks fail safe on bad values); nothing past it sees clap.
 //! - [`commands`]: one module per command. `wait` and `quiesce` are each a
 //!   [`hook::Hook`] (what one look reads) and a [`hook::Judge`] (what the
-//!   looks mean, pure); `check` is one [`pass`]; `install` and `sleep`.
+//!   looks mean, pure); `check` is one [`pass`] and one look as `quiesce`
+//!   would take its first; `install` and `sleep`.
 //! - [`hook`]: a preStop hook's whole life, written once: the log, failing
 //!   safe, the source, the deadline-keeping loop, the exit code.
 //! - [`pass`]: one look for `wait` and `check`: rows from a [`source`],

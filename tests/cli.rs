@@ -78,7 +78,12 @@ fn check_text_table() {
         lines[1].split_whitespace().collect::<Vec<_>>(),
         ["LISTEN", "0.0.0.0:8080", "0.0.0.0:0", "listen", "1000", "-"]
     );
-    let n = lines.len();
+    // Last, what quiesce would start from (its own test below).
+    let n = lines.len() - 1;
+    assert!(
+        lines[n].starts_with("note: quiesce would start from: "),
+        "{out}"
+    );
     assert_eq!(lines[n - 3], "4 sockets block");
     assert_eq!(
         lines[n - 2],
@@ -106,13 +111,82 @@ fn check_nothing_blocks_exits_0() {
     f.socket("0.0.0.0:15001", "0.0.0.0:0", LISTEN, 1337, 1);
     let o = run(&f, &["check"]);
     assert_eq!(code(&o), 0);
-    assert_eq!(stdout(&o), "nothing blocks\n");
-    let (o, r) = check_json(&f, &[]);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "nothing blocks", "{out}");
+    assert!(
+        lines[1].starts_with("note: quiesce would start from: the app listens on no port"),
+        "{out}"
+    );
+    assert_eq!(lines.len(), 2, "{out}");
+    let (o, mut r) = check_json(&f, &[]);
     assert_eq!(code(&o), 0);
+    // A fixture has no history: the fallback window, and why (a path
+    // under the fixture's temporary root).
+    let q = r.value.as_object_mut().unwrap().remove("quiesce").unwrap();
     assert_eq!(
         r.value,
         json!({"blocking": [], "uninspected_processes": 0, "unreadable_fds": 0, "host_network": false, "source": "proc",
                "containers": {"by": "uid", "cgroup": null, "why": "the tables carry no cgroup ids"}})
+    );
+    let why = q["history_error"].as_str().unwrap().to_owned();
+    assert!(
+        why.starts_with(&f.path_str()) && why.contains("net/snmp"),
+        "{q}"
+    );
+    assert_eq!(
+        q,
+        json!({"ports": [], "window_ms": 2000, "basis": "unknown", "rate": 0.00, "arrivals": 0, "over_ms": 1,
+               "history": false, "history_error": why, "miss": 1e-3})
+    );
+}
+
+#[test]
+fn check_shows_the_window_quiesce_would_start_from() {
+    let mut f = Fixture::new();
+    f.socket("0.0.0.0:15001", "0.0.0.0:0", LISTEN, 1337, 1)
+        .socket("0.0.0.0:8080", "0.0.0.0:0", LISTEN, 1000, 2)
+        // 36,000 connections accepted over the pod's hour: 10 a second.
+        .history(36_000, 3600);
+    let (o, r) = check_json(&f, &[]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let q = r.quiesce();
+    assert_eq!(q.ports, [8080]);
+    assert_eq!(
+        (q.basis.as_str(), q.history, &q.history_error),
+        ("rate", true, &None)
+    );
+    assert!((q.rate - 10.0).abs() < 0.05, "{}", r.value);
+    // At most a minute of history counts (rhythm::HISTORY_WEIGHT).
+    assert_eq!((q.arrivals, q.over_ms / 1000), (600, 60), "{}", r.value);
+    // ln(1000)/10 a second is 0.69s; the rate's uncertainty over 600
+    // arrivals adds a little.
+    assert!((690..800).contains(&q.window_ms), "{}", r.value);
+    // A smaller --miss, a longer window, the same traffic.
+    let (_, strict) = check_json(&f, &["--miss", "1e-6"]);
+    assert_eq!(strict.quiesce().miss, 1e-6);
+    assert!(
+        strict.quiesce().window_ms > q.window_ms * 3 / 2,
+        "{} vs {}",
+        strict.value,
+        r.value
+    );
+    // The table says the same in a note, in quiesce's own words.
+    let out = stdout(&run(&f, &["check"]));
+    let note = out
+        .lines()
+        .find_map(|l| l.strip_prefix("note: quiesce would start from: "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        note.split("; ").collect::<Vec<_>>()[..2],
+        [
+            "the app listens on port 8080",
+            &format!(
+                "10.00 arrivals/s over 1m, the pod's history with them: a silence of {}ms by chance <= 1e-3",
+                q.window_ms
+            )[..]
+        ],
+        "{out}"
     );
 }
 

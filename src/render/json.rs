@@ -16,8 +16,9 @@ pub fn write_json(
     verdict: &Verdict,
     all: bool,
     containers: &Containers,
+    fields: Vec<u8>,
 ) -> io::Result<()> {
-    let mut json = JsonSink::new(w, containers)?;
+    let mut json = JsonSink::new(w, containers)?.ending_with(fields);
     for e in verdict.blocking() {
         json.write_entry(&e)?;
     }
@@ -34,6 +35,8 @@ pub struct JsonSink<'w, W: Write> {
     entries: usize,
     /// The trailer's `containers` object, written at the end.
     containers: Vec<u8>,
+    /// Fields written after it, each with its leading comma.
+    fields: Vec<u8>,
 }
 
 impl<'w, W: Write> JsonSink<'w, W> {
@@ -59,7 +62,15 @@ impl<'w, W: Write> JsonSink<'w, W> {
             out: Vec::with_capacity(256),
             entries: 0,
             containers: c,
+            fields: Vec::new(),
         })
+    }
+
+    /// Ends the object with `fields`, already JSON, each with its leading
+    /// comma (`check`'s `quiesce` view: the caller's to render).
+    pub fn ending_with(mut self, fields: Vec<u8>) -> Self {
+        self.fields = fields;
+        self
     }
 
     fn write_entry(&mut self, e: &Entry) -> io::Result<()> {
@@ -97,6 +108,7 @@ impl<'w, W: Write> JsonSink<'w, W> {
             t.uninspected_processes, t.unreadable_fds, t.host_network, t.source
         )?;
         self.w.write_all(&self.containers)?;
+        self.w.write_all(&self.fields)?;
         self.w.write_all(b"}\n")
     }
 }
@@ -179,7 +191,7 @@ pub(super) fn push_int(out: &mut Vec<u8>, n: impl Into<i64>) {
 }
 
 /// Appends an unsigned integer in decimal.
-pub(super) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {

@@ -8,7 +8,7 @@ mod json;
 mod lines;
 mod table;
 
-pub use json::{JsonSink, json_string, write_json};
+pub use json::{JsonSink, json_string, push_u64, write_json};
 pub use lines::{
     HOST_NETWORK_NOTE, ignore_uid_hint, ignoring, owner_summary, owners_by, summary,
     uninspected_note, whose_sockets,
@@ -221,6 +221,7 @@ mod tests {
             v,
             all,
             &crate::decide::Containers::Flags("test".into()),
+            Vec::new(),
         )
         .unwrap();
         String::from_utf8(out).unwrap()

@@ -27,6 +27,9 @@ use crate::source::{Chosen, Source};
 use crate::time::{Clock, after, fmt_duration};
 use crate::traffic::{Look, Sign, Traffic, Watch};
 
+mod preview;
+pub use preview::{Preview, json_error, preview};
+
 /// Runs `quiesce`, logging to `stderr` (and `--log-file`).
 pub fn run(config: QuiesceConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Result<ExitCode> {
     let watch = Watch::new(config.rules.clone(), config.ports.clone());
@@ -101,10 +104,9 @@ impl Hook for Quiesce {
         // Only a learned window asks what came before; unreadable counters
         // leave it to what the hold sees.
         if matches!(self.config.window, IdleWindow::Learned(_)) {
-            let root = &self.config.hook.proc_root;
-            match (counters::passive_opens(root), counters::age_of_pid1(root)) {
-                (Ok(n), Ok(age)) => self.counters = Some((n, age)),
-                (Err(e), _) | (_, Err(e)) => lines.say(format_args!(
+            match before(&self.config.hook.proc_root) {
+                Ok(c) => self.counters = Some(c),
+                Err(e) => lines.say(format_args!(
                     "note: no history of the pod's traffic ({e:#}): the window is learned from the hold alone"
                 )),
             }
@@ -133,12 +135,7 @@ impl Hook for Quiesce {
     }
 
     fn look(&mut self, source: &mut Chosen, at: Instant, stop: &dyn Fn() -> bool) -> Result<Seen> {
-        self.watch.dated(!source.is_tables());
-        let mut l = self.watch.begin();
-        for table in [Table::Tcp, Table::Tcp6] {
-            let watch = &mut self.watch;
-            source.read(table, stop, &mut |s| watch.row(&mut l, at, &s))?;
-        }
+        let mut l = rows(&mut self.watch, source, at, stop)?;
         // After the rows, so that the app's ports are known: what closed
         // since the last look, however briefly it lived.
         let mut lost = None;
@@ -159,10 +156,7 @@ impl Hook for Quiesce {
             }
         }
         let look = self.watch.finish(l, at);
-        let history = self.counters.take().map(|(opens, over)| History {
-            arrivals: opens.saturating_add(look.lifetime_segs),
-            over,
-        });
+        let history = self.counters.take().map(|c| history(c, &look));
         Ok(Seen {
             look,
             ports: self.watch.listening().to_vec(),
@@ -170,6 +164,41 @@ impl Hook for Quiesce {
             lost,
             history,
         })
+    }
+}
+
+/// One look's rows, both tables, into the watch (the look not yet
+/// finished: `quiesce` adds what closed since).
+fn rows(
+    watch: &mut Watch,
+    source: &mut Chosen,
+    at: Instant,
+    stop: &dyn Fn() -> bool,
+) -> Result<Look> {
+    watch.dated(!source.is_tables());
+    let mut l = watch.begin();
+    for table in [Table::Tcp, Table::Tcp6] {
+        source.read(table, stop, &mut |s| watch.row(&mut l, at, &s))?;
+    }
+    Ok(l)
+}
+
+/// What the namespace's counters say came before: the connections it
+/// accepted, and the pod's age (its PID 1's, the pause process's where the
+/// pod shares it, the container's otherwise).
+fn before(proc_root: &std::path::Path) -> Result<(u64, Duration)> {
+    Ok((
+        counters::passive_opens(proc_root)?,
+        counters::age_of_pid1(proc_root)?,
+    ))
+}
+
+/// The pod's history: [`before`]'s accepted connections plus the data
+/// segments the first look's open connections received over their lives.
+fn history((opens, over): (u64, Duration), first: &Look) -> History {
+    History {
+        arrivals: opens.saturating_add(first.lifetime_segs),
+        over,
     }
 }
 
@@ -182,8 +211,8 @@ const UNKNOWN: Duration = Duration::from_secs(2);
 
 /// The shortest learned window: two looks, so that a connection that
 /// arrives while one is taken is seen by the next.
-fn floor(t: &Timing) -> Duration {
-    t.interval.saturating_mul(2)
+fn floor(interval: Duration) -> Duration {
+    interval.saturating_mul(2)
 }
 
 fn start_line(rules: &Rules, ports: &[u16], t: &Timing, window: IdleWindow) -> String {
@@ -192,7 +221,7 @@ fn start_line(rules: &Rules, ports: &[u16], t: &Timing, window: IdleWindow) -> S
         IdleWindow::Learned(m) => format!(
             "for longer than its rhythm explains (miss <= {}, at least {})",
             fmt_chance(m.0),
-            fmt_duration(floor(t))
+            fmt_duration(floor(t.interval))
         ),
     };
     let mut line = format!(
@@ -256,7 +285,7 @@ impl Hold {
             IdleWindow::Learned(m) => m.0,
             IdleWindow::Fixed(_) => 1.0,
         };
-        let mut rhythm = Rhythm::new(span.start, miss, floor(&timing), UNKNOWN);
+        let mut rhythm = Rhythm::new(span.start, miss, floor(timing.interval), UNKNOWN);
         let mut window = rhythm.window(span.start);
         if let IdleWindow::Fixed(d) = rule {
             window.length = d;
@@ -442,7 +471,7 @@ impl Hold {
 /// A learned window and why: "27.0 arrivals/s over 40s; a silence of
 /// 310ms by chance <= 1e-3".
 fn said_window(w: &Window, miss: f64) -> String {
-    let len = fmt_duration(w.length);
+    let len = fmt_duration(rounded(w.length));
     let history = if w.history {
         ", the pod's history with them"
     } else {
@@ -451,7 +480,7 @@ fn said_window(w: &Window, miss: f64) -> String {
     let rate = format!(
         "{} arrivals/s over {}{history}",
         fmt_rate(w.rate),
-        fmt_duration(w.over)
+        fmt_duration(rounded(w.over))
     );
     match w.basis {
         Basis::Nothing => {
@@ -465,10 +494,24 @@ fn said_window(w: &Window, miss: f64) -> String {
         ),
         Basis::Gaps => format!(
             "{rate}, gaps up to {}: a silence of {len} by chance <= {}",
-            fmt_duration(w.longest),
+            fmt_duration(rounded(w.longest)),
             fmt_chance(miss)
         ),
     }
+}
+
+/// A window for people: whole seconds from 10s, hundredths from 1s
+/// (`3h 8m 51s`, not `3h 8m 50s 940ms`); the hold keeps the exact one.
+fn rounded(d: Duration) -> Duration {
+    let step = if d >= Duration::from_secs(10) {
+        1000
+    } else if d >= Duration::from_secs(1) {
+        10
+    } else {
+        return d;
+    };
+    let ms = d.as_millis() as u64;
+    Duration::from_millis((ms + step / 2) / step * step)
 }
 
 /// `1e-3`, `0.05`: a chance as people write it.
