@@ -1,6 +1,7 @@
 //! The rollout benchmark's short run (benches/rollout/rollout.py): a few
 //! rollouts of nginx behind a real HAProxy, under curl's one-request-per-
-//! connection load, with `sleep 5` and with `quiesce` in the app's preStop.
+//! connection load at a constant rate, with `sleep 2` and with `quiesce`
+//! in the app's preStop, each pair on the same draw.
 //! Needs root, haproxy, nginx and curl; skipped (failed under CI=true)
 //! without. The benchmark itself, with every client kind and hundreds of
 //! rollouts, is `sudo benches/rollout/run.sh`.
@@ -36,16 +37,9 @@ fn quiesce_loses_no_request_where_a_short_sleep_does_not_hold_long_enough() {
     // The balancer drops the pod 3 s after the deletion: `sleep 2` lets the
     // app stop a second early, `quiesce` holds until the traffic stops.
     let out = Command::new("/usr/bin/python3")
-        .args([script, "--bin", common::BIN, "--kinds", "curl"])
-        .args([
-            "--slots-per-kind",
-            "2",
-            "--quiesce",
-            "2",
-            "--quiesce-min-wait",
-            "0",
-        ])
-        .args(["--sleeps", "2", "--sleep-rollouts", "2", "--delay", "3"])
+        .args([script, "--bin", common::BIN, "--clients", "curl"])
+        .args(["--shapes", "const:20", "--slots", "2", "--rollouts", "2"])
+        .args(["--sleeps", "2", "--delay", "3", "--age", "1"])
         .arg("--json")
         .arg(&json)
         .output()
@@ -75,9 +69,13 @@ fn quiesce_loses_no_request_where_a_short_sleep_does_not_hold_long_enough() {
                 assert_eq!(r["hook_exit"], 0, "{r}");
                 // Traffic stops reaching the pod at 3 s: never before
                 // that. After it, the window learned from ~10 requests a
-                // second at the pod over 3 s: about 2 s (a silence that
-                // long by chance <= 1e-3 over the hold's ~30 gaps).
+                // second at the pod: about 1.5 s (a silence that long by
+                // chance <= 1e-3 over the hold's ~30 gaps).
                 assert!((3.0..5.5).contains(&hold), "{r}");
+                // The pod is a PID namespace whose PID 1 is the app, as a
+                // container: its second of history counted.
+                let last = r["hook_last"][0].as_str().unwrap_or_default();
+                assert!(last.contains("the pod's history with them"), "{r}");
             }
             "sleep 2" => {
                 assert!((2.0..2.5).contains(&hold), "{r}");
@@ -87,5 +85,15 @@ fn quiesce_loses_no_request_where_a_short_sleep_does_not_hold_long_enough() {
             }
             other => panic!("{other}: {r}"),
         }
+    }
+    // Paired: the i-th rollout of each strategy had the same draw.
+    for pair in [0, 1] {
+        let draws: Vec<_> = rollouts
+            .iter()
+            .filter(|r| r["pair"] == pair)
+            .map(|r| (r["delay_s"].clone(), r["seed"].clone()))
+            .collect();
+        assert_eq!(draws.len(), 2, "{log}");
+        assert_eq!(draws[0], draws[1], "{log}");
     }
 }

@@ -286,7 +286,7 @@ impl Hold {
             IdleWindow::Fixed(_) => 1.0,
         };
         let mut rhythm = Rhythm::new(span.start, miss, floor(timing.interval), UNKNOWN);
-        let mut window = rhythm.window(span.start);
+        let mut window = rhythm.window();
         if let IdleWindow::Fixed(d) = rule {
             window.length = d;
         }
@@ -384,7 +384,7 @@ impl Judge for Hold {
             self.latest = Some(t);
         }
         if let IdleWindow::Learned(_) = self.rule {
-            self.window = self.rhythm.window(at);
+            self.window = self.rhythm.window();
         }
         // Arriving: traffic within half the window. The half keeps
         // requests a little apart from flapping the log every look.
@@ -924,6 +924,22 @@ mod tests {
             assert!(quiet, "{line}");
             assert!(line.ends_with("(deadline reached while holding)"), "{line}");
         }
+    }
+
+    #[test]
+    fn a_silence_is_judged_by_the_traffic_before_it() {
+        // Two a second for 10s, then nothing. Judged by the 20 arrivals
+        // over the 10s they came in, a silence of about 6s releases.
+        // (Counting the silence as observation lowered the rate as it
+        // grew, and the window with it: 16s, and the rollout benchmark's
+        // 2 requests/s held to the deadline.)
+        let (quiet, _, after_last, line) = learned(&exp_gaps(2.0, 1000), 10.0, 60);
+        assert!(quiet, "{line}");
+        assert!(
+            (Duration::from_secs(4)..Duration::from_secs(9)).contains(&after_last),
+            "{after_last:?}: {line}"
+        );
+        assert!(!line.contains("deadline"), "{line}");
     }
 
     #[test]

@@ -70,7 +70,7 @@ fn judge(
     };
     Preview {
         ports,
-        window: rhythm.window(at),
+        window: rhythm.window(),
         miss: miss.0,
         no_history,
     }
