@@ -224,6 +224,9 @@ struct WaitArgs {
     #[command(flatten)]
     hook: HookArgs,
 
+    #[command(flatten)]
+    rhythm: RhythmArgs,
+
     /// Exit only after nothing has blocked for this long, so an app that holds
     /// no socket for a moment between two calls keeps its proxy.
     #[arg(
@@ -294,13 +297,15 @@ struct QuiesceArgs {
     hook: HookArgs,
 }
 
-/// How `quiesce` judges a silence: `quiesce` holds by it, `check` shows
-/// what it would start from.
+/// How a silence is judged by its rhythm: `quiesce` holds by it for the
+/// app's inbound traffic, `wait` for the app's new connections between
+/// two calls, `check` shows what `quiesce` would start from.
 #[derive(Debug, Args)]
 struct RhythmArgs {
-    /// The chance, per hold, of letting go while traffic still arrives, by
-    /// the traffic's own rhythm: the window is the silence that unlikely
-    /// (unused with --idle).
+    /// The chance, per hold, of letting go while traffic still comes, by
+    /// its own rhythm: the window is the silence that unlikely (quiesce:
+    /// inbound requests, unused with --idle; wait: the app's new
+    /// connections, once it has no socket left).
     #[arg(
         long,
         value_name = "P",
@@ -396,6 +401,9 @@ pub struct WaitConfig {
     pub drain: Option<DrainTarget>,
     /// The pod's grace period, when stated.
     pub grace_period: Option<Duration>,
+    /// For an app that opens connections as it calls: the chance of
+    /// letting go between two of its calls, by their rhythm.
+    pub miss: Miss,
 }
 
 /// `quiesce`: hold the app until its inbound traffic stops.
@@ -626,6 +634,7 @@ fn wait_config(w: WaitArgs, config_errors: &[String]) -> Result<WaitConfig> {
         quiet_period: w.quiet_period,
         drain,
         grace_period: w.grace_period,
+        miss: w.rhythm.miss,
     })
 }
 
@@ -689,6 +698,7 @@ mod tests {
                 quiet_period: Duration::ZERO,
                 drain: None,
                 grace_period: None,
+                miss: Miss(0.001),
             })
         );
         assert_eq!(

@@ -96,9 +96,41 @@ pub fn parse(s: &str) -> Option<f64> {
     Some(if negative { -value } else { value })
 }
 
+/// `1e-3`, `0.05`: a chance as people write it.
+pub fn chance(p: f64) -> String {
+    if p > 1.001e-3 {
+        return short(p);
+    }
+    // p = m x 10^-k with m in [1, 10); the slack keeps 1e-3 at k = 3
+    // whichever way log10 rounds.
+    let k = (-p.log10() - 1e-9).ceil();
+    format!("{}e-{}", short(p * 10f64.powi(k as i32)), k as i32)
+}
+
+/// Arrivals a second: three figures, no exponent.
+pub fn rate(r: f64) -> String {
+    let places = if r >= 100.0 {
+        0
+    } else if r >= 10.0 {
+        1
+    } else {
+        2
+    };
+    fixed(r, places)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chances_and_rates_read_as_people_write_them() {
+        assert_eq!(chance(1e-3), "1e-3");
+        assert_eq!(chance(0.05), "0.05");
+        assert_eq!(rate(27.04), "27.0");
+        assert_eq!(rate(0.5), "0.50");
+        assert_eq!(rate(212.6), "213");
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -18,7 +18,8 @@
 //!   [`sink`] (`check`'s rows, `wait`'s tally) or [`render`]'s JSON sink.
 //! - [`traffic`]: `quiesce`'s pure judgement of each look's rows: the
 //!   freshest traffic and every arrival it can date;
-//!   [`rhythm`]: when a silence means the traffic stopped (pure).
+//!   [`rhythm`]: when a silence means the traffic stopped (pure; `wait`
+//!   judges the app's new connections by it too).
 //! - [`render`]: the table, the JSON and the log fragments (text only).
 //! - [`log`]: where the hooks' lines go, never blocking the hook;
 //!   [`drain`]: `wait --drain`'s POST to the proxy, bounded by the deadline.

@@ -51,6 +51,11 @@ impl Pass {
         self.rules.attribute(containers);
     }
 
+    /// Whether the last pass found a listener on `port` (any container's).
+    pub fn listens_on(&self, port: u16) -> bool {
+        self.facts.listens_on(port)
+    }
+
     /// One pass over `source`'s rows into `sink`. Gives up with [`procread::Stopped`] once
     /// `stop()` says so (the hook's deadline). Errors when a table cannot be
     /// read or parsed, the process list cannot be opened, or the sink

@@ -185,6 +185,11 @@ impl Rhythm {
         self.count > 0
     }
 
+    /// How many arrivals were seen (from the start).
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
     /// The window after the last arrival (or the start), for what has
     /// been seen so far: a silence, however long, does not change it.
     pub fn window(&mut self) -> Window {

@@ -10,8 +10,8 @@
 use std::io;
 
 use crate::decide::{Decision, Entry};
-use crate::keys::{Mix, PortSet};
-use crate::procread::{HolderList, Socket};
+use crate::keys::{Mix, PortSet, connection_key};
+use crate::procread::{HolderList, Socket, TcpState};
 
 /// What one pass found beside the entries it pushed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +239,8 @@ pub struct Tally {
     /// The `keep` rows first in table order, by `seq`.
     first: Vec<Row>,
     owners: Owners,
+    /// Every blocking connection's [`connection_key`].
+    connections: Vec<u64>,
 }
 
 impl Tally {
@@ -264,6 +266,10 @@ impl Sink for Tally {
     fn entry(&mut self, seq: usize, e: &Entry<'_>) -> io::Result<()> {
         self.sum = self.sum.wrapping_add(row_print(e.socket));
         self.owners.add(e);
+        if e.socket.state != TcpState::Listen {
+            self.connections
+                .push(connection_key(e.socket.local, e.socket.remote));
+        }
         // A row that follows its table may come before rows kept already.
         let at = self.first.partition_point(|r| r.seq < seq);
         if at < self.keep {
@@ -273,11 +279,13 @@ impl Sink for Tally {
         Ok(())
     }
 
-    fn finish(self, trailer: &Trailer) -> Summary {
+    fn finish(mut self, trailer: &Trailer) -> Summary {
+        self.connections.sort_unstable();
         Summary {
             fingerprint: self.sum ^ (trailer.blocking as u64).rotate_left(32),
             first: self.first,
             owners: self.owners.groups(),
+            connections: self.connections,
             trailer: *trailer,
         }
     }
@@ -291,6 +299,9 @@ pub struct Summary {
     fingerprint: u64,
     first: Vec<Row>,
     owners: Vec<OwnerGroup>,
+    /// Every blocking connection (no listener) by its [`connection_key`],
+    /// ascending: `wait` tells the app's new connections by them.
+    connections: Vec<u64>,
     /// What the pass found beside the rows.
     pub trailer: Trailer,
 }
@@ -305,6 +316,16 @@ impl Summary {
     /// order; different otherwise, but for a 2^-64 chance.
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
+    }
+
+    /// Whether a connection with this [`connection_key`] blocks.
+    pub fn has_connection(&self, key: u64) -> bool {
+        self.connections.binary_search(&key).is_ok()
+    }
+
+    /// The blocking connections' keys, ascending.
+    pub fn connections(&self) -> &[u64] {
+        &self.connections
     }
 
     /// The first blocking sockets in table order, as many as were kept.

@@ -247,16 +247,65 @@ def children(pid):
         return []
 
 
-class Bench:
-    def __init__(self, args):
-        self.args = args
-        self.tag = f"rb{os.getpid()}"
-        self.lb = f"{self.tag}-lb"
+class Namespaces:
+    """The processes and network namespaces a benchmark makes, and a
+    scratch directory: `down()` removes them all."""
+
+    def __init__(self, prefix):
+        self.tag = f"{prefix}{os.getpid()}"
         self.dir = tempfile.mkdtemp(prefix=f"{self.tag}-")
         os.chmod(self.dir, 0o755)
         self.procs = []
         self.netns = []
         self.lock = threading.Lock()
+
+    def spawn(self, argv, **kw):
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True, **kw)
+        with self.lock:
+            self.procs.append(p)
+        return p
+
+    def down(self):
+        with self.lock:
+            procs = list(self.procs)
+        for p in procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait()
+        for n in self.netns:
+            run("ip", "netns", "del", n, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def pod_net(self, slot, peer, net):
+        """A fresh network namespace for slot's pod, wired to namespace
+        `peer` by a veth pair: the peer is 10.NET.SLOT.1, the pod .2."""
+        pod = f"{self.tag}-p{slot}"
+        a, b = f"{self.tag[:6]}a{slot}", f"{self.tag[:6]}b{slot}"
+        # The last pod's namespace may outlive its name (a socket still
+        # closing): its veth pair goes with the peer's end.
+        run(*ns(peer, "ip", "link", "del", a), check=False)
+        run("ip", "netns", "del", pod, check=False)
+        run("ip", "netns", "add", pod)
+        with self.lock:
+            if pod not in self.netns:
+                self.netns.append(pod)
+        run(*ns(pod, "ip", "link", "set", "lo", "up"))
+        run("ip", "link", "add", a, "netns", peer, "type", "veth", "peer", "name", b, "netns", pod)
+        run(*ns(peer, "ip", "addr", "add", f"10.{net}.{slot}.1/30", "dev", a))
+        run(*ns(pod, "ip", "addr", "add", f"10.{net}.{slot}.2/30", "dev", b))
+        run(*ns(peer, "ip", "link", "set", a, "up"))
+        run(*ns(pod, "ip", "link", "set", b, "up"))
+        return pod
+
+
+class Bench(Namespaces):
+    def __init__(self, args):
+        super().__init__("rb")
+        self.args = args
+        self.lb = f"{self.tag}-lb"
         self.sock = os.path.join(self.dir, "haproxy.sock")
         with open(os.path.join(self.dir, "long.bin"), "wb") as f:
             f.write(b"x" * LONG_BYTES)
@@ -303,44 +352,7 @@ class Bench:
             wait_listen(self.lb, f"127.0.0.1:{8000 + i}")
 
     def pod_net(self, slot):
-        """A fresh network namespace for slot's pod, wired to the balancer."""
-        pod = f"{self.tag}-p{slot}"
-        a, b = f"{self.tag[:6]}a{slot}", f"{self.tag[:6]}b{slot}"
-        # The last pod's namespace may outlive its name (a socket still
-        # closing): its veth pair goes with the balancer's end.
-        run(*ns(self.lb, "ip", "link", "del", a), check=False)
-        run("ip", "netns", "del", pod, check=False)
-        run("ip", "netns", "add", pod)
-        with self.lock:
-            if pod not in self.netns:
-                self.netns.append(pod)
-        run(*ns(pod, "ip", "link", "set", "lo", "up"))
-        run("ip", "link", "add", a, "netns", self.lb, "type", "veth", "peer", "name", b, "netns", pod)
-        run(*ns(self.lb, "ip", "addr", "add", f"10.80.{slot}.1/30", "dev", a))
-        run(*ns(pod, "ip", "addr", "add", f"10.80.{slot}.2/30", "dev", b))
-        run(*ns(self.lb, "ip", "link", "set", a, "up"))
-        run(*ns(pod, "ip", "link", "set", b, "up"))
-        return pod
-
-    def spawn(self, argv, **kw):
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True, **kw)
-        with self.lock:
-            self.procs.append(p)
-        return p
-
-    def down(self):
-        with self.lock:
-            procs = list(self.procs)
-        for p in procs:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                p.wait()
-        for n in self.netns:
-            run("ip", "netns", "del", n, check=False)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        return super().pod_net(slot, self.lb, 80)
 
     def haproxy(self, cmd):
         s = socket.socket(socket.AF_UNIX)

@@ -10,14 +10,18 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::cli::WaitConfig;
-use crate::decide::{Containers, Rules};
+use crate::decide::{self, Containers, Rules};
+use crate::decimal;
 use crate::drain::{self, DrainTarget};
 use crate::exit_codes::ExitCode;
 use crate::hook::{self, Hook, Judge, Lines, Outcome, Settings, Span, Timing};
+use crate::keys::connection_key;
 use crate::log::{self, Whose};
 use crate::pass::Pass;
+use crate::procread::Socket;
 use crate::procread::destroys::Destroys;
 use crate::render;
+use crate::rhythm::{Miss, Rhythm, Window};
 use crate::sink::{Summary, Tally};
 use crate::source::Chosen;
 use crate::time::{Clock, after, fmt_duration};
@@ -39,6 +43,8 @@ pub fn run(config: WaitConfig, clock: &impl Clock, stderr: &mut dyn Write) -> Re
         pass,
         destroys: None,
         blocking: Vec::new(),
+        known: None,
+        came: 0,
     };
     Ok(hook::run(wait, settings, clock, stderr))
 }
@@ -52,6 +58,45 @@ struct Wait {
     /// What the last look found blocking, each as (local, remote), when it
     /// found few enough to know them all; empty otherwise.
     blocking: Vec<(SocketAddr, SocketAddr)>,
+    /// The last look's blocking connections (their keys, ascending): one
+    /// not among them is new.
+    known: Option<Vec<u64>>,
+    /// The app's connections destroyed since the last look that it never
+    /// saw: opened and closed between two looks, one call each.
+    came: u32,
+}
+
+/// One poll: what blocks, and how many of the app's connections are new
+/// since the last (opened as it calls, whether still open or closed by
+/// now).
+#[derive(Debug, Clone)]
+pub struct Polled {
+    /// What blocks.
+    pub summary: Summary,
+    /// The app's new connections.
+    pub arrivals: u32,
+}
+
+impl Polled {
+    /// A poll that saw no new connection.
+    pub fn quiet(summary: Summary) -> Self {
+        Polled {
+            summary,
+            arrivals: 0,
+        }
+    }
+}
+
+/// Whether a destroyed connection was a call of the app's that no look
+/// saw. The kernel's destroy events carry no uid (0, whoever's): a call is
+/// told by its client end, whose local port nothing in the pod listens on
+/// (the server end, the proxy's or the app's, is dropped). A client end of
+/// the proxy's own counts too: it comes with traffic either way.
+fn came_and_went(s: &Socket, rules: &Rules, pass: &Pass, known: Option<&[u64]>) -> bool {
+    s.remote.port() != 0
+        && !pass.listens_on(s.local.port())
+        && decide::row_reason(s, rules).is_none()
+        && known.is_none_or(|k| k.binary_search(&connection_key(s.local, s.remote)).is_err())
 }
 
 impl Hook for Wait {
@@ -92,7 +137,12 @@ impl Hook for Wait {
     }
 
     fn judge(&self, span: &Span) -> Drain {
-        Drain::new(*span, self.config.hook.timing, self.config.quiet_period)
+        Drain::new(
+            *span,
+            self.config.hook.timing,
+            self.config.quiet_period,
+            self.config.miss,
+        )
     }
 
     fn look(
@@ -100,24 +150,64 @@ impl Hook for Wait {
         source: &mut Chosen,
         _at: Instant,
         stop: &dyn Fn() -> bool,
-    ) -> Result<Summary> {
+    ) -> Result<Polled> {
+        // Before the pass: a connection it sees is then not counted again
+        // by its destroy event.
+        if let Some(destroys) = &mut self.destroys {
+            let (rules, pass, known, came) = (
+                &self.config.rules,
+                &self.pass,
+                self.known.as_deref(),
+                &mut self.came,
+            );
+            if destroys
+                .drain(&mut |s| *came += u32::from(came_and_went(&s, rules, pass, known)))
+                .is_err()
+            {
+                self.destroys = None;
+            }
+        }
         let summary = self.pass.run(source, Tally::new(DEADLINE_SOCKETS), stop)?;
         self.blocking.clear();
         if summary.blocking_count() <= DEADLINE_SOCKETS {
             let all = summary.first().map(|e| (e.socket.local, e.socket.remote));
             self.blocking.extend(all);
         }
-        Ok(summary)
+        let new = match &self.known {
+            Some(known) => summary
+                .connections()
+                .iter()
+                .filter(|k| known.binary_search(k).is_err())
+                .count(),
+            None => 0,
+        };
+        let arrivals = u32::try_from(new)
+            .unwrap_or(u32::MAX)
+            .saturating_add(self.came);
+        self.came = 0;
+        self.known = Some(summary.connections().to_vec());
+        Ok(Polled { summary, arrivals })
     }
 
     /// Until the interval ends, or the kernel destroys one of the sockets
     /// the last look found blocking: the app's last socket closing is then
-    /// seen at once, not up to an interval later.
+    /// seen at once, not up to an interval later. The app's connections
+    /// that come and go meanwhile are counted for the next look.
     fn sleep(&mut self, clock: &dyn Clock, d: Duration) {
         match &mut self.destroys {
             Some(destroys) if !self.blocking.is_empty() => {
-                let blocking = &self.blocking;
-                destroys.wait_for(d, &|s| blocking.contains(&(s.local, s.remote)));
+                let (blocking, rules, pass, known) = (
+                    &self.blocking,
+                    &self.config.rules,
+                    &self.pass,
+                    self.known.as_deref(),
+                );
+                let came = std::cell::Cell::new(0u32);
+                destroys.wait_for(d, &|s| {
+                    came.set(came.get() + u32::from(came_and_went(s, rules, pass, known)));
+                    blocking.contains(&(s.local, s.remote))
+                });
+                self.came = self.came.saturating_add(came.get());
             }
             _ => clock.sleep(d),
         }
@@ -135,11 +225,31 @@ pub struct Drain {
     /// When the current stretch of "nothing blocks" began, for `--quiet-period`.
     clear_since: Option<Instant>,
     warned_hold: bool,
+    /// The app's new connections: an app that connects per call holds no
+    /// socket between two calls, and its rhythm says how long a silence
+    /// means it has stopped calling.
+    rhythm: Rhythm,
+    /// The window as the last poll left it.
+    window: Window,
+    /// The miss the window is judged by.
+    miss: f64,
+    /// When the last poll was taken: new connections came after it.
+    looked_at: Instant,
 }
 
 impl Drain {
-    /// A judge for a wait of this span.
-    pub fn new(span: Span, timing: Timing, quiet_period: Duration) -> Self {
+    /// A judge for a wait of this span; `miss`: the chance of letting go
+    /// between two of the app's calls.
+    pub fn new(span: Span, timing: Timing, quiet_period: Duration, miss: Miss) -> Self {
+        // No fallback window: an app seen to open no connection is let go
+        // when its last socket closes, as ever.
+        let mut rhythm = Rhythm::new(
+            span.start,
+            miss.0,
+            timing.interval.saturating_mul(2),
+            Duration::ZERO,
+        );
+        let window = rhythm.window();
         Drain {
             span,
             timing,
@@ -147,17 +257,31 @@ impl Drain {
             last: None,
             clear_since: None,
             warned_hold: false,
+            rhythm,
+            window,
+            miss: miss.0,
+            looked_at: span.start,
         }
     }
 }
 
 impl Judge for Drain {
-    type Seen = Summary;
+    type Seen = Polled;
     const LOOK: &'static str = "poll";
     const UNSEEN: &'static str = "the proxy stops with whatever the app still holds";
     const FAILED: &'static str = "poll failed, keeping the last result and polling on";
 
-    fn observe(&mut self, v: Summary, at: Instant, _done: Instant, lines: &mut Lines) {
+    fn observe(&mut self, seen: Polled, at: Instant, done: Instant, lines: &mut Lines) {
+        let Polled {
+            summary: v,
+            arrivals,
+        } = seen;
+        if arrivals > 0 {
+            // Dated as late as the poll can tell: the release is never early.
+            self.rhythm.arrive_spread(self.looked_at, done, arrivals);
+            self.window = self.rhythm.window();
+        }
+        self.looked_at = at;
         if self.last.is_none() && v.trailer.host_network {
             lines.say(format_args!("warning: {}", render::HOST_NETWORK_NOTE));
         }
@@ -175,15 +299,27 @@ impl Judge for Drain {
         self.last = Some(v);
     }
 
+    /// Nothing blocking for `--quiet-period`, and, for an app seen opening
+    /// connections as it calls, a silence of them longer than their rhythm
+    /// explains.
     fn release(&self) -> Option<Instant> {
-        self.clear_since
-            .map(|since| after(since, self.quiet_period))
+        self.clear_since.map(|since| {
+            let quiet = after(since, self.quiet_period);
+            match self.calling() {
+                true => quiet.max(after(self.rhythm.last(), self.window.length)),
+                false => quiet,
+            }
+        })
     }
 
     fn holding(&mut self, release: Instant, lines: &mut Lines) {
         if !self.warned_hold {
+            let calls = match self.calling() {
+                true => format!(", {}", self.calls_said()),
+                false => String::new(),
+            };
             lines.say(format_args!(
-                "nothing blocks; holding until {} (--min-wait {}, --quiet-period {})",
+                "nothing blocks; holding until {} (--min-wait {}, --quiet-period {}{calls})",
                 self.span.since(release),
                 fmt_duration(self.timing.min_wait),
                 fmt_duration(self.quiet_period)
@@ -212,6 +348,31 @@ impl Judge for Drain {
             log_deadline(w, v, self.timing.timeout, took);
         }
         Outcome::DeadlineExceeded(Some(blocking))
+    }
+}
+
+/// Fewer new connections than this make no rhythm: a pool that refills,
+/// a last flush to a database. Held for, they would hold the pod for a
+/// window as long as a sparse caller's.
+const MIN_CALLS: u64 = 3;
+
+impl Drain {
+    /// Whether the app has been seen opening connections as it calls.
+    fn calling(&self) -> bool {
+        self.rhythm.count() >= MIN_CALLS
+    }
+
+    /// The app's calls, for the holding line: "the app opened 42 connections
+    /// as it called, 10.0/s: a silence of 1s by chance <= 1e-3".
+    fn calls_said(&self) -> String {
+        let w = &self.window;
+        format!(
+            "the app opened {} as it called, {}/s: a silence of {} by chance <= {}",
+            render::count(w.arrivals as usize, "connection", "connections"),
+            decimal::rate(w.rate),
+            fmt_duration(w.length),
+            decimal::chance(self.miss)
+        )
     }
 }
 
@@ -406,6 +567,93 @@ mod tests {
         );
     }
 
+    mod calls {
+        // An app that connects per call: its rhythm holds the proxy past
+        // the moment it has no socket, between two calls.
+        use super::*;
+        use crate::decide::PodFacts;
+        use crate::hook::said;
+        use crate::procread::{Holders, TcpState};
+
+        fn poll(blocking: bool, arrivals: u32) -> Polled {
+            let s = Socket {
+                state: TcpState::Established,
+                local: "127.0.0.1:40000".parse().unwrap(),
+                remote: "127.0.0.1:15001".parse().unwrap(),
+                uid: 1000,
+                inode: 9,
+                rx_queue: 0,
+                tx_queue: 0,
+                info: None,
+                cgroup: 0,
+            };
+            let rows: &[Socket] = if blocking { &[s] } else { &[] };
+            let summary = crate::pass::decide_rows(
+                &[rows],
+                &Holders::default(),
+                &Rules::default(),
+                PodFacts::default(),
+                Tally::new(DEADLINE_SOCKETS),
+            )
+            .unwrap();
+            Polled { summary, arrivals }
+        }
+
+        /// Polls every 100ms: `calls` new connections each, with a socket
+        /// open, until `until_ms`; then none. The release it settles on.
+        fn release_after(calls: u32, until_ms: u64) -> (Instant, Instant, Vec<String>) {
+            let t0 = Instant::now();
+            let timing = Timing {
+                timeout: Duration::from_secs(25),
+                interval: Duration::from_millis(100),
+                min_wait: Duration::ZERO,
+            };
+            let mut d = Drain::new(Span::new(t0, &timing), timing, Duration::ZERO, Miss(1e-3));
+            let ms = Duration::from_millis;
+            let mut k = 1;
+            while k * 100 <= until_ms {
+                let at = t0 + ms(k * 100);
+                said(|l| d.observe(poll(true, calls), at, at, l));
+                k += 1;
+            }
+            let at = t0 + ms(k * 100);
+            let (_, mut lines) = said(|l| d.observe(poll(false, 0), at, at, l));
+            let release = d.release().unwrap();
+            lines.extend(said(|l| d.holding(release, l)).1);
+            (at, release, lines)
+        }
+
+        #[test]
+        fn an_app_that_connects_per_call_is_held_for_its_rhythm() {
+            // Ten calls a second for 3s, then nothing blocks: not let go
+            // at once, as between two calls, but after a silence of them
+            // that unlikely: about a second.
+            let (clear, release, lines) = release_after(1, 3000);
+            let held = release - clear;
+            assert!(
+                (Duration::from_millis(500)..Duration::from_millis(2000)).contains(&held),
+                "{held:?} {lines:?}"
+            );
+            let hold = lines.last().unwrap();
+            assert!(
+                hold.contains("the app opened 30 connections as it called, 10.0/s: a silence of"),
+                "{hold}"
+            );
+            assert!(hold.ends_with("by chance <= 1e-3)"), "{hold}");
+        }
+
+        #[test]
+        fn a_few_new_connections_make_no_rhythm() {
+            // Two (a pool refilling) over 200ms: let go when nothing blocks.
+            let (clear, release, lines) = release_after(1, 200);
+            assert_eq!(release, clear, "{lines:?}");
+            assert!(
+                !lines.last().unwrap().contains("the app opened"),
+                "{lines:?}"
+            );
+        }
+    }
+
     mod machine {
         // The loop itself, driven with `wait`'s judge on a fake clock.
         use super::*;
@@ -438,7 +686,9 @@ mod tests {
                 min_wait: o.min_wait,
             };
             let span = Span::new(start, &timing);
-            let mut judge = Drain::new(span, timing, o.quiet_period);
+            let mut judge = Drain::new(span, timing, o.quiet_period, Miss(1e-3));
+            let mut look = look;
+            let look = |stop: &dyn Fn() -> bool| look(stop).map(Polled::quiet);
             let mut nowhere = Vec::new();
             let (out, quiet): (&mut dyn Write, bool) = match log {
                 Some(l) => (l, false),

@@ -220,7 +220,7 @@ fn start_line(rules: &Rules, ports: &[u16], t: &Timing, window: IdleWindow) -> S
         IdleWindow::Fixed(d) => format!("for {}", fmt_duration(d)),
         IdleWindow::Learned(m) => format!(
             "for longer than its rhythm explains (miss <= {}, at least {})",
-            fmt_chance(m.0),
+            decimal::chance(m.0),
             fmt_duration(floor(t.interval))
         ),
     };
@@ -479,7 +479,7 @@ fn said_window(w: &Window, miss: f64) -> String {
     };
     let rate = format!(
         "{} arrivals/s over {}{history}",
-        fmt_rate(w.rate),
+        decimal::rate(w.rate),
         fmt_duration(rounded(w.over))
     );
     match w.basis {
@@ -490,12 +490,12 @@ fn said_window(w: &Window, miss: f64) -> String {
         Basis::Floor => format!("{rate}: busier than the looks sample, window {len} (the floor)"),
         Basis::Rate => format!(
             "{rate}: a silence of {len} by chance <= {}",
-            fmt_chance(miss)
+            decimal::chance(miss)
         ),
         Basis::Gaps => format!(
             "{rate}, gaps up to {}: a silence of {len} by chance <= {}",
             fmt_duration(rounded(w.longest)),
-            fmt_chance(miss)
+            decimal::chance(miss)
         ),
     }
 }
@@ -512,29 +512,6 @@ fn rounded(d: Duration) -> Duration {
     };
     let ms = d.as_millis() as u64;
     Duration::from_millis((ms + step / 2) / step * step)
-}
-
-/// `1e-3`, `0.05`: a chance as people write it.
-fn fmt_chance(p: f64) -> String {
-    if p > 1.001e-3 {
-        return decimal::short(p);
-    }
-    // p = m x 10^-k with m in [1, 10); the slack keeps 1e-3 at k = 3
-    // whichever way log10 rounds.
-    let k = (-p.log10() - 1e-9).ceil();
-    format!("{}e-{}", decimal::short(p * 10f64.powi(k as i32)), k as i32)
-}
-
-/// Arrivals a second: three figures, no exponent.
-fn fmt_rate(r: f64) -> String {
-    let places = if r >= 100.0 {
-        0
-    } else if r >= 10.0 {
-        1
-    } else {
-        2
-    };
-    decimal::fixed(r, places)
 }
 
 fn ports_list(ports: &[u16]) -> String {
@@ -951,14 +928,5 @@ mod tests {
             line.starts_with("deadline 3s passed (at 3s); traffic still arriving"),
             "{line}"
         );
-    }
-
-    #[test]
-    fn chances_and_rates_read_as_people_write_them() {
-        assert_eq!(fmt_chance(1e-3), "1e-3");
-        assert_eq!(fmt_chance(0.05), "0.05");
-        assert_eq!(fmt_rate(27.04), "27.0");
-        assert_eq!(fmt_rate(0.5), "0.50");
-        assert_eq!(fmt_rate(212.6), "213");
     }
 }

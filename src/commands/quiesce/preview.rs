@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use super::{UNKNOWN, before, floor, fmt_chance, fmt_rate, history, ports_list, rows, said_window};
+use super::{UNKNOWN, before, floor, history, ports_list, rows, said_window};
 use crate::cli::{Pod, QUIESCE_DEFAULT_INTERVAL};
 use crate::decide::Containers;
+use crate::decimal;
 use crate::procread::netlink::ALL_STATES;
 use crate::render::{json_string, push_u64};
 use crate::rhythm::{Basis, Miss, Rhythm, Window};
@@ -110,7 +111,7 @@ impl Preview {
         out.extend_from_slice(b",\"basis\":\"");
         out.extend_from_slice(basis(w.basis).as_bytes());
         out.extend_from_slice(b"\",\"rate\":");
-        out.extend_from_slice(fmt_rate(w.rate).as_bytes());
+        out.extend_from_slice(decimal::rate(w.rate).as_bytes());
         out.extend_from_slice(b",\"arrivals\":");
         push_u64(&mut out, w.arrivals);
         out.extend_from_slice(b",\"over_ms\":");
@@ -126,7 +127,7 @@ impl Preview {
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"miss\":");
-        out.extend_from_slice(fmt_chance(self.miss).as_bytes());
+        out.extend_from_slice(decimal::chance(self.miss).as_bytes());
         out.push(b'}');
         out
     }
