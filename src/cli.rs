@@ -224,6 +224,12 @@ struct WaitArgs {
     #[command(flatten)]
     hook: HookArgs,
 
+    /// Hold an app that connects per call between two of its calls: once
+    /// it has been seen opening three or more connections, exit only after
+    /// a silence of them longer than their rhythm explains (--miss).
+    #[arg(long, env = "PRESTOP_WAIT_BETWEEN_CALLS", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    between_calls: bool,
+
     #[command(flatten)]
     rhythm: RhythmArgs,
 
@@ -304,7 +310,7 @@ struct QuiesceArgs {
 struct RhythmArgs {
     /// The chance, per hold, of letting go while traffic still comes, by
     /// its own rhythm: the window is the silence that unlikely (quiesce:
-    /// inbound requests, unused with --idle; wait: the app's new
+    /// inbound requests, unused with --idle; wait --between-calls: the app's new
     /// connections, once it has no socket left).
     #[arg(
         long,
@@ -401,9 +407,9 @@ pub struct WaitConfig {
     pub drain: Option<DrainTarget>,
     /// The pod's grace period, when stated.
     pub grace_period: Option<Duration>,
-    /// For an app that opens connections as it calls: the chance of
-    /// letting go between two of its calls, by their rhythm.
-    pub miss: Miss,
+    /// `--between-calls`: for an app that opens connections as it calls,
+    /// the chance of letting go between two of its calls, by their rhythm.
+    pub calls: Option<Miss>,
 }
 
 /// `quiesce`: hold the app until its inbound traffic stops.
@@ -634,7 +640,7 @@ fn wait_config(w: WaitArgs, config_errors: &[String]) -> Result<WaitConfig> {
         quiet_period: w.quiet_period,
         drain,
         grace_period: w.grace_period,
-        miss: w.rhythm.miss,
+        calls: w.between_calls.then_some(w.rhythm.miss),
     })
 }
 
@@ -698,7 +704,7 @@ mod tests {
                 quiet_period: Duration::ZERO,
                 drain: None,
                 grace_period: None,
-                miss: Miss(0.001),
+                calls: None,
             })
         );
         assert_eq!(

@@ -35,7 +35,7 @@ the proxy's SIGTERM only once the app has exited.
 Strategies for the proxy's preStop: `none`; `netstat`, the widely copied
 loop, verbatim, with a real shell and net-tools' netstat, as uid 1337:
 `while [ $(netstat -plunt | grep tcp | grep -v envoy | wc -l | xargs) -ne 0 ];
-do sleep 1; done`; `sleep N`; `wait` (`prestop-wait wait`, its defaults);
+do sleep 1; done`; `sleep N`; `wait` (`prestop-wait wait --between-calls`);
 `native` (no hook, the native-sidecar order: the reference).
 
 Per rollout: failed outbound calls (refused, reset, timeouts, non-200); the
@@ -234,7 +234,7 @@ server {{ listen 0.0.0.0:8080; location / {{ return 200 "ok\\n"; }} }} }}
         if strategy.startswith("sleep"):
             return enter + ["sleep", strategy.split()[1]]
         if strategy == "wait":
-            return enter + [self.args.bin, "wait"]
+            return enter + [self.args.bin, "wait", "--between-calls"]
         return None
 
     def rollout(self, slot, job):

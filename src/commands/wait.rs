@@ -141,7 +141,7 @@ impl Hook for Wait {
             *span,
             self.config.hook.timing,
             self.config.quiet_period,
-            self.config.miss,
+            self.config.calls,
         )
     }
 
@@ -235,12 +235,15 @@ pub struct Drain {
     miss: f64,
     /// When the last poll was taken: new connections came after it.
     looked_at: Instant,
+    /// `--between-calls`: the rhythm holds.
+    between_calls: bool,
 }
 
 impl Drain {
     /// A judge for a wait of this span; `miss`: the chance of letting go
     /// between two of the app's calls.
-    pub fn new(span: Span, timing: Timing, quiet_period: Duration, miss: Miss) -> Self {
+    pub fn new(span: Span, timing: Timing, quiet_period: Duration, calls: Option<Miss>) -> Self {
+        let (between_calls, miss) = (calls.is_some(), calls.unwrap_or(Miss(1e-3)));
         // No fallback window: an app seen to open no connection is let go
         // when its last socket closes, as ever.
         let mut rhythm = Rhythm::new(
@@ -261,6 +264,7 @@ impl Drain {
             window,
             miss: miss.0,
             looked_at: span.start,
+            between_calls,
         }
     }
 }
@@ -359,7 +363,7 @@ const MIN_CALLS: u64 = 3;
 impl Drain {
     /// Whether the app has been seen opening connections as it calls.
     fn calling(&self) -> bool {
-        self.rhythm.count() >= MIN_CALLS
+        self.between_calls && self.rhythm.count() >= MIN_CALLS
     }
 
     /// The app's calls, for the holding line: "the app opened 42 connections
@@ -608,7 +612,12 @@ mod tests {
                 interval: Duration::from_millis(100),
                 min_wait: Duration::ZERO,
             };
-            let mut d = Drain::new(Span::new(t0, &timing), timing, Duration::ZERO, Miss(1e-3));
+            let mut d = Drain::new(
+                Span::new(t0, &timing),
+                timing,
+                Duration::ZERO,
+                Some(Miss(1e-3)),
+            );
             let ms = Duration::from_millis;
             let mut k = 1;
             while k * 100 <= until_ms {
@@ -686,7 +695,7 @@ mod tests {
                 min_wait: o.min_wait,
             };
             let span = Span::new(start, &timing);
-            let mut judge = Drain::new(span, timing, o.quiet_period, Miss(1e-3));
+            let mut judge = Drain::new(span, timing, o.quiet_period, None);
             let mut look = look;
             let look = |stop: &dyn Fn() -> bool| look(stop).map(Polled::quiet);
             let mut nowhere = Vec::new();
