@@ -129,6 +129,25 @@ while time.monotonic() < end:
 print(repr(last), ok)
 "#;
 
+/// The kernel's destroy events in the namespace, as the hook should see
+/// them: one line per socket destroyed, `<CLOCK_MONOTONIC> <local port>
+/// <remote port>`, until the file `argv[1]` appears (30 s at most). What a
+/// failed hold is checked against: were the events there to be seen?
+const EVENTS: &str = r#"
+import os, select, socket, struct, sys, time
+nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 4)  # NETLINK_SOCK_DIAG
+nl.bind((0, 1))  # SKNLGRP_INET_TCP_DESTROY
+print("ready", file=sys.stderr, flush=True)
+end = time.monotonic() + 30
+while not os.path.exists(sys.argv[1]) and time.monotonic() < end:
+    if select.select([nl], [], [], 0.05)[0]:
+        data = nl.recv(65536)
+        # nlmsghdr (16 bytes), then inet_diag_msg: family, state, timer,
+        # retrans, then the ports, big-endian.
+        sport, dport = struct.unpack_from(">HH", data, 20)
+        print(repr(time.monotonic()), sport, dport, flush=True)
+"#;
+
 /// With one request per connection at 5 a second, `quiesce --idle=1s`
 /// looking every 200 ms holds while requests arrive and lets go about
 /// --idle after the last; each such connection shows as `closed by`.
@@ -142,6 +161,11 @@ fn short_connections_between_looks_hold_quiesce() {
         // started first could spend its --idle before a slow client's
         // first request.
         let started = web.dir.path().join(format!("started-{rate}"));
+        let stop = web.dir.path().join(format!("stop-{rate}"));
+        let mut events = web.exec("/usr/bin/python3");
+        events.args(["-c", EVENTS]).arg(&stop);
+        let mut events = Running::spawn("destroy events", events);
+        events.wait_for_line("ready", Duration::from_secs(10));
         let mut client = web.exec("/usr/bin/python3");
         client.args(["-c", CLIENT, &rate.to_string(), &secs.to_string()]);
         client.arg(&started);
@@ -152,12 +176,26 @@ fn short_connections_between_looks_hold_quiesce() {
         let hook = Running::spawn("quiesce", hook);
         let client = client.finish(Duration::from_secs(20));
         let done = hook.finish(Duration::from_secs(15));
+        std::fs::write(&stop, "").unwrap();
+        let events = events.finish(Duration::from_secs(10));
+        // The server's ends of the client's connections, dated from the
+        // hook's start: what it had to see.
+        let seen: Vec<String> = events
+            .stdout
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let t: f64 = w.next()?.parse().ok()?;
+                (w.next()? == "8080").then(|| format!("{:.3}", t - done.started_at))
+            })
+            .collect();
         let mut words = client.stdout.split_whitespace();
         let last: f64 = words.next().unwrap().parse().unwrap();
         let ok: u32 = words.next().unwrap().parse().unwrap();
         let held_after = done.exited_at - last;
         eprintln!(
-            "{rate}/s for {secs}s: {ok} requests; quiesce ended {held_after:.3}s after the last ({:.3}s in all)",
+            "{rate}/s for {secs}s: {ok} requests, {} destroy events on :8080 in all; quiesce ended {held_after:.3}s after the last ({:.3}s in all)",
+            seen.len(),
             done.exited_at - done.started_at
         );
         assert!(
@@ -167,7 +205,8 @@ fn short_connections_between_looks_hold_quiesce() {
         assert_eq!(done.code(), 0, "{done}");
         assert!(
             held_after >= 1.0,
-            "released {held_after:.3}s after the last request, under traffic: {done}"
+            "released {held_after:.3}s after the last request, under traffic: {done}\n\
+             the kernel's destroy events for :8080, s after the hook's start: {seen:?}"
         );
         assert!(
             held_after < 1.0 + 0.2 + 0.6,
